@@ -1,0 +1,1 @@
+"""vmbot: create, park and restore Compute Engine VMs from Slack."""

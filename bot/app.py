@@ -1,0 +1,83 @@
+"""Wiring: builds the Bolt app and everything it needs, from one Settings object.
+
+``create_app`` is a factory (no module-level App), so tests and the demo pass in
+clients pointed at local stand-ins and production passes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.webhook import WebhookClient
+
+from bot.gce import Compute
+from bot.reporting import progress_for
+from bot.runner import JobRunner
+from bot.settings import Settings
+from bot.workflows import Workflows
+from handlers import actions, commands
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VmBot:
+    """The running bot: the Bolt app and the collaborators its handlers use."""
+
+    settings: Settings
+    app: App
+    client: WebClient
+    store: Store
+    compute: Compute
+    runner: JobRunner
+    workflows: Workflows
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        self.runner.shutdown(wait=wait)
+
+
+def create_web_client(settings: Settings) -> WebClient:
+    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url or WebClient.BASE_URL)
+    # Slack answers 429 with Retry-After under load; the SDK's handler waits and retries.
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
+    return client
+
+
+def create_app(
+    settings: Settings,
+    *,
+    web_client: WebClient | None = None,
+    compute: Compute | None = None,
+    store: Store | None = None,
+) -> VmBot:
+    client = web_client or create_web_client(settings)
+    store = store or Store.from_url(settings.database_url)
+    compute = compute or Compute(
+        settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout
+    )
+    app = App(client=client, signing_secret=settings.slack_signing_secret)
+    workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op))
+    bot = VmBot(settings, app, client, store, compute, JobRunner(settings.workers), workflows)
+    commands.register(app, bot)
+    actions.register(app, bot)
+    app.error(on_error)
+    return bot
+
+
+def on_error(error: Exception, body: dict[str, Any]) -> None:
+    """The one place an unexpected error is logged (with its traceback); the user gets a short apology."""
+    reference = uuid.uuid4().hex[:8]
+    log.error("unhandled error in a Slack listener (ref %s)", reference, exc_info=error)
+    response_url = body.get("response_url")
+    if response_url:
+        WebhookClient(response_url).send(
+            text=f":bangbang: Sorry, something went wrong on my side (ref `{reference}`). Nothing was changed.",
+            response_type="ephemeral",
+        )

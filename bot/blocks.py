@@ -1,0 +1,215 @@
+"""Every message the bot shows in Slack, built as Block Kit data.
+
+Handlers and workflows decide *what* to say; this module decides how it looks.
+Each builder returns a Message whose ``text`` is the plain fallback Slack shows
+in notifications and whose ``blocks`` are the rich layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.gce import InstanceInfo
+    from storage.models import Image, Operation, Vm
+    from storage.store import VmSummary
+
+Block = dict[str, Any]
+
+VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting"}
+STATE_EMOJI = {
+    "running": ":large_green_circle:",
+    "parked": ":parking:",
+    "stopped": ":double_vertical_bar:",
+    "creating": ":hourglass_flowing_sand:",
+    "deleted": ":wastebasket:",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": self.blocks} if self.blocks else {"text": self.text}
+
+
+def escape(text: str) -> str:
+    """Escape Slack's control characters so user text is shown, never interpreted (no <!channel>, no links)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def section(markdown: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": markdown}}
+
+
+def context(*markdown: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": item} for item in markdown]}
+
+
+def text_only(markdown: str) -> Message:
+    return Message(markdown, [section(markdown)])
+
+
+# ---- help ---------------------------------------------------------------------
+
+
+def help_message() -> Message:
+    from bot.parsing import SUBCOMMANDS  # the table of subcommands is the help text
+
+    lines = [f"`/vm {spec.usage}`  {spec.summary}" for spec in SUBCOMMANDS.values()]
+    body = "\n".join(lines)
+    return Message(
+        "vmbot: create, park and restore GCP VMs from Slack.\n" + body,
+        [
+            section("*vmbot* creates, parks and restores Compute Engine VMs from Slack."),
+            section(body),
+            context(
+                "Parking keeps only an image of the VM's disk (cheap) and deletes the VM; "
+                "restoring recreates it from that image and runs its startup script again."
+            ),
+        ],
+    )
+
+
+# ---- park confirmation -------------------------------------------------------------
+
+
+def park_confirmation(vm: Vm) -> Message:
+    """The ephemeral question a park starts with: two buttons, the dangerous one behind a confirm dialog."""
+    what = (
+        f"Parking `{vm.name}` stops it, saves an image of its boot disk into image family `{vm.name}`, "
+        "then *deletes the VM*. Its external IP will change when it is restored."
+    )
+    return Message(
+        f"Park {vm.name}? It will be stopped, imaged and deleted.",
+        [
+            section(f":warning: {what}"),
+            {
+                "type": "actions",
+                "block_id": "park_confirmation",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "park_confirm",
+                        "text": {"type": "plain_text", "text": f"Park {vm.name}"[:75]},
+                        "style": "danger",
+                        "value": vm.name,
+                        "confirm": {
+                            "title": {"type": "plain_text", "text": "Park this VM?"},
+                            "text": {"type": "mrkdwn", "text": what},
+                            "confirm": {"type": "plain_text", "text": "Park it"},
+                            "deny": {"type": "plain_text", "text": "Keep it running"},
+                            "style": "danger",
+                        },
+                    },
+                    {
+                        "type": "button",
+                        "action_id": "park_cancel",
+                        "text": {"type": "plain_text", "text": "Cancel"},
+                        "value": vm.name,
+                    },
+                ],
+            },
+        ],
+    )
+
+
+# ---- an operation's thread -------------------------------------------------------------
+
+
+def operation_started(op: Operation, detail: str) -> Message:
+    headline = f":hourglass_flowing_sand: <@{op.requested_by}> is {VERB_ING[op.verb.value]} `{op.vm_name}`"
+    return Message(
+        f"{VERB_ING[op.verb.value].capitalize()} {op.vm_name} (asked by <@{op.requested_by}>)",
+        [section(headline), context(f"{detail} · operation #{op.id} · progress in the thread")],
+    )
+
+
+def operation_finished(op: Operation, *, ok: bool, headline: str, took: float) -> Message:
+    icon = ":white_check_mark:" if ok else ":x:"
+    return Message(
+        f"{op.verb.value.capitalize()} {op.vm_name}: {'done' if ok else 'failed'}",
+        [
+            section(f"{icon} {headline}"),
+            context(f"<@{op.requested_by}> asked to {op.verb.value} `{op.vm_name}` · operation #{op.id} · {_duration(took)}"),
+        ],
+    )
+
+
+def step(text: str) -> Message:
+    return Message(text)
+
+
+# ---- list and status -------------------------------------------------------------------
+
+
+def vm_state_label(vm: Vm, active: Operation | None) -> str:
+    if active is not None:
+        return f":hourglass_flowing_sand: busy: {VERB_ING[active.verb.value]}"
+    return f"{STATE_EMOJI.get(vm.state.value, '')} {vm.state.value}".strip()
+
+
+def vm_list(summaries: Sequence[VmSummary]) -> Message:
+    if not summaries:
+        return text_only("I don't manage any VMs yet. Create one with `/vm create NAME`.")
+    lines = []
+    for item in summaries:
+        vm = item.vm
+        image = f"`{item.newest_image}`" if item.newest_image else "no image"
+        ip = f" · {vm.external_ip}" if vm.external_ip else ""
+        lines.append(
+            f"*{vm.name}*  {vm_state_label(vm, item.active_operation)}{ip}\n"
+            f"      <@{vm.owner}> · {vm.zone} · {vm.machine_type} · {image}"
+        )
+    blocks = [section(f"*{len(summaries)} VM{'s' if len(summaries) != 1 else ''}*")]
+    # A section holds at most 3000 characters: chunk the lines.
+    chunk: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    blocks.append(section("\n".join(chunk)))
+    return Message(f"{len(summaries)} VMs: " + ", ".join(s.vm.name for s in summaries), blocks[:50])
+
+
+def vm_status(vm: Vm, live: InstanceInfo | None, images: Sequence[Image], operations: Sequence[Operation]) -> Message:
+    gcp = f"{live.status}" + (f" at {live.external_ip}" if live and live.external_ip else "") if live else "no instance"
+    image = next((img.name for img in reversed(images) if img.state.value == "ready"), None)
+    facts = [
+        f"*{vm.name}*  {vm_state_label(vm, vm.active_operation)}",
+        f"GCP now: {gcp}",
+        f"Owner <@{vm.owner}> · {vm.zone} · {vm.machine_type}",
+        f"Newest image: `{image}`" if image else "No image yet",
+    ]
+    ops = [
+        f"#{op.id} {op.verb.value} by <@{op.requested_by}>: {op.state.value}"
+        + (f" ({op.step})" if op.state.value == "running" and op.step else "")
+        + (f": {escape(op.error)[:200]}" if op.error else "")
+        + f" · {_ago(op.created_at)}"
+        for op in operations
+    ]
+    blocks = [section("\n".join(facts))]
+    if ops:
+        blocks.append(context("*Last operations*\n" + "\n".join(ops)))
+    return Message(f"{vm.name}: {vm.state.value}, GCP: {gcp}", blocks)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"took {minutes}m {secs:02d}s" if minutes else f"took {secs}s"
+
+
+def _ago(when: datetime) -> str:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    seconds = int((datetime.now(timezone.utc) - when).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return "just now"

@@ -1,0 +1,14 @@
+"""Errors in two tiers: a UserError carries a message meant for the person who asked;
+anything else is a bug, logged once with its traceback by the app's global error handler."""
+
+
+class UserError(Exception):
+    """An expected failure; ``str(error)`` is shown to the user as it is (Slack mrkdwn)."""
+
+
+class UsageError(UserError):
+    """The command text could not be understood."""
+
+
+class Refused(UserError):
+    """The command was understood but is not allowed now (state, ownership, a running operation)."""

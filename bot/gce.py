@@ -1,0 +1,322 @@
+"""The GCP adapter: the only module that talks to Compute Engine.
+
+Every mutating call returns a long-running operation; ``_wait`` owns waiting
+for it. It uses our own Zone/GlobalOperationsClient ``wait`` (the endpoint
+returns when the operation is DONE or after about two minutes, so we loop),
+because ``ExtendedOperation.result()`` in google-cloud-compute 1.x polls through
+an operations client built without our ``client_options`` and would ignore a
+custom endpoint.
+
+Transient failures are retried here and nowhere else (``is_transient``), with
+exponential backoff and jitter; mutations carry a ``requestId`` so a retried
+insert cannot act twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from google.api_core import exceptions as api_exceptions
+from google.api_core.client_options import ClientOptions
+from google.api_core.extended_operation import ExtendedOperation
+from google.api_core.retry import Retry
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import compute_v1
+
+log = logging.getLogger(__name__)
+
+MANAGED_LABEL = {"managed-by": "vmbot"}
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+TRANSIENT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "backendError", "internalError"})
+DONE = compute_v1.Operation.Status.DONE
+
+
+class GceError(Exception):
+    """A Compute Engine failure, carrying GCP's own message."""
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.reason = reason
+
+    @property
+    def transient(self) -> bool:
+        return self.status in TRANSIENT_STATUSES or self.reason in TRANSIENT_REASONS
+
+
+class GceNotFound(GceError):
+    pass
+
+
+class GceAlreadyExists(GceError):
+    pass
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed API call is worth retrying (rate limits and server-side errors)."""
+    if isinstance(exc, api_exceptions.GoogleAPICallError):
+        return exc.code in TRANSIENT_STATUSES or _reason(exc) in TRANSIENT_REASONS
+    return isinstance(exc, (ConnectionError, api_exceptions.RetryError)) and not isinstance(exc, GceError)
+
+
+def _reason(exc: api_exceptions.GoogleAPICallError) -> str | None:
+    for error in exc.errors or ():
+        if isinstance(error, dict) and error.get("reason"):
+            return str(error["reason"])
+    return exc.reason
+
+
+def _translate(exc: api_exceptions.GoogleAPICallError) -> GceError:
+    kind = {404: GceNotFound, 409: GceAlreadyExists}.get(int(exc.code or 0), GceError)
+    return kind(exc.message or str(exc), status=int(exc.code) if exc.code else None, reason=_reason(exc))
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What a create or restore asks of GCP."""
+
+    name: str
+    zone: str
+    machine_type: str
+    source_image: str
+    startup_script: str
+    labels: dict[str, str]
+    metadata: dict[str, str] = field(default_factory=dict)
+    network_tags: tuple[str, ...] = ("vmbot-web",)
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    name: str
+    zone: str
+    status: str  # PROVISIONING, STAGING, RUNNING, STOPPING, TERMINATED, ...
+    machine_type: str
+    external_ip: str | None
+    boot_disk: str | None  # the disk's URL, as an image's sourceDisk wants it
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    name: str
+    family: str | None
+    status: str  # PENDING, READY, FAILED
+    disk_size_gb: int | None
+    archive_size_bytes: int | None
+    labels: dict[str, str]
+    created: datetime | None
+
+
+OperationStarted = Callable[[str], None]
+
+
+class Compute:
+    """Compute Engine for one project, through google-cloud-compute's REST clients."""
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        endpoint: str | None = None,
+        credentials: Credentials | None = None,
+        operation_timeout: float = 900.0,
+        retry_deadline: float = 120.0,
+        retry_initial: float = 1.0,
+    ) -> None:
+        self.project = project
+        self.operation_timeout = operation_timeout
+        options = ClientOptions(api_endpoint=endpoint) if endpoint else None
+        if endpoint and endpoint.startswith("http://") and credentials is None:
+            credentials = AnonymousCredentials()  # a local stand-in: no Google credentials involved
+        kwargs = {"credentials": credentials, "client_options": options}
+        self.instances = compute_v1.InstancesClient(**kwargs)
+        self.images = compute_v1.ImagesClient(**kwargs)
+        self.zone_operations = compute_v1.ZoneOperationsClient(**kwargs)
+        self.global_operations = compute_v1.GlobalOperationsClient(**kwargs)
+        self.retry = Retry(
+            predicate=is_transient, initial=retry_initial, maximum=30.0, multiplier=2.0, timeout=retry_deadline
+        )
+
+    # ---- instances -----------------------------------------------------------
+
+    def get_instance(self, zone: str, name: str) -> InstanceInfo | None:
+        try:
+            instance = self._call(self.instances.get, project=self.project, zone=zone, instance=name)
+        except GceNotFound:
+            return None
+        return _instance_info(instance)
+
+    def create_instance(self, spec: InstanceSpec, *, on_started: OperationStarted | None = None) -> InstanceInfo:
+        """Insert an instance and wait until it is RUNNING; raise GceError with GCP's message."""
+        items = [compute_v1.Items(key="startup-script", value=spec.startup_script)]
+        items += [compute_v1.Items(key=key, value=value) for key, value in spec.metadata.items()]
+        instance = compute_v1.Instance(
+            name=spec.name,
+            machine_type=f"zones/{spec.zone}/machineTypes/{spec.machine_type}",
+            labels=spec.labels,
+            tags=compute_v1.Tags(items=list(spec.network_tags)),
+            metadata=compute_v1.Metadata(items=items),
+            disks=[
+                compute_v1.AttachedDisk(
+                    boot=True,
+                    auto_delete=True,
+                    initialize_params=compute_v1.AttachedDiskInitializeParams(
+                        source_image=spec.source_image, labels=spec.labels
+                    ),
+                )
+            ],
+            network_interfaces=[
+                compute_v1.NetworkInterface(
+                    network="global/networks/default",
+                    access_configs=[compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")],
+                )
+            ],
+        )
+        request = compute_v1.InsertInstanceRequest(
+            project=self.project, zone=spec.zone, instance_resource=instance, request_id=str(uuid.uuid4())
+        )
+        self._wait(self._call(self.instances.insert, request=request), zone=spec.zone, on_started=on_started)
+        info = self.get_instance(spec.zone, spec.name)
+        if info is None:
+            raise GceError(f"GCP reported {spec.name} created, but it is not there")
+        return info
+
+    def stop_instance(self, zone: str, name: str, *, on_started: OperationStarted | None = None) -> None:
+        request = compute_v1.StopInstanceRequest(
+            project=self.project, zone=zone, instance=name, request_id=str(uuid.uuid4())
+        )
+        self._wait(self._call(self.instances.stop, request=request), zone=zone, on_started=on_started)
+
+    def delete_instance(self, zone: str, name: str, *, on_started: OperationStarted | None = None) -> None:
+        request = compute_v1.DeleteInstanceRequest(
+            project=self.project, zone=zone, instance=name, request_id=str(uuid.uuid4())
+        )
+        self._wait(self._call(self.instances.delete, request=request), zone=zone, on_started=on_started)
+
+    # ---- images ------------------------------------------------------------------
+
+    def get_image(self, name: str) -> ImageInfo | None:
+        try:
+            return _image_info(self._call(self.images.get, project=self.project, image=name))
+        except GceNotFound:
+            return None
+
+    def create_image(
+        self,
+        name: str,
+        *,
+        family: str,
+        source_disk: str,
+        labels: dict[str, str],
+        on_started: OperationStarted | None = None,
+    ) -> ImageInfo:
+        """Image a (stopped) VM's boot disk into ``family`` and wait until the image is READY."""
+        image = compute_v1.Image(name=name, family=family, source_disk=source_disk, labels=labels)
+        request = compute_v1.InsertImageRequest(
+            project=self.project, image_resource=image, request_id=str(uuid.uuid4())
+        )
+        self._wait(self._call(self.images.insert, request=request), zone=None, on_started=on_started)
+        info = self.get_image(name)
+        if info is None or info.status != "READY":
+            raise GceError(f"image {name} did not become READY (status {info.status if info else 'missing'})")
+        return info
+
+    def delete_image(self, name: str, *, on_started: OperationStarted | None = None) -> None:
+        request = compute_v1.DeleteImageRequest(project=self.project, image=name, request_id=str(uuid.uuid4()))
+        self._wait(self._call(self.images.delete, request=request), zone=None, on_started=on_started)
+
+    def list_images(self, labels: dict[str, str]) -> Iterator[ImageInfo]:
+        """The project's images carrying all ``labels`` (pages are fetched as the iterator goes)."""
+        label_filter = " AND ".join(f'labels.{key} = "{value}"' for key, value in labels.items())
+        pager = self._call(self.images.list, request=compute_v1.ListImagesRequest(project=self.project, filter=label_filter))
+        for image in pager:
+            yield _image_info(image)
+
+    # ---- operations ----------------------------------------------------------------
+
+    def wait_for(self, operation_name: str, *, zone: str | None) -> None:
+        """Wait for a GCP operation we started earlier (e.g. before a restart), by its name."""
+        operation = self._poll(operation_name, zone)
+        self._wait(operation, zone=zone, on_started=None)
+
+    def _wait(
+        self,
+        operation: ExtendedOperation | compute_v1.Operation,
+        *,
+        zone: str | None,
+        on_started: OperationStarted | None,
+    ) -> compute_v1.Operation:
+        name = operation.name
+        if on_started:
+            on_started(name)
+        deadline = time.monotonic() + self.operation_timeout
+        while operation.status != DONE:
+            if time.monotonic() > deadline:
+                raise GceError(f"GCP operation {name} did not finish within {self.operation_timeout:.0f} s")
+            operation = self._poll(name, zone, wait=True)
+        errors = list(operation.error.errors) if operation.error else []
+        if errors:
+            message = "; ".join(error.message or error.code for error in errors)
+            raise GceError(message, status=operation.http_error_status_code or None, reason=errors[0].code)
+        return operation
+
+    def _poll(self, name: str, zone: str | None, *, wait: bool = False) -> compute_v1.Operation:
+        if zone:
+            method = self.zone_operations.wait if wait else self.zone_operations.get
+            return self._call(method, project=self.project, zone=zone, operation=name, timeout=180)
+        method = self.global_operations.wait if wait else self.global_operations.get
+        return self._call(method, project=self.project, operation=name, timeout=180)
+
+    def _call(self, method, **kwargs):  # type: ignore[no-untyped-def]
+        """Call a client method with our retry policy, turning API errors into GceError."""
+        try:
+            return method(retry=self.retry, **kwargs)
+        except api_exceptions.RetryError as exc:
+            cause = exc.cause
+            if isinstance(cause, api_exceptions.GoogleAPICallError):
+                raise _translate(cause) from exc
+            raise GceError(f"GCP did not answer in time: {exc}") from exc
+        except api_exceptions.GoogleAPICallError as exc:
+            raise _translate(exc) from exc
+
+
+def _short(url: str) -> str:
+    """The last path segment of a resource URL ("zones/us-central1-a/machineTypes/e2-small" -> "e2-small")."""
+    return url.rsplit("/", 1)[-1]
+
+
+def _instance_info(instance: compute_v1.Instance) -> InstanceInfo:
+    ip = None
+    for interface in instance.network_interfaces:
+        for access in interface.access_configs:
+            if access.nat_i_p:
+                ip = access.nat_i_p
+    boot = next((disk.source for disk in instance.disks if disk.boot), None)
+    return InstanceInfo(
+        name=instance.name,
+        zone=_short(instance.zone),
+        status=instance.status,
+        machine_type=_short(instance.machine_type),
+        external_ip=ip,
+        boot_disk=boot,
+        labels=dict(instance.labels),
+    )
+
+
+def _image_info(image: compute_v1.Image) -> ImageInfo:
+    created = datetime.fromisoformat(image.creation_timestamp) if image.creation_timestamp else None
+    return ImageInfo(
+        name=image.name,
+        family=image.family or None,
+        status=image.status,
+        disk_size_gb=image.disk_size_gb or None,
+        archive_size_bytes=image.archive_size_bytes or None,
+        labels=dict(image.labels),
+        created=created,
+    )

@@ -1,0 +1,88 @@
+"""Which verb may start from which VM state, in one table, checked in one function.
+
+The refusal is the message the user reads, so it says what to do instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.errors import Refused
+from storage.models import Operation, Verb, Vm, VmState
+from storage.store import ClaimLost, Store
+
+# None stands for "the store knows no VM of that name".
+ALLOWED_FROM: dict[Verb, frozenset[VmState | None]] = {
+    Verb.CREATE: frozenset({None, VmState.DELETED}),
+    Verb.PARK: frozenset({VmState.RUNNING, VmState.STOPPED}),
+    Verb.RESTORE: frozenset({VmState.PARKED}),
+    Verb.DELETE: frozenset({VmState.RUNNING, VmState.STOPPED, VmState.PARKED}),
+}
+
+_REFUSALS: dict[tuple[Verb, VmState | None], str] = {
+    (Verb.PARK, None): "I don't know a VM called `{name}`. `/vm list` shows the VMs I manage.",
+    (Verb.RESTORE, None): "I don't know a VM called `{name}`. `/vm list` shows the VMs I manage.",
+    (Verb.DELETE, None): "I don't know a VM called `{name}`. `/vm list` shows the VMs I manage.",
+    (Verb.PARK, VmState.PARKED): "`{name}` is already parked. To bring it back: `/vm restore {name}`.",
+    (Verb.PARK, VmState.CREATING): "`{name}` is still being created; park it once it is running.",
+    (Verb.RESTORE, VmState.RUNNING): "`{name}` is running, so there is nothing to restore. To park it: `/vm park {name}`.",
+    (Verb.RESTORE, VmState.STOPPED): (
+        "`{name}` still exists (stopped: its last park did not finish). Finish parking it with `/vm park {name}`."
+    ),
+    (Verb.RESTORE, VmState.CREATING): "`{name}` is still being created.",
+    (Verb.CREATE, VmState.CREATING): "`{name}` is being created already. Pick another name, or see `/vm status {name}`.",
+    (Verb.CREATE, VmState.RUNNING): "`{name}` already exists (running). Pick another name, or see `/vm status {name}`.",
+    (Verb.CREATE, VmState.STOPPED): "`{name}` already exists (stopped). Pick another name, or see `/vm status {name}`.",
+    (Verb.CREATE, VmState.PARKED): "`{name}` already exists (parked). To bring it back: `/vm restore {name}`.",
+}
+
+
+def check_allowed(verb: Verb, name: str, vm: Vm | None) -> None:
+    """Raise Refused, with what to do instead, unless ``verb`` may start on ``vm`` now."""
+    state = vm.state if vm and vm.state is not VmState.DELETED else None
+    if vm is not None and vm.active_operation is not None:
+        op = vm.active_operation
+        where = " (see the thread in <#{}>)".format(op.channel) if op.channel else ""
+        raise Refused(
+            f"`{name}` is busy: <@{op.requested_by}> is running a {op.verb.value} on it{where}. "
+            "Try again when it has finished."
+        )
+    if state in ALLOWED_FROM[verb] or (state is None and None in ALLOWED_FROM[verb]):
+        return
+    default = f"`{name}` is {state.value if state else 'unknown'}, so `/vm {verb.value} {name}` cannot run now."
+    raise Refused(_REFUSALS.get((verb, state), default).format(name=name))
+
+
+def start_operation(
+    store: Store,
+    verb: Verb,
+    name: str,
+    *,
+    requested_by: str,
+    zone: str,
+    machine_type: str,
+    channel: str | None = None,
+    response_url: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> Operation:
+    """Check the table, then record the operation and claim the VM; raise Refused if not allowed.
+
+    The check gives the user a precise reason; the claim in the store is what
+    actually decides a race, and losing it re-reads the VM for an up-to-date reason.
+    """
+    check_allowed(verb, name, store.vm(name))
+    try:
+        return store.begin(
+            verb,
+            name,
+            allowed_from=ALLOWED_FROM[verb],
+            requested_by=requested_by,
+            zone=zone,
+            machine_type=machine_type,
+            channel=channel,
+            response_url=response_url,
+            params=params,
+        )
+    except ClaimLost:
+        check_allowed(verb, name, store.vm(name))
+        raise Refused(f"Someone else just started an operation on `{name}`. `/vm status {name}` shows it.") from None

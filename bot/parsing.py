@@ -1,0 +1,108 @@
+"""Turns the text after ``/vm`` into a Command, strictly.
+
+The SUBCOMMANDS table is also the help text. Anything that does not fit it is a
+UsageError whose message tells the person what to type instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from bot.blocks import escape
+from bot.errors import UsageError
+
+MAX_TEXT_LENGTH = 300
+# GCP's rule for instance, image and family names (RFC 1035 labels).
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+ZONE_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+){1,3}$")
+NAME_RULE = "lowercase letters, digits and hyphens, starting with a letter, not ending in a hyphen, at most 63 characters"
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    usage: str
+    summary: str
+    takes_name: bool = False
+    options: frozenset[str] = frozenset()
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "create": Subcommand(
+        "create NAME [zone=ZONE] [machine-type=TYPE]",
+        "create a VM that runs the startup script's web server",
+        takes_name=True,
+        options=frozenset({"zone", "machine-type"}),
+    ),
+    "park": Subcommand("park NAME", "stop the VM, keep an image of its disk, delete it (asks first)", takes_name=True),
+    "restore": Subcommand("restore NAME", "recreate a parked VM from its newest image", takes_name=True),
+    "list": Subcommand("list", "the VMs I manage, with state, owner and newest image"),
+    "status": Subcommand("status NAME", "one VM: its record, its live GCP state and its last operations", takes_name=True),
+    "help": Subcommand("help", "this message"),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str
+    name: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    def option(self, key: str, default: str) -> str:
+        return self.options.get(key, default)
+
+
+def parse(text: str) -> Command:
+    """Parse ``/vm`` command text; raise UsageError with an actionable message."""
+    if len(text) > MAX_TEXT_LENGTH:
+        raise UsageError(f"That command is too long ({len(text)} characters; the limit is {MAX_TEXT_LENGTH}).")
+    try:
+        tokens = shlex.split(text)
+    except ValueError:
+        raise UsageError("I could not read that command: a quote is not closed. Try `/vm help`.") from None
+    if not tokens:
+        return Command("help")
+    verb, args = tokens[0].lower(), tokens[1:]
+    spec = SUBCOMMANDS.get(verb)
+    if spec is None:
+        raise UsageError(_unknown_verb(tokens[0]))
+    positional = [arg for arg in args if "=" not in arg]
+    options = dict(arg.split("=", 1) for arg in args if "=" in arg)
+    usage = f"Usage: `/vm {spec.usage}`"
+    unknown = sorted(set(options) - spec.options)
+    if unknown:
+        allowed = ", ".join(f"`{key}=`" for key in sorted(spec.options)) or "none"
+        raise UsageError(f"`/vm {verb}` has no option `{escape(unknown[0])}=` (options: {allowed}). {usage}")
+    if spec.takes_name and not positional:
+        raise UsageError(f"`/vm {verb}` needs a VM name. {usage}")
+    if len(positional) > (1 if spec.takes_name else 0):
+        raise UsageError(f"`/vm {verb}` got more than I expected (`{escape(' '.join(args))}`). {usage}")
+    name = positional[0] if spec.takes_name else None
+    if name is not None:
+        check_name(name, what="VM name")
+    for key, value in options.items():
+        _check_option(key, value)
+    return Command(verb, name, options)
+
+
+def check_name(name: str, *, what: str) -> None:
+    if NAME_RE.match(name):
+        return
+    hint = f" Did you mean `{name.lower()}`?" if NAME_RE.match(name.lower()) else ""
+    raise UsageError(f"`{escape(name[:80])}` is not a valid {what}: GCP allows {NAME_RULE}.{hint}")
+
+
+def _check_option(key: str, value: str) -> None:
+    if key == "zone" and not ZONE_RE.match(value):
+        raise UsageError(f"`{escape(value[:80])}` is not a zone name; zones look like `us-central1-a`.")
+    if key == "machine-type" and not MACHINE_TYPE_RE.match(value):
+        raise UsageError(f"`{escape(value[:80])}` is not a machine type; machine types look like `e2-small`.")
+
+
+def _unknown_verb(word: str) -> str:
+    close = difflib.get_close_matches(word.lower(), SUBCOMMANDS, n=1)
+    hint = f" Did you mean `/vm {close[0]}`?" if close else ""
+    return f"I don't know `/vm {escape(word[:40])}`.{hint} `/vm help` lists what I can do."

@@ -1,0 +1,99 @@
+"""How an operation tells people what is happening: a Slack thread, or nothing.
+
+A Slack outage must never leave a VM half-parked, so SlackThread logs a failed
+Slack call and carries on: the store still holds the truth, and `/vm status`
+shows it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.webhook import WebhookClient
+
+from bot import blocks
+from storage.models import Operation
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    def started(self, detail: str) -> None: ...
+
+    def step(self, text: str) -> None: ...
+
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None: ...
+
+    def refused(self, text: str) -> None: ...
+
+
+class SlackThread:
+    """One operation's thread: a root message in the channel, a reply per step, the root updated at the end."""
+
+    def __init__(self, client: WebClient, store: Store, op: Operation) -> None:
+        self.client, self.store, self.op = client, store, op
+        self.channel, self.thread_ts = op.channel, op.thread_ts
+
+    def started(self, detail: str) -> None:
+        message = blocks.operation_started(self.op, detail)
+        response = self._call(self.client.chat_postMessage, channel=self.channel, **message.as_kwargs())
+        if response is not None:
+            self.thread_ts = response["ts"]
+            self.store.set_thread(self.op.id, response["channel"], response["ts"])
+
+    def step(self, text: str) -> None:
+        self._reply(blocks.step(text))
+
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
+        if self.thread_ts:
+            root = blocks.operation_finished(self.op, ok=ok, headline=headline, took=took)
+            self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
+        self._reply(blocks.text_only(detail))
+
+    def refused(self, text: str) -> None:
+        """Tell only the person who asked (the operation was refused before its thread began)."""
+        if self.op.response_url:
+            try:
+                WebhookClient(self.op.response_url).send(text=text, response_type="ephemeral")
+                return
+            except (SlackRequestError, OSError) as exc:
+                log.warning("could not answer through response_url for operation %s: %s", self.op.id, exc)
+        self._call(self.client.chat_postEphemeral, channel=self.channel, user=self.op.requested_by, text=text)
+
+    def _reply(self, message: blocks.Message) -> None:
+        if self.thread_ts:
+            self._call(self.client.chat_postMessage, channel=self.channel, thread_ts=self.thread_ts, **message.as_kwargs())
+
+    def _call(self, method, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return method(**kwargs)
+        except (SlackApiError, SlackRequestError, OSError) as exc:
+            log.warning("Slack %s failed for operation %s: %s", method.__name__, self.op.id, exc)
+            return None
+
+
+class Silent:
+    """For operations nobody watches in Slack (started by a script): progress goes to the log only."""
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+
+    def started(self, detail: str) -> None:
+        log.info("operation %s started: %s", self.op.id, detail)
+
+    def step(self, text: str) -> None:
+        log.info("operation %s: %s", self.op.id, text)
+
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
+        log.info("operation %s %s: %s", self.op.id, "succeeded" if ok else "failed", detail)
+
+    def refused(self, text: str) -> None:
+        log.info("operation %s refused: %s", self.op.id, text)
+
+
+def progress_for(client: WebClient, store: Store, op: Operation) -> Progress:
+    return SlackThread(client, store, op) if op.channel else Silent(op)

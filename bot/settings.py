@@ -1,0 +1,94 @@
+"""The one settings object, read from the environment.
+
+Every variable the bot reads is listed here, and in the README's Configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(Exception):
+    """The environment is missing or has invalid settings; ``problems`` has one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str
+    slack_signing_secret: str
+    project: str
+    slack_app_token: str | None = None
+    slack_api_url: str | None = None
+    zone: str = "us-central1-a"
+    machine_type: str = "e2-small"
+    image_project: str = "ubuntu-os-cloud"
+    image_family: str = "ubuntu-2404-lts-amd64"
+    compute_endpoint: str | None = None
+    database_url: str = "sqlite:///vmbot.db"
+    port: int = 3000
+    workers: int = 8
+    operation_timeout: float = 900.0
+    web_port: int = 8080
+    startup_script: Path = field(default=REPO_ROOT / "startup-script.py")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default: os.environ); raise SettingsError listing every problem."""
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                problems.append(f"{name} is not set; see README > Configuration")
+            return value
+
+        def number(name: str, default: float, kind: type = int) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; see README > Configuration")
+                return default
+            if value <= 0:
+                problems.append(f"{name}={raw!r} must be greater than 0; see README > Configuration")
+            return value
+
+        settings = cls(
+            slack_bot_token=required("SLACK_BOT_TOKEN"),
+            slack_signing_secret=required("SLACK_SIGNING_SECRET"),
+            project=required("GOOGLE_CLOUD_PROJECT"),
+            slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+            slack_api_url=env.get("SLACK_API_URL") or None,
+            zone=env.get("VMBOT_ZONE") or cls.zone,
+            machine_type=env.get("VMBOT_MACHINE_TYPE") or cls.machine_type,
+            image_project=env.get("VMBOT_IMAGE_PROJECT") or cls.image_project,
+            image_family=env.get("VMBOT_IMAGE_FAMILY") or cls.image_family,
+            compute_endpoint=env.get("VMBOT_COMPUTE_ENDPOINT") or None,
+            database_url=env.get("DATABASE_URL") or cls.database_url,
+            port=int(number("PORT", cls.port)),
+            workers=int(number("VMBOT_WORKERS", cls.workers)),
+            operation_timeout=float(number("VMBOT_OPERATION_TIMEOUT", cls.operation_timeout, float)),
+            web_port=int(number("VMBOT_WEB_PORT", cls.web_port)),
+            startup_script=Path(env.get("VMBOT_STARTUP_SCRIPT") or REPO_ROOT / "startup-script.py"),
+        )
+        if not settings.startup_script.is_file():
+            problems.append(f"VMBOT_STARTUP_SCRIPT={settings.startup_script} is not a file")
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    @property
+    def source_image(self) -> str:
+        return f"projects/{self.image_project}/global/images/family/{self.image_family}"

@@ -1,0 +1,51 @@
+"""Button presses: the park confirmation's ``park_confirm`` and ``park_cancel``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.errors import UserError
+from bot.lifecycle import start_operation
+from storage.models import Verb
+
+if TYPE_CHECKING:
+    from bot.app import VmBot
+
+Payload = dict[str, Any]
+
+
+def register(app: App, bot: VmBot) -> None:
+    def on_park_confirm(ack: Ack, body: Payload, action: Payload, respond: Respond) -> None:
+        ack()
+        confirm_park(bot, body, action, respond)
+
+    def on_park_cancel(ack: Ack, action: Payload, respond: Respond) -> None:
+        ack()
+        respond(replace_original=True, text=f"Cancelled: `{action['value']}` stays as it is.")
+
+    app.action("park_confirm")(on_park_confirm)
+    app.action("park_cancel")(on_park_cancel)
+
+
+def confirm_park(bot: VmBot, body: Payload, action: Payload, respond: Respond) -> None:
+    name = action["value"]
+    vm = bot.store.vm(name)
+    channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
+    try:
+        op = start_operation(
+            bot.store,
+            Verb.PARK,
+            name,
+            requested_by=body["user"]["id"],
+            zone=vm.zone if vm else bot.settings.zone,
+            machine_type=vm.machine_type if vm else bot.settings.machine_type,
+            channel=channel,
+            response_url=body.get("response_url"),
+        )
+    except UserError as refusal:
+        respond(replace_original=True, text=f":warning: {refusal}")
+        return
+    respond(replace_original=True, text=f":parking: Parking `{name}`: follow the thread in <#{channel}>.")
+    bot.runner.submit(bot.workflows.run, op.id)

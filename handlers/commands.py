@@ -1,0 +1,129 @@
+"""The ``/vm`` slash command.
+
+Each verb function gets the parsed command and returns the acknowledgement to
+show (ephemeral), plus optionally a follow-up that runs after the ack on the job
+runner. Expected failures are UserErrors whose text becomes the ack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot import blocks
+from bot.errors import UserError
+from bot.gce import GceError
+from bot.lifecycle import check_allowed, start_operation
+from bot.parsing import Command, parse
+from storage.models import Verb
+
+if TYPE_CHECKING:
+    from bot.app import VmBot
+
+Payload = dict[str, Any]
+FollowUp = Callable[[], None] | None
+
+
+def register(app: App, bot: VmBot) -> None:
+    def vm_command(ack: Ack, command: Payload, respond: Respond) -> None:
+        handle_vm_command(bot, command, ack, respond)
+
+    app.command("/vm")(vm_command)
+
+
+def handle_vm_command(bot: VmBot, payload: Payload, ack: Ack, respond: Respond) -> None:
+    try:
+        command = parse(payload.get("text") or "")
+        message, follow_up = VERBS[command.verb](bot, command, payload, respond)
+    except UserError as error:
+        message, follow_up = blocks.text_only(f":warning: {error}"), None
+    ack(**message.as_kwargs())
+    if follow_up is not None:
+        bot.runner.submit(follow_up)
+
+
+def create(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    assert command.name
+    zone = command.option("zone", bot.settings.zone)
+    machine_type = command.option("machine-type", bot.settings.machine_type)
+    op = start_operation(
+        bot.store,
+        Verb.CREATE,
+        command.name,
+        requested_by=payload["user_id"],
+        zone=zone,
+        machine_type=machine_type,
+        channel=payload["channel_id"],
+        response_url=payload.get("response_url"),
+        params={"zone": zone, "machine_type": machine_type},
+    )
+    ack = f":rocket: Creating `{command.name}` ({machine_type} in {zone}). I'll report in a thread in this channel."
+    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+
+
+def park(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    """Only asks: the park itself starts when the requester presses ``park_confirm`` (handlers.actions)."""
+    assert command.name
+    vm = bot.store.vm(command.name)
+    check_allowed(Verb.PARK, command.name, vm)
+    assert vm is not None
+    return blocks.park_confirmation(vm), None
+
+
+def restore(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    assert command.name
+    vm = bot.store.vm(command.name)
+    check_allowed(Verb.RESTORE, command.name, vm)
+    assert vm is not None
+    op = start_operation(
+        bot.store,
+        Verb.RESTORE,
+        command.name,
+        requested_by=payload["user_id"],
+        zone=vm.zone,
+        machine_type=vm.machine_type,
+        channel=payload["channel_id"],
+        response_url=payload.get("response_url"),
+    )
+    ack = f":recycle: Restoring `{command.name}` from its newest image. I'll report in a thread in this channel."
+    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+
+
+def list_vms(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    return blocks.vm_list(bot.store.list_vms()), None
+
+
+def status(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    """Answers from the store at once; the live GCP state follows when GCP has answered."""
+    assert command.name
+    name = command.name
+    vm = bot.store.vm(name)
+    if vm is None:
+        raise UserError(f"I don't know a VM called `{name}`. `/vm list` shows the VMs I manage.")
+
+    def with_live_state() -> None:
+        try:
+            live = bot.compute.get_instance(vm.zone, name)
+        except GceError as error:
+            respond(text=f":warning: I could not ask GCP about `{name}`: {error.message}", response_type="ephemeral")
+            return
+        message = blocks.vm_status(bot.store.vm(name) or vm, live, bot.store.images(name), bot.store.operations_for(name))
+        respond(**message.as_kwargs(), response_type="ephemeral")
+
+    return blocks.text_only(f":mag: Looking up `{name}` in GCP…"), with_live_state
+
+
+def help_(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    return blocks.help_message(), None
+
+
+VERBS: dict[str, Callable[[VmBot, Command, Payload, Respond], tuple[blocks.Message, FollowUp]]] = {
+    "create": create,
+    "park": park,
+    "restore": restore,
+    "list": list_vms,
+    "status": status,
+    "help": help_,
+}

@@ -1,0 +1,141 @@
+"""The store's tables: VMs, their images, and every operation with its steps.
+
+A VM row is never deleted: its ``state`` says where it is in its life, and
+``active_operation_id`` says whether an operation holds it right now. Claiming a
+VM for an operation is a compare-and-set on that column (see ``Store.begin``), so
+the database, not the process, decides who wins a race.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Store the readable value ("running"), not the member name ("RUNNING").
+    return Enum(cls, values_callable=lambda members: [m.value for m in members], native_enum=False, length=16)
+
+
+class VmState(str, enum.Enum):
+    CREATING = "creating"  # reserved by a create that has not finished
+    RUNNING = "running"
+    STOPPED = "stopped"  # exists in GCP but stopped (a park that did not finish)
+    PARKED = "parked"  # only its image exists
+    DELETED = "deleted"  # gone; the name may be used again
+
+
+class ImageState(str, enum.Enum):
+    PENDING = "pending"  # asked of GCP, not READY yet
+    READY = "ready"
+    DIRTY = "dirty"  # superseded by a newer image; the sweeper removes it
+    DELETED = "deleted"
+    FAILED = "failed"  # GCP never made it
+
+
+class Verb(str, enum.Enum):
+    CREATE = "create"
+    PARK = "park"
+    RESTORE = "restore"
+    DELETE = "delete"
+
+
+class OperationState(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"  # refused after acceptance (e.g. the name exists in GCP)
+
+
+FINISHED_STATES = (OperationState.SUCCEEDED, OperationState.FAILED, OperationState.REJECTED)
+
+
+class Vm(Base):
+    __tablename__ = "vms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    zone: Mapped[str] = mapped_column(String(63))
+    machine_type: Mapped[str] = mapped_column(String(63))
+    owner: Mapped[str] = mapped_column(String(64))
+    state: Mapped[VmState] = mapped_column(_enum(VmState))
+    external_ip: Mapped[str | None] = mapped_column(String(45))
+    active_operation_id: Mapped[int | None] = mapped_column(ForeignKey("operations.id", use_alter=True))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    images: Mapped[list[Image]] = relationship(back_populates="vm", order_by="Image.created_at")
+    active_operation: Mapped[Operation | None] = relationship(foreign_keys=[active_operation_id])
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (Index("ix_images_state_dirty_since", "state", "dirty_since"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vm_id: Mapped[int] = mapped_column(ForeignKey("vms.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    family: Mapped[str] = mapped_column(String(63))
+    state: Mapped[ImageState] = mapped_column(_enum(ImageState))
+    disk_size_gb: Mapped[int | None] = mapped_column(Integer)
+    archive_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dirty_since: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+    deleted_by: Mapped[str | None] = mapped_column(String(64))
+    created_by_operation_id: Mapped[int | None] = mapped_column(ForeignKey("operations.id"))
+
+    vm: Mapped[Vm] = relationship(back_populates="images")
+
+
+class Operation(Base):
+    """One verb asked of one VM by one person, from request to result."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    verb: Mapped[Verb] = mapped_column(_enum(Verb))
+    vm_name: Mapped[str] = mapped_column(String(63), index=True)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    response_url: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[OperationState] = mapped_column(_enum(OperationState), default=OperationState.QUEUED)
+    step: Mapped[str | None] = mapped_column(String(32))
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    steps: Mapped[list[OperationStep]] = relationship(back_populates="operation", order_by="OperationStep.id")
+
+
+class OperationStep(Base):
+    """One GCP-facing step of an operation, with the GCP operation that carries it."""
+
+    __tablename__ = "operation_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operation_id: Mapped[int] = mapped_column(ForeignKey("operations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(32))
+    gcp_operation: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[OperationState] = mapped_column(_enum(OperationState), default=OperationState.RUNNING)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    operation: Mapped[Operation] = relationship(back_populates="steps")

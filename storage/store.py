@@ -1,0 +1,297 @@
+"""Queries and units of work over the models: the only module that writes SQL.
+
+Every public method is one transaction. Rows returned are detached snapshots
+(the session factory does not expire them), safe to read on any thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from storage.db import create_schema, make_engine, make_session_factory
+from storage.models import (
+    FINISHED_STATES,
+    Image,
+    ImageState,
+    Operation,
+    OperationState,
+    OperationStep,
+    Verb,
+    Vm,
+    VmState,
+    utcnow,
+)
+
+
+class ClaimLost(Exception):
+    """The VM was not in a state the verb may start from, or another operation holds it."""
+
+
+@dataclass(frozen=True)
+class VmSummary:
+    """A VM as ``/vm list`` shows it."""
+
+    vm: Vm
+    newest_image: str | None
+    active_operation: Operation | None
+
+
+class Store:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    @classmethod
+    def from_url(cls, url: str, *, create: bool = True) -> Store:
+        engine = make_engine(url)
+        if create:
+            create_schema(engine)
+        return cls(make_session_factory(engine))
+
+    @property
+    def engine(self) -> Engine:
+        bind = self.sessions.kw["bind"]
+        assert isinstance(bind, Engine)
+        return bind
+
+    # ---- reads -------------------------------------------------------------
+
+    def vm(self, name: str) -> Vm | None:
+        with self.sessions() as s:
+            return s.scalar(select(Vm).where(Vm.name == name).options(selectinload(Vm.active_operation)))
+
+    def list_vms(self, *, include_deleted: bool = False) -> list[VmSummary]:
+        with self.sessions() as s:
+            newest = (
+                select(Image.vm_id, func.max(Image.created_at).label("created_at"))
+                .where(Image.state == ImageState.READY)
+                .group_by(Image.vm_id)
+                .subquery()
+            )
+            query = (
+                select(Vm, Image.name)
+                .outerjoin(newest, newest.c.vm_id == Vm.id)
+                .outerjoin(Image, (Image.vm_id == Vm.id) & (Image.created_at == newest.c.created_at))
+                .options(selectinload(Vm.active_operation))
+                .order_by(Vm.name)
+            )
+            if not include_deleted:
+                query = query.where(Vm.state != VmState.DELETED)
+            return [VmSummary(vm, image, vm.active_operation) for vm, image in s.execute(query)]
+
+    def newest_image(self, vm_name: str) -> Image | None:
+        """The image a restore starts from: the VM's newest READY image."""
+        with self.sessions() as s:
+            return s.scalar(
+                select(Image)
+                .join(Vm)
+                .where(Vm.name == vm_name, Image.state == ImageState.READY)
+                .order_by(Image.created_at.desc(), Image.id.desc())
+                .limit(1)
+            )
+
+    def images(self, vm_name: str) -> list[Image]:
+        with self.sessions() as s:
+            return list(s.scalars(select(Image).join(Vm).where(Vm.name == vm_name).order_by(Image.created_at)))
+
+    def operation(self, op_id: int) -> Operation | None:
+        with self.sessions() as s:
+            return s.scalar(select(Operation).where(Operation.id == op_id).options(selectinload(Operation.steps)))
+
+    def operations_for(self, vm_name: str, *, limit: int = 5) -> list[Operation]:
+        with self.sessions() as s:
+            return list(
+                s.scalars(
+                    select(Operation)
+                    .where(Operation.vm_name == vm_name)
+                    .order_by(Operation.id.desc())
+                    .limit(limit)
+                )
+            )
+
+    def unfinished_operations(self) -> list[Operation]:
+        with self.sessions() as s:
+            return list(
+                s.scalars(select(Operation).where(Operation.state.not_in(FINISHED_STATES)).order_by(Operation.id))
+            )
+
+    # ---- claiming a VM for an operation --------------------------------------
+
+    def begin(
+        self,
+        verb: Verb,
+        vm_name: str,
+        *,
+        allowed_from: Iterable[VmState | None],
+        requested_by: str,
+        zone: str,
+        machine_type: str,
+        channel: str | None = None,
+        response_url: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Operation:
+        """Record an operation and claim the VM for it, atomically.
+
+        ``allowed_from`` holds the VM states the verb may start from (``None``
+        meaning "no such VM yet"). Raises ClaimLost if the VM is in another
+        state or already held by an operation: the unique VM name and the
+        compare-and-set on ``active_operation_id`` make the database the judge,
+        across threads and processes.
+        """
+        allowed = set(allowed_from)
+        known_states = [state for state in allowed if state is not None]
+        try:
+            with self.sessions.begin() as s:
+                op = Operation(
+                    verb=verb,
+                    vm_name=vm_name,
+                    params=params or {},
+                    requested_by=requested_by,
+                    channel=channel,
+                    response_url=response_url,
+                )
+                s.add(op)
+                s.flush()
+                claimed = s.execute(
+                    update(Vm)
+                    .where(Vm.name == vm_name, Vm.active_operation_id.is_(None), Vm.state.in_(known_states))
+                    .values(active_operation_id=op.id, updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if claimed and verb is Verb.CREATE:
+                    # A deleted VM's name is being used again: it starts a new life.
+                    s.execute(
+                        update(Vm)
+                        .where(Vm.id == select(Vm.id).where(Vm.name == vm_name).scalar_subquery())
+                        .values(state=VmState.CREATING, owner=requested_by, zone=zone, machine_type=machine_type)
+                        .execution_options(synchronize_session=False)
+                    )
+                elif not claimed:
+                    if None not in allowed:
+                        raise ClaimLost(vm_name)
+                    s.add(
+                        Vm(
+                            name=vm_name,
+                            zone=zone,
+                            machine_type=machine_type,
+                            owner=requested_by,
+                            state=VmState.CREATING,
+                            active_operation_id=op.id,
+                        )
+                    )
+                    s.flush()
+                return op
+        except IntegrityError as exc:  # the name was taken between our read and our insert
+            raise ClaimLost(vm_name) from exc
+
+    # ---- progress of an operation ----------------------------------------------
+
+    def mark_running(self, op_id: int) -> None:
+        with self.sessions.begin() as s:
+            s.execute(
+                update(Operation)
+                .where(Operation.id == op_id)
+                .values(state=OperationState.RUNNING, started_at=utcnow())
+            )
+
+    def set_thread(self, op_id: int, channel: str, thread_ts: str) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Operation).where(Operation.id == op_id).values(channel=channel, thread_ts=thread_ts))
+
+    def step_started(self, op_id: int, name: str) -> int:
+        with self.sessions.begin() as s:
+            step = OperationStep(operation_id=op_id, name=name)
+            s.add(step)
+            s.execute(update(Operation).where(Operation.id == op_id).values(step=name))
+            s.flush()
+            return step.id
+
+    def step_gcp_operation(self, step_id: int, gcp_operation: str) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(OperationStep).where(OperationStep.id == step_id).values(gcp_operation=gcp_operation))
+
+    def step_finished(self, step_id: int, *, error: str | None = None) -> None:
+        state = OperationState.FAILED if error else OperationState.SUCCEEDED
+        with self.sessions.begin() as s:
+            s.execute(
+                update(OperationStep)
+                .where(OperationStep.id == step_id)
+                .values(state=state, error=error, finished_at=utcnow())
+            )
+
+    def update_vm(self, name: str, **values: Any) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Vm).where(Vm.name == name).values(updated_at=utcnow(), **values))
+
+    def finish(
+        self,
+        op_id: int,
+        state: OperationState,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        vm_values: dict[str, Any] | None = None,
+    ) -> None:
+        """End an operation, release its VM and apply the VM's final values in one transaction."""
+        with self.sessions.begin() as s:
+            op = s.get_one(Operation, op_id)
+            op.state, op.result, op.error, op.finished_at = state, result, error, utcnow()
+            s.execute(
+                update(Vm)
+                .where(Vm.name == op.vm_name, Vm.active_operation_id == op_id)
+                .values(active_operation_id=None, updated_at=utcnow(), **(vm_values or {}))
+                .execution_options(synchronize_session=False)
+            )
+
+    # ---- images ----------------------------------------------------------------
+
+    def add_image(self, vm_name: str, name: str, family: str, *, op_id: int | None) -> None:
+        """Record an image before asking GCP for it, so no image GCP makes is ever untracked."""
+        with self.sessions.begin() as s:
+            vm_id = s.scalar(select(Vm.id).where(Vm.name == vm_name))
+            s.add(
+                Image(
+                    vm_id=vm_id,
+                    name=name,
+                    family=family,
+                    state=ImageState.PENDING,
+                    created_by_operation_id=op_id,
+                )
+            )
+
+    def image_ready(self, name: str, *, disk_size_gb: int | None, archive_size_bytes: int | None) -> list[str]:
+        """Mark an image READY and its VM's older READY images dirty; return the names made dirty."""
+        now = utcnow()
+        with self.sessions.begin() as s:
+            image = s.scalars(select(Image).where(Image.name == name)).one()
+            image.state = ImageState.READY
+            image.disk_size_gb, image.archive_size_bytes = disk_size_gb, archive_size_bytes
+            older = list(
+                s.scalars(
+                    select(Image).where(
+                        Image.vm_id == image.vm_id, Image.id != image.id, Image.state == ImageState.READY
+                    )
+                )
+            )
+            for old in older:
+                old.state, old.dirty_since = ImageState.DIRTY, now
+            return [old.name for old in older]
+
+    def image_failed(self, name: str) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Image).where(Image.name == name).values(state=ImageState.FAILED))
+
+    def mark_images_dirty(self, vm_name: str, *, at: datetime | None = None) -> None:
+        with self.sessions.begin() as s:
+            vm_id = select(Vm.id).where(Vm.name == vm_name).scalar_subquery()
+            s.execute(
+                update(Image)
+                .where(Image.vm_id == vm_id, Image.state == ImageState.READY)
+                .values(state=ImageState.DIRTY, dirty_since=at or utcnow())
+            )
