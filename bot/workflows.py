@@ -47,9 +47,9 @@ def labels_for(vm_name: str) -> dict[str, str]:
     return {**MANAGED_LABEL, "vmbot-vm": vm_name}
 
 
-def image_name_for(vm_name: str, when: datetime) -> str:
-    """``NAME-YYYYMMDD-HHMMSS``, shortened so it stays within GCP's 63 characters."""
-    suffix = when.strftime("-%Y%m%d-%H%M%S")
+def image_name_for(vm_name: str, when: datetime, op_id: int) -> str:
+    """``NAME-YYYYMMDD-HHMM-OPID``: readable, unique by the operation id, within GCP's 63 characters."""
+    suffix = when.strftime("-%Y%m%d-%H%M") + f"-{op_id}"
     return vm_name[: 63 - len(suffix)].rstrip("-") + suffix
 
 
@@ -141,7 +141,7 @@ class Workflows:
             return self._park_failed(name, failure, "is still running; nothing was changed", VmState.RUNNING)
         self.store.update_vm(name, state=VmState.STOPPED, external_ip=None)
 
-        image_name = image_name_for(name, datetime.now(timezone.utc))
+        image_name = image_name_for(name, datetime.now(timezone.utc), op.id)
         family = op.params.get("family") or name
         self.store.add_image(name, image_name, family, op_id=op.id)
         try:

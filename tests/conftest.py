@@ -1,0 +1,101 @@
+"""Fixtures: the bot served over real HTTP, talking to local stand-ins for Slack and Compute Engine."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from bot.app import VmBot, create_app
+from bot.gce import Compute
+from bot.server import make_http_server
+from bot.settings import Settings
+from standins.compute import ComputeStandin
+from standins.slack_api import SlackStandin
+from standins.slack_driver import SlackDriver
+
+PROJECT = "vmbot-test"
+SIGNING_SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-standin"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see a real Slack or GCP setting from the machine they run on."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("SLACK_", "GOOGLE_", "VMBOT_", "CLOUDSDK_")) or name in ("DATABASE_URL", "PORT"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def gcp() -> Iterator[ComputeStandin]:
+    with ComputeStandin() as standin:
+        yield standin
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandin]:
+    with SlackStandin(bot_token=BOT_TOKEN) as standin:
+        yield standin
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'vmbot.db'}"
+
+
+@pytest.fixture
+def settings(gcp: ComputeStandin, slack: SlackStandin, database_url: str) -> Settings:
+    return Settings(
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        project=PROJECT,
+        slack_api_url=slack.api_url,
+        compute_endpoint=gcp.url,
+        database_url=database_url,
+        workers=4,
+    )
+
+
+def fast_compute(settings: Settings) -> Compute:
+    """The production adapter, with retry back-off shortened so fault tests stay quick."""
+    return Compute(settings.project, endpoint=settings.compute_endpoint, retry_initial=0.01, retry_deadline=10)
+
+
+@dataclass
+class Running:
+    bot: VmBot
+    events_url: str
+    base_url: str
+
+
+@pytest.fixture
+def running(settings: Settings) -> Iterator[Running]:
+    """The bot served over HTTP on a free port, as `python -m bot` serves it."""
+    bot = create_app(settings, compute=fast_compute(settings))
+    server = make_http_server(bot, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield Running(bot, f"{base}/slack/events", base)
+    finally:
+        server.shutdown()
+        server.server_close()
+        bot.runner.drain(timeout=30)
+        bot.shutdown()
+
+
+@pytest.fixture
+def driver(running: Running, slack: SlackStandin) -> Iterator[SlackDriver]:
+    slack_driver = SlackDriver(running.events_url, SIGNING_SECRET, slack)
+    yield slack_driver
+    slack_driver.close()
+
+
+__all__ = ["PROJECT", "Running", "fast_compute", "replace"]
