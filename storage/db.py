@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import Base
 
 
 def make_engine(url: str) -> Engine:
@@ -31,4 +30,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def create_schema(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+    """Bring the schema to the newest migration (see storage.migrate)."""
+    from storage.migrate import upgrade
+
+    upgrade(engine)

@@ -72,7 +72,7 @@ class Vm(Base):
     owner: Mapped[str] = mapped_column(String(64))
     state: Mapped[VmState] = mapped_column(_enum(VmState))
     external_ip: Mapped[str | None] = mapped_column(String(45))
-    active_operation_id: Mapped[int | None] = mapped_column(ForeignKey("operations.id", use_alter=True))
+    active_operation_id: Mapped[int | None] = mapped_column(ForeignKey("operations.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

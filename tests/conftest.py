@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -17,6 +19,8 @@ from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
 
+# Read before the autouse fixture below clears VMBOT_* variables.
+POSTGRES_URL = os.environ.get("VMBOT_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 PROJECT = "vmbot-test"
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-standin"
@@ -25,8 +29,6 @@ BOT_TOKEN = "xoxb-standin"
 @pytest.fixture(autouse=True)
 def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a real Slack or GCP setting from the machine they run on."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("SLACK_", "GOOGLE_", "VMBOT_", "CLOUDSDK_")) or name in ("DATABASE_URL", "PORT"):
             monkeypatch.delenv(name)
@@ -47,6 +49,37 @@ def slack() -> Iterator[SlackStandin]:
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'vmbot.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL server, dropped afterwards.
+
+    There is no skip: a run that expects PostgreSQL and cannot reach it fails
+    loudly (`.ci/run` starts the server).
+    """
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as error:  # noqa: BLE001 - turned into one clear failure
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable ({error}); start it or set VMBOT_TEST_POSTGRES_URL")
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store suite runs on both databases the bot supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'vmbot.db'}"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

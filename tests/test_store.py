@@ -1,0 +1,76 @@
+"""The store on SQLite and on the real PostgreSQL server: claims, images, migrations."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from bot.lifecycle import ALLOWED_FROM
+from storage.models import Base, ImageState, OperationState, Verb, VmState
+from storage.store import ClaimLost, Store
+
+
+@pytest.fixture
+def store(any_database_url: str) -> Store:
+    return Store.from_url(any_database_url)
+
+
+def begin(store: Store, verb: Verb, name: str, user: str = "U1"):  # type: ignore[no-untyped-def]
+    return store.begin(
+        verb, name, allowed_from=ALLOWED_FROM[verb], requested_by=user, zone="us-central1-a", machine_type="e2-small"
+    )
+
+
+def test_migrations_match_the_models(store: Store) -> None:
+    with store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_a_create_claims_a_new_name_once(store: Store) -> None:
+    op = begin(store, Verb.CREATE, "vm-a")
+    vm = store.vm("vm-a")
+    assert vm is not None and vm.state is VmState.CREATING and vm.active_operation_id == op.id
+    with pytest.raises(ClaimLost):
+        begin(store, Verb.CREATE, "vm-a", user="U2")
+
+
+def test_ten_simultaneous_claims_yield_one_operation(store: Store) -> None:
+    op = begin(store, Verb.CREATE, "vm-a")
+    store.finish(op.id, OperationState.SUCCEEDED, vm_values={"state": VmState.RUNNING})
+
+    def try_park(i: int) -> bool:
+        try:
+            begin(store, Verb.PARK, "vm-a", user=f"U{i}")
+            return True
+        except ClaimLost:
+            return False
+
+    with ThreadPoolExecutor(10) as pool:
+        won = list(pool.map(try_park, range(10)))
+    assert won.count(True) == 1
+
+
+def test_finish_releases_the_vm_and_a_deleted_name_can_be_reused(store: Store) -> None:
+    op = begin(store, Verb.CREATE, "vm-a")
+    store.finish(op.id, OperationState.FAILED, error="boom", vm_values={"state": VmState.DELETED})
+    assert store.vm("vm-a").active_operation_id is None
+    again = begin(store, Verb.CREATE, "vm-a", user="U2")
+    vm = store.vm("vm-a")
+    assert vm.state is VmState.CREATING and vm.owner == "U2" and vm.active_operation_id == again.id
+
+
+def test_a_ready_image_makes_the_older_one_dirty(store: Store) -> None:
+    op = begin(store, Verb.CREATE, "vm-a")
+    store.finish(op.id, OperationState.SUCCEEDED, vm_values={"state": VmState.RUNNING})
+    store.add_image("vm-a", "vm-a-1", "vm-a", op_id=None)
+    assert store.image_ready("vm-a-1", disk_size_gb=10, archive_size_bytes=123) == []
+    store.add_image("vm-a", "vm-a-2", "vm-a", op_id=None)
+    assert store.image_ready("vm-a-2", disk_size_gb=10, archive_size_bytes=456) == ["vm-a-1"]
+    states = {image.name: (image.state, image.dirty_since is not None) for image in store.images("vm-a")}
+    assert states == {"vm-a-1": (ImageState.DIRTY, True), "vm-a-2": (ImageState.READY, False)}
+    assert store.newest_image("vm-a").name == "vm-a-2"
+    assert [s.newest_image for s in store.list_vms()] == ["vm-a-2"]
