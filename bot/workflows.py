@@ -105,7 +105,9 @@ class Workflows:
     # ---- the workflows ---------------------------------------------------------------
 
     def create(self, op: Operation, progress: Progress) -> Outcome:
-        name, zone, machine_type = op.vm_name, op.params["zone"], op.params["machine_type"]
+        vm = self.store.vm(op.vm_name)
+        assert vm is not None, "a create is recorded with its VM"
+        name, zone, machine_type = vm.name, vm.zone, vm.machine_type
         if self.compute.get_instance(zone, name) is not None:
             raise Refused(
                 f"A VM named `{name}` already exists in project `{self.compute.project}` ({zone}), and I did not "

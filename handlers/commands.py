@@ -57,7 +57,6 @@ def create(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
         machine_type=machine_type,
         channel=payload["channel_id"],
         response_url=payload.get("response_url"),
-        params={"zone": zone, "machine_type": machine_type},
     )
     ack = f":rocket: Creating `{command.name}` ({machine_type} in {zone}). I'll report in a thread in this channel."
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
