@@ -7,6 +7,7 @@ in notifications and whose ``blocks`` are the rich layout.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from storage.store import VmSummary
 
 Block = dict[str, Any]
+SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting"}
 STATE_EMOJI = {
@@ -36,6 +38,16 @@ class Message:
 
     def as_kwargs(self) -> dict[str, Any]:
         return {"text": self.text, "blocks": self.blocks} if self.blocks else {"text": self.text}
+
+
+def is_slack_user(requested_by: str) -> bool:
+    """Whether an operation's ``requested_by`` is a Slack user id, rather than an HTTP API actor's name."""
+    return bool(SLACK_USER_RE.match(requested_by))
+
+
+def actor(requested_by: str) -> str:
+    """Who asked, as Slack shows it: a mention for a Slack user, the token's name for the HTTP API."""
+    return f"<@{requested_by}>" if is_slack_user(requested_by) else f"`{escape(requested_by)}` (API)"
 
 
 def escape(text: str) -> str:
@@ -79,12 +91,18 @@ def help_message() -> Message:
 # ---- park confirmation -------------------------------------------------------------
 
 
-def park_confirmation(vm: Vm) -> Message:
-    """The ephemeral question a park starts with: two buttons, the dangerous one behind a confirm dialog."""
+def park_confirmation(vm: Vm, *, image: str | None = None, family: str | None = None) -> Message:
+    """The ephemeral question a park starts with: two buttons, the dangerous one behind a confirm dialog.
+
+    The buttons' value is the rest of the command (``NAME [image=..] [family=..]``),
+    so the confirmation carries the options and re-parses them with the same parser.
+    """
+    named = f" as image `{image}`" if image else ""
     what = (
-        f"Parking `{vm.name}` stops it, saves an image of its boot disk into image family `{vm.name}`, "
-        "then *deletes the VM*. Its external IP will change when it is restored."
+        f"Parking `{vm.name}` stops it, saves an image of its boot disk{named} into image family "
+        f"`{family or vm.name}`, then *deletes the VM*. Its external IP will change when it is restored."
     )
+    value = " ".join([vm.name] + [f"{key}={item}" for key, item in (("image", image), ("family", family)) if item])
     return Message(
         f"Park {vm.name}? It will be stopped, imaged and deleted.",
         [
@@ -98,7 +116,7 @@ def park_confirmation(vm: Vm) -> Message:
                         "action_id": "park_confirm",
                         "text": {"type": "plain_text", "text": f"Park {vm.name}"[:75]},
                         "style": "danger",
-                        "value": vm.name,
+                        "value": value,
                         "confirm": {
                             "title": {"type": "plain_text", "text": "Park this VM?"},
                             "text": {"type": "mrkdwn", "text": what},
@@ -111,7 +129,7 @@ def park_confirmation(vm: Vm) -> Message:
                         "type": "button",
                         "action_id": "park_cancel",
                         "text": {"type": "plain_text", "text": "Cancel"},
-                        "value": vm.name,
+                        "value": value,
                     },
                 ],
             },
@@ -123,9 +141,10 @@ def park_confirmation(vm: Vm) -> Message:
 
 
 def operation_started(op: Operation, detail: str) -> Message:
-    headline = f":hourglass_flowing_sand: <@{op.requested_by}> is {VERB_ING[op.verb.value]} `{op.vm_name}`"
+    who = actor(op.requested_by)
+    headline = f":hourglass_flowing_sand: {who} is {VERB_ING[op.verb.value]} `{op.vm_name}`"
     return Message(
-        f"{VERB_ING[op.verb.value].capitalize()} {op.vm_name} (asked by <@{op.requested_by}>)",
+        f"{VERB_ING[op.verb.value].capitalize()} {op.vm_name} (asked by {who})",
         [section(headline), context(f"{detail} · operation #{op.id} · progress in the thread")],
     )
 
@@ -136,9 +155,14 @@ def operation_finished(op: Operation, *, ok: bool, headline: str, took: float) -
         f"{op.verb.value.capitalize()} {op.vm_name}: {'done' if ok else 'failed'}",
         [
             section(f"{icon} {headline}"),
-            context(f"<@{op.requested_by}> asked to {op.verb.value} `{op.vm_name}` · operation #{op.id} · {_duration(took)}"),
+            context(f"{actor(op.requested_by)} asked to {op.verb.value} `{op.vm_name}` · operation #{op.id} · {_duration(took)}"),
         ],
     )
+
+
+def operation_refused(op: Operation, reason: str) -> Message:
+    """A refusal told in the channel, for a requester with no Slack user to whisper to (an API script)."""
+    return text_only(f":warning: {actor(op.requested_by)} asked to {op.verb.value} `{op.vm_name}`: refused. {reason}")
 
 
 def step(text: str) -> Message:
@@ -164,7 +188,7 @@ def vm_list(summaries: Sequence[VmSummary]) -> Message:
         ip = f" · {vm.external_ip}" if vm.external_ip else ""
         lines.append(
             f"*{vm.name}*  {vm_state_label(vm, item.active_operation)}{ip}\n"
-            f"      <@{vm.owner}> · {vm.zone} · {vm.machine_type} · {image}"
+            f"      {actor(vm.owner)} · {vm.zone} · {vm.machine_type} · {image}"
         )
     blocks = [section(f"*{len(summaries)} VM{'s' if len(summaries) != 1 else ''}*")]
     # A section holds at most 3000 characters: chunk the lines.
@@ -184,11 +208,11 @@ def vm_status(vm: Vm, live: InstanceInfo | None, images: Sequence[Image], operat
     facts = [
         f"*{vm.name}*  {vm_state_label(vm, vm.active_operation)}",
         f"GCP now: {gcp}",
-        f"Owner <@{vm.owner}> · {vm.zone} · {vm.machine_type}",
+        f"Owner {actor(vm.owner)} · {vm.zone} · {vm.machine_type}",
         f"Newest image: `{image}`" if image else "No image yet",
     ]
     ops = [
-        f"#{op.id} {op.verb.value} by <@{op.requested_by}>: {op.state.value}"
+        f"#{op.id} {op.verb.value} by {actor(op.requested_by)}: {op.state.value}"
         + (f" ({op.step})" if op.state.value == "running" and op.step else "")
         + (f": {escape(op.error)[:200]}" if op.error else "")
         + f" · {_ago(op.created_at)}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.blocks import actor
 from bot.errors import Refused
 from storage.models import Operation, Verb, Vm, VmState
 from storage.store import ClaimLost, Store
@@ -44,7 +45,7 @@ def check_allowed(verb: Verb, name: str, vm: Vm | None) -> None:
         op = vm.active_operation
         where = " (see the thread in <#{}>)".format(op.channel) if op.channel else ""
         raise Refused(
-            f"`{name}` is busy: <@{op.requested_by}> is running a {op.verb.value} on it{where}. "
+            f"`{name}` is busy: {actor(op.requested_by)} is running a {op.verb.value} on it{where}. "
             "Try again when it has finished."
         )
     if state in ALLOWED_FROM[verb] or (state is None and None in ALLOWED_FROM[verb]):
@@ -86,3 +87,13 @@ def start_operation(
     except ClaimLost:
         check_allowed(verb, name, store.vm(name))
         raise Refused(f"Someone else just started an operation on `{name}`. `/vm status {name}` shows it.") from None
+
+
+def check_image_name_free(store: Store, image: str) -> None:
+    """Refuse an image name the store already holds (the park workflow also asks GCP, off the ack path)."""
+    known = store.image(image)
+    if known is not None:
+        raise Refused(
+            f"An image named `{image}` is already in my records (made for `{known.vm.name}`, now {known.state.value}); "
+            "image names are never reused. Pick another image name."
+        )

@@ -19,6 +19,7 @@ MAX_TEXT_LENGTH = 300
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 ZONE_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
 MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+){1,3}$")
+OPTION_NAMES = {"image": "image name", "family": "image family name"}  # options that follow GCP's name rule
 NAME_RULE = "lowercase letters, digits and hyphens, starting with a letter, not ending in a hyphen, at most 63 characters"
 
 
@@ -37,7 +38,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         takes_name=True,
         options=frozenset({"zone", "machine-type"}),
     ),
-    "park": Subcommand("park NAME", "stop the VM, keep an image of its disk, delete it (asks first)", takes_name=True),
+    "park": Subcommand(
+        "park NAME [image=IMAGE] [family=FAMILY]",
+        "stop the VM, keep an image of its disk (named IMAGE, in FAMILY), delete it (asks first)",
+        takes_name=True,
+        options=frozenset({"image", "family"}),
+    ),
     "restore": Subcommand("restore NAME", "recreate a parked VM from its newest image", takes_name=True),
     "list": Subcommand("list", "the VMs I manage, with state, owner and newest image"),
     "status": Subcommand("status NAME", "one VM: its record, its live GCP state and its last operations", takes_name=True),
@@ -84,7 +90,7 @@ def parse(text: str) -> Command:
     if name is not None:
         check_name(name, what="VM name")
     for key, value in options.items():
-        _check_option(key, value)
+        check_option(key, value)
     return Command(verb, name, options)
 
 
@@ -95,7 +101,10 @@ def check_name(name: str, *, what: str) -> None:
     raise UsageError(f"`{escape(name[:80])}` is not a valid {what}: GCP allows {NAME_RULE}.{hint}")
 
 
-def _check_option(key: str, value: str) -> None:
+def check_option(key: str, value: str) -> None:
+    """Check one option's value (the HTTP API checks its fields here too, so the rules live in one place)."""
+    if key in OPTION_NAMES:
+        check_name(value, what=OPTION_NAMES[key])
     if key == "zone" and not ZONE_RE.match(value):
         raise UsageError(f"`{escape(value[:80])}` is not a zone name; zones look like `us-central1-a`.")
     if key == "machine-type" and not MACHINE_TYPE_RE.match(value):

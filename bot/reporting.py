@@ -55,7 +55,14 @@ class SlackThread:
         self._reply(blocks.text_only(detail))
 
     def refused(self, text: str) -> None:
-        """Tell only the person who asked (the operation was refused before its thread began)."""
+        """Tell only the person who asked (the operation was refused before its thread began).
+
+        A script (HTTP API) has no Slack user to whisper to: its refusal goes to the channel it notifies.
+        """
+        if not blocks.is_slack_user(self.op.requested_by):
+            message = blocks.operation_refused(self.op, text)
+            self._call(self.client.chat_postMessage, channel=self.channel, **message.as_kwargs())
+            return
         if self.op.response_url:
             try:
                 WebhookClient(self.op.response_url).send(text=text, response_type="ephemeral")

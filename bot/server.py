@@ -1,4 +1,4 @@
-"""HTTP serving: one WSGI app with ``/slack/events`` and ``/healthz``.
+"""HTTP serving: one WSGI app with ``/slack/events``, ``/healthz`` and the HTTP API (``/api/v1``, bot.api).
 
 ``python -m bot`` serves it with a threading wsgiref server; App Engine serves
 the very same app (bot.wsgi) with gunicorn.
@@ -15,6 +15,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.api import PREFIX as API_PREFIX
+from bot.api import Api
 from bot.app import VmBot
 
 log = logging.getLogger(__name__)
@@ -25,11 +27,14 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 def wsgi_app(bot: VmBot) -> WsgiApp:
     slack = SlackRequestHandler(bot.app)
+    api = Api(bot)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/slack/events":
             return slack(environ, start_response)
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            return api(environ, start_response)
         if path == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             return _json(start_response, "200 OK", {"ok": True})
         return _json(start_response, "404 Not Found", {"ok": False, "error": "not_found"})

@@ -6,11 +6,17 @@ Every variable the bot reads is listed here, and in the README's Configuration t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# An API actor's name (VMBOT_API_TOKENS): lowercase, so it can never be mistaken for a Slack user id (U0123ABCD).
+API_ACTOR_RE = re.compile(r"^[a-z][a-z0-9._-]{0,39}$")
+API_TOKEN_MIN_LENGTH = 16
+# A Slack conversation id (public or private channel), as chat.postMessage takes it.
+SLACK_CHANNEL_RE = re.compile(r"^[CG][A-Z0-9]{2,31}$")
 
 
 class SettingsError(Exception):
@@ -39,6 +45,9 @@ class Settings:
     operation_timeout: float = 900.0
     web_port: int = 8080
     startup_script: Path = field(default=REPO_ROOT / "startup-script.py")
+    # (actor name, token) pairs for the HTTP API; empty means the API is off. Never shown in a repr.
+    api_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    api_notify_channel: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,7 +91,13 @@ class Settings:
             operation_timeout=float(number("VMBOT_OPERATION_TIMEOUT", cls.operation_timeout, float)),
             web_port=int(number("VMBOT_WEB_PORT", cls.web_port)),
             startup_script=Path(env.get("VMBOT_STARTUP_SCRIPT") or REPO_ROOT / "startup-script.py"),
+            api_tokens=parse_api_tokens(env.get("VMBOT_API_TOKENS", ""), problems),
+            api_notify_channel=env.get("VMBOT_API_NOTIFY_CHANNEL", "").strip() or None,
         )
+        if settings.api_notify_channel and not SLACK_CHANNEL_RE.match(settings.api_notify_channel):
+            problems.append(
+                f"VMBOT_API_NOTIFY_CHANNEL={settings.api_notify_channel!r} is not a Slack channel id (like C0123ABCD)"
+            )
         if not settings.startup_script.is_file():
             problems.append(f"VMBOT_STARTUP_SCRIPT={settings.startup_script} is not a file")
         if problems:
@@ -92,3 +107,29 @@ class Settings:
     @property
     def source_image(self) -> str:
         return f"projects/{self.image_project}/global/images/family/{self.image_family}"
+
+
+def parse_api_tokens(raw: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    """``NAME=TOKEN[,NAME=TOKEN...]`` -> pairs; each problem names the entry, never the token itself."""
+    pairs: list[tuple[str, str]] = []
+    for number, entry in enumerate((item.strip() for item in raw.split(",")), start=1):
+        if not entry:
+            continue
+        name, separator, token = (part.strip() for part in entry.partition("="))
+        where = f"VMBOT_API_TOKENS entry {number}"
+        if not separator:
+            problems.append(f"{where} has no '=': write NAME=TOKEN pairs separated by commas")
+        elif not API_ACTOR_RE.match(name):
+            problems.append(
+                f"{where}: {name[:40]!r} is not a valid name (lowercase letters, digits, '.', '_', '-', "
+                "starting with a letter, at most 40 characters)"
+            )
+        elif len(token) < API_TOKEN_MIN_LENGTH or any(c.isspace() for c in token):
+            problems.append(f"{where} ({name}): the token must be at least {API_TOKEN_MIN_LENGTH} characters, no spaces")
+        elif name in (known for known, _ in pairs):
+            problems.append(f"{where}: the name {name!r} is used twice")
+        elif token in (known for _, known in pairs):
+            problems.append(f"{where} ({name}): the same token is given to two names")
+        else:
+            pairs.append((name, token))
+    return tuple(pairs)

@@ -10,6 +10,7 @@ what state the VM is in.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 
 from bot.errors import Refused
 from bot.gce import MANAGED_LABEL, Compute, GceError, InstanceInfo, InstanceSpec, OperationStarted
+from bot.lifecycle import check_image_name_free
 from bot.reporting import Progress
 from bot.settings import Settings
 from storage.models import Operation, OperationState, Verb, VmState
@@ -57,6 +59,41 @@ def web_url(ip: str | None, port: int) -> str:
     return f"http://{ip}:{port}/" if ip else "(no external IP)"
 
 
+class Completions:
+    """Wakes whoever waits for an operation when its workflow has ended, so waiting never polls the store.
+
+    ``watch`` hands out the operation's Event *before* the waiter reads the store,
+    and ``finished`` fires after the outcome is written: a waiter either reads the
+    final state or is woken, never neither.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[int, threading.Event] = {}
+        self._watchers: dict[int, int] = {}
+
+    @contextmanager
+    def watch(self, op_id: int) -> Iterator[threading.Event]:
+        with self._lock:
+            event = self._events.setdefault(op_id, threading.Event())
+            self._watchers[op_id] = self._watchers.get(op_id, 0) + 1
+        try:
+            yield event
+        finally:
+            with self._lock:
+                self._watchers[op_id] -= 1
+                if not self._watchers[op_id]:
+                    del self._watchers[op_id]
+                    if self._events.get(op_id) is event:
+                        del self._events[op_id]
+
+    def finished(self, op_id: int) -> None:
+        with self._lock:
+            event = self._events.pop(op_id, None)
+        if event is not None:
+            event.set()
+
+
 class Workflows:
     def __init__(
         self,
@@ -68,9 +105,19 @@ class Workflows:
         self.store, self.compute, self.settings = store, compute, settings
         self.progress_for = progress_for
         self.startup_script = settings.startup_script.read_text()
+        self.completions = Completions()
 
     def run(self, op_id: int) -> None:
-        """Run a recorded operation to its end; never raises (a bug is logged and recorded)."""
+        """Run a recorded operation to its end; never raises (a bug is logged and recorded).
+
+        Whoever waits for it (the HTTP API's ``?wait=``) is woken once the store holds the outcome.
+        """
+        try:
+            self._run(op_id)
+        finally:
+            self.completions.finished(op_id)
+
+    def _run(self, op_id: int) -> None:
         op = self.store.operation(op_id)
         if op is None:
             log.error("operation %s vanished before it ran", op_id)
@@ -126,6 +173,8 @@ class Workflows:
         name = op.vm_name
         vm = self.store.vm(name)
         assert vm is not None, "a park is only recorded for a known VM"
+        image_name = op.params.get("image") or image_name_for(name, datetime.now(timezone.utc), op.id)
+        self._check_image_name_free(image_name)
         progress.started(f"{vm.machine_type} in {vm.zone}")
         instance = self.compute.get_instance(vm.zone, name)
         if instance is None:
@@ -143,7 +192,6 @@ class Workflows:
             return self._park_failed(name, failure, "is still running; nothing was changed", VmState.RUNNING)
         self.store.update_vm(name, state=VmState.STOPPED, external_ip=None)
 
-        image_name = image_name_for(name, datetime.now(timezone.utc), op.id)
         family = op.params.get("family") or name
         self.store.add_image(name, image_name, family, op_id=op.id)
         try:
@@ -198,6 +246,15 @@ class Workflows:
         return self._running(name, instance, "restored")
 
     # ---- shared pieces -------------------------------------------------------------------
+
+    def _check_image_name_free(self, image_name: str) -> None:
+        """Refuse, before the VM is touched, an image name already taken in the store or in GCP."""
+        check_image_name_free(self.store, image_name)
+        if self.compute.get_image(image_name) is not None:
+            raise Refused(
+                f"An image named `{image_name}` already exists in project `{self.compute.project}`, and I did not "
+                "make it. Pick another image name; nothing was changed."
+            )
 
     @contextmanager
     def _step(self, op: Operation, progress: Progress, name: str, text: str) -> Iterator[OperationStarted]:

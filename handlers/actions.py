@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 
+from bot.blocks import escape
 from bot.errors import UserError
-from bot.lifecycle import start_operation
+from bot.lifecycle import check_image_name_free, start_operation
+from bot.parsing import parse
 from storage.models import Verb
 
 if TYPE_CHECKING:
@@ -23,17 +25,24 @@ def register(app: App, bot: VmBot) -> None:
 
     def on_park_cancel(ack: Ack, action: Payload, respond: Respond) -> None:
         ack()
-        respond(replace_original=True, text=f"Cancelled: `{action['value']}` stays as it is.")
+        name = action["value"].split()[0]
+        respond(replace_original=True, text=f"Cancelled: `{escape(name)}` stays as it is.")
 
     app.action("park_confirm")(on_park_confirm)
     app.action("park_cancel")(on_park_cancel)
 
 
 def confirm_park(bot: VmBot, body: Payload, action: Payload, respond: Respond) -> None:
-    name = action["value"]
-    vm = bot.store.vm(name)
     channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
     try:
+        # The button's value is "NAME [image=..] [family=..]" (blocks.park_confirmation): the same parser checks it.
+        command = parse(f"park {action['value']}")
+        assert command.name
+        name = command.name
+        vm = bot.store.vm(name)
+        params = {key: command.options[key] for key in ("image", "family") if key in command.options}
+        if "image" in params:
+            check_image_name_free(bot.store, params["image"])
         op = start_operation(
             bot.store,
             Verb.PARK,
@@ -43,6 +52,7 @@ def confirm_park(bot: VmBot, body: Payload, action: Payload, respond: Respond) -
             machine_type=vm.machine_type if vm else bot.settings.machine_type,
             channel=channel,
             response_url=body.get("response_url"),
+            params=params,
         )
     except UserError as refusal:
         respond(replace_original=True, text=f":warning: {refusal}")

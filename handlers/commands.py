@@ -15,7 +15,7 @@ from slack_bolt import Ack, App, Respond
 from bot import blocks
 from bot.errors import UserError
 from bot.gce import GceError
-from bot.lifecycle import check_allowed, start_operation
+from bot.lifecycle import check_allowed, check_image_name_free, start_operation
 from bot.parsing import Command, parse
 from storage.models import Verb
 
@@ -68,7 +68,10 @@ def park(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tu
     vm = bot.store.vm(command.name)
     check_allowed(Verb.PARK, command.name, vm)
     assert vm is not None
-    return blocks.park_confirmation(vm), None
+    image, family = command.options.get("image"), command.options.get("family")
+    if image:
+        check_image_name_free(bot.store, image)  # GCP is asked as the park's first step, off the ack path
+    return blocks.park_confirmation(vm, image=image, family=family), None
 
 
 def restore(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:

@@ -96,6 +96,10 @@ class Store:
                 .limit(1)
             )
 
+    def image(self, name: str) -> Image | None:
+        with self.sessions() as s:
+            return s.scalar(select(Image).where(Image.name == name).options(selectinload(Image.vm)))
+
     def images(self, vm_name: str) -> list[Image]:
         with self.sessions() as s:
             return list(s.scalars(select(Image).join(Vm).where(Vm.name == vm_name).order_by(Image.created_at)))
