@@ -66,7 +66,7 @@ class Client:
                 return _decode(response.read(), self.url)
         except HTTPError as error:
             answer = _decode(error.read(), self.url)
-            details = answer.get("error") or {}
+            details = answer.get("error") if isinstance(answer.get("error"), dict) else {}
             message = f"{details.get('message', error.reason)} ({details.get('code', error.code)})"
             raise CliError(message, EXIT_FAILED, answer) from None
         except (URLError, OSError) as error:

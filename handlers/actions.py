@@ -20,8 +20,11 @@ Payload = dict[str, Any]
 
 def register(app: App, bot: VmBot) -> None:
     def on_park_confirm(ack: Ack, body: Payload, action: Payload, respond: Respond) -> None:
+        # Claim the VM and queue the park before acking (a few ms of store work): once Slack
+        # has its answer, the park is recorded and on the job runner, never still on its way.
+        reply = confirm_park(bot, body, action)
         ack()
-        confirm_park(bot, body, action, respond)
+        respond(replace_original=True, text=reply)
 
     def on_park_cancel(ack: Ack, action: Payload, respond: Respond) -> None:
         ack()
@@ -32,7 +35,8 @@ def register(app: App, bot: VmBot) -> None:
     app.action("park_cancel")(on_park_cancel)
 
 
-def confirm_park(bot: VmBot, body: Payload, action: Payload, respond: Respond) -> None:
+def confirm_park(bot: VmBot, body: Payload, action: Payload) -> str:
+    """Start the park the button asks for; the text that replaces the question."""
     channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
     try:
         # The button's value is "NAME [image=..] [family=..]" (blocks.park_confirmation): the same parser checks it.
@@ -55,7 +59,6 @@ def confirm_park(bot: VmBot, body: Payload, action: Payload, respond: Respond) -
             params=params,
         )
     except UserError as refusal:
-        respond(replace_original=True, text=f":warning: {refusal}")
-        return
-    respond(replace_original=True, text=f":parking: Parking `{name}`: follow the thread in <#{channel}>.")
+        return f":warning: {refusal}"
     bot.runner.submit(bot.workflows.run, op.id)
+    return f":parking: Parking `{name}`: follow the thread in <#{channel}>."

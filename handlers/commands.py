@@ -39,9 +39,11 @@ def handle_vm_command(bot: VmBot, payload: Payload, ack: Ack, respond: Respond) 
         message, follow_up = VERBS[command.verb](bot, command, payload, respond)
     except UserError as error:
         message, follow_up = blocks.text_only(f":warning: {error}"), None
-    ack(**message.as_kwargs())
+    # Queue the follow-up before acking: once Slack has its answer the work is on the runner
+    # (so `runner.drain()` sees it), never still on its way there.
     if follow_up is not None:
         bot.runner.submit(follow_up)
+    ack(**message.as_kwargs())
 
 
 def create(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:

@@ -15,6 +15,10 @@ from bot.parsing import Command, parse
         ("CREATE test-vm-22 zone=europe-west1-b", Command("create", "test-vm-22", {"zone": "europe-west1-b"})),
         ('create a1 machine-type="e2-medium"', Command("create", "a1", {"machine-type": "e2-medium"})),
         ("park test-vm-22", Command("park", "test-vm-22")),
+        (
+            "park test-vm-22 image=image-224 family=segmind-fam",
+            Command("park", "test-vm-22", {"image": "image-224", "family": "segmind-fam"}),
+        ),
         ("list", Command("list")),
     ],
 )
@@ -35,6 +39,10 @@ def test_valid_commands(text: str, expected: Command) -> None:
         ("park a b", "got more than I expected"),
         ("create a colour=blue", "has no option `colour=`"),
         ("park a zone=us-central1-a", "has no option `zone=`"),
+        ("park a image=Image_1", "`Image_1` is not a valid image name"),
+        ("park a image=" + "i" * 64, "not a valid image name"),
+        ("park a family=-fam", "`-fam` is not a valid image family name"),
+        ("restore a image=image-224", "has no option `image=`"),
         ("create a zone=moon", "is not a zone name"),
         ("create a machine-type=HUGE", "is not a machine type"),
         ('create "a', "a quote is not closed"),

@@ -1,0 +1,140 @@
+"""`python -m bot.cli` against the bot over real HTTP: output, JSON and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from api_client import API_TOKENS, CI_TOKEN
+from conftest import PROJECT, Running
+
+from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE, main
+from bot.settings import Settings
+from standins.compute import ComputeStandin
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return replace(settings, api_tokens=API_TOKENS)
+
+
+@pytest.fixture
+def cli(running: Running, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
+    monkeypatch.setenv("VMBOT_API_URL", running.base_url)
+    monkeypatch.setenv("VMBOT_API_TOKEN", CI_TOKEN)
+    yield Cli(capsys)
+
+
+class Cli:
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+
+def test_create_park_restore_list_status(cli: Cli, gcp: ComputeStandin) -> None:
+    code, out, err = cli("create", "test-vm-22", "--zone", "us-central1-a", "--machine-type", "e2-small", "--json")
+    assert code == EXIT_OK, err
+    op = json.loads(out)["operation"]
+    assert (op["verb"], op["state"], op["requested_by"]) == ("create", "succeeded", "ci")
+
+    code, out, err = cli("park", "test-vm-22", "--image", "image-224", "--family", "segmind-fam")
+    assert code == EXIT_OK, err
+    assert out == f"test-vm-22 is parked as image image-224  (operation #{op['id'] + 1})\n"
+    assert gcp.image(PROJECT, "image-224")["family"] == "segmind-fam"
+
+    code, out, _ = cli("list")
+    header, row = out.splitlines()
+    assert header.split() == ["NAME", "STATE", "ZONE", "MACHINE", "TYPE", "OWNER", "EXTERNAL", "IP", "NEWEST", "IMAGE"]
+    assert row.split() == ["test-vm-22", "parked", "us-central1-a", "e2-small", "ci", "-", "image-224"]
+
+    code, out, err = cli("restore", "test-vm-22")
+    assert code == EXIT_OK, err
+    assert out.startswith("test-vm-22 is RUNNING at ")
+
+    code, out, _ = cli("status", "test-vm-22")
+    assert code == EXIT_OK
+    lines = out.splitlines()
+    assert lines[0].split() == ["name", "test-vm-22"] and lines[2].split()[:3] == ["GCP", "now", "RUNNING"]
+    assert any(line.split()[:3] == ["image-224", "segmind-fam", "ready"] for line in lines)
+    assert [line.split()[:3] for line in lines if line.startswith("#")] == [
+        ["#3", "restore", "succeeded"], ["#2", "park", "succeeded"], ["#1", "create", "succeeded"],
+    ]
+
+    code, out, _ = cli("status", "test-vm-22", "--json", "--no-live")
+    vm = json.loads(out)["vm"]
+    assert (vm["state"], vm["newest_image"], "gcp" in vm) == ("running", "image-224", False)
+
+
+def test_failures_exit_non_zero_with_the_message(cli: Cli, gcp: ComputeStandin, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = cli("restore", "nope")
+    assert (code, out) == (EXIT_FAILED, "")
+    assert err == "error: I don't know a VM called nope. GET /api/v1/vms lists the VMs I manage. (vm_not_found)\n"
+
+    code, out, err = cli("park", "nope", "--image", "Image_1", "--json")
+    assert code == EXIT_FAILED
+    assert json.loads(out)["error"]["code"] == "invalid_option" and "not a valid image name" in err
+
+    gcp.fail_operation("POST", r"/instances$", message="Quota 'CPUS' exceeded. Limit: 8.0 in region us-central1.")
+    code, out, err = cli("create", "test-vm-22", "--json")
+    assert code == EXIT_FAILED
+    assert json.loads(out)["operation"]["state"] == "failed"
+    assert "error: operation #1 (create test-vm-22) failed: Create of test-vm-22 failed while creating the instance" in err
+    assert "Quota 'CPUS' exceeded" in err
+
+    code, _, err = cli("list", "--token", "not-the-token-at-all")
+    assert code == EXIT_FAILED and err.endswith("(unauthorized)\n")
+
+    code, _, err = cli("park")
+    assert code == EXIT_USAGE and "the following arguments are required: name" in err
+
+    monkeypatch.delenv("VMBOT_API_TOKEN")
+    code, _, err = cli("list")
+    assert (code, err) == (EXIT_USAGE, "error: VMBOT_API_TOKEN (or --token) is not set; see README > HTTP API and CLI\n")
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    code, _, err = cli("list", "--url", closed, "--token", CI_TOKEN)
+    assert code == EXIT_UNREACHABLE and err.startswith(f"error: cannot reach vmbot at {closed}")
+
+
+def test_no_wait_and_giving_up_waiting(cli: Cli, gcp: ComputeStandin, running: Running) -> None:
+    gcp.hold_operations()
+    try:
+        code, out, err = cli("create", "test-vm-22", "--no-wait")
+        assert code == EXIT_OK, err
+        assert out.startswith("Operation #1 (create test-vm-22) is ")
+        assert out.rstrip().endswith(f"follow it at {running.base_url}/api/v1/operations/1")
+
+        code, out, err = cli("park", "test-vm-22", "--timeout", "0.2", "--json")
+        assert code == EXIT_FAILED and "(operation_in_progress)" in err, "the create still holds the VM; no operation recorded"
+
+        code, out, err = cli("create", "other-vm", "--timeout", "0.2", "--json")
+        assert code == EXIT_TIMEOUT
+        assert json.loads(out)["operation"]["done"] is False
+        assert err.splitlines()[0].startswith("operation #2 create other-vm: "), "the progress line"
+        assert err.splitlines()[-1] == "error: gave up waiting after 0.2 s; operation #2 is still " + json.loads(out)["operation"]["state"]
+    finally:
+        gcp.release_operations()
+    assert running.bot.runner.drain(timeout=30)
+
+
+def test_as_a_command(running: Running) -> None:
+    env = {**os.environ, "VMBOT_API_URL": running.base_url + "/api/v1/", "VMBOT_API_TOKEN": CI_TOKEN}
+    listed = subprocess.run([sys.executable, "-m", "bot.cli", "list", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert (listed.returncode, json.loads(listed.stdout)) == (0, {"vms": []})
+    refused = subprocess.run([sys.executable, "-m", "bot.cli", "status", "nope"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == EXIT_FAILED and "vm_not_found" in refused.stderr
