@@ -288,7 +288,7 @@ class Api:
         body = request.json(allowed={"image", "family", "notify_channel"})
         params = {key: value for key in ("image", "family") if (value := _option(body, key, key))}
         channel = self._notify_channel(body)
-        vm = self._check_allowed(Verb.PARK, name)
+        vm = self._known_vm(Verb.PARK, name)
         if "image" in params:
             try:
                 check_image_name_free(self.bot.store, params["image"])
@@ -303,7 +303,7 @@ class Api:
         wait = _wait_seconds(request.query_options({"wait"}))
         name = _vm_name(request.args["name"])
         channel = self._notify_channel(request.json(allowed={"notify_channel"}))
-        vm = self._check_allowed(Verb.RESTORE, name)
+        vm = self._known_vm(Verb.RESTORE, name)
         op = self._start(Verb.RESTORE, name, request.actor, zone=vm.zone, machine_type=vm.machine_type, channel=channel)
         return self._accepted(op, wait)
 
@@ -320,8 +320,8 @@ class Api:
             )
         return channel
 
-    def _check_allowed(self, verb: Verb, name: str) -> Vm:
-        """The lifecycle table's verdict with an API error code; returns the VM (None only for a create)."""
+    def _check_allowed(self, verb: Verb, name: str) -> Vm | None:
+        """The lifecycle table's verdict, with an API error code; the VM (None only for a create)."""
         vm = self.bot.store.vm(name)
         state = vm.state if vm and vm.state is not VmState.DELETED else None
         if vm is not None and vm.active_operation is not None:
@@ -333,7 +333,7 @@ class Api:
                 operation_id=op.id,
             )
         if state in ALLOWED_FROM[verb]:
-            return vm  # type: ignore[return-value]
+            return vm
         if state is None:
             raise _unknown_vm(name)
         if verb is Verb.CREATE:
@@ -343,6 +343,11 @@ class Api:
             "state_conflict", f"{name} is {state.value}, so it cannot be {_PAST[verb]} now (only when {allowed}).",
             state=state.value,
         )
+
+    def _known_vm(self, verb: Verb, name: str) -> Vm:
+        vm = self._check_allowed(verb, name)
+        assert vm is not None, "only a create starts without a VM"
+        return vm
 
     def _start(self, verb: Verb, name: str, actor: str, *, channel: str | None, **kwargs: Any) -> Operation:
         """Record and claim through the same lifecycle as Slack, then hand the work to the job runner."""

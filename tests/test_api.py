@@ -24,7 +24,7 @@ from bot.settings import Settings
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
-from storage.models import ImageState, Operation, OperationState, VmState
+from storage.models import ImageState, Operation, VmState
 
 ZONE = "us-central1-a"
 VMS = "/api/v1/vms"
