@@ -276,10 +276,7 @@ class Api:
         machine_type = _option(body, "machine_type", "machine-type") or self.bot.settings.machine_type
         channel = self._notify_channel(body)
         self._check_allowed(Verb.CREATE, name)
-        op = self._start(
-            Verb.CREATE, name, request.actor, zone=zone, machine_type=machine_type, channel=channel,
-            params={"zone": zone, "machine_type": machine_type},
-        )
+        op = self._start(Verb.CREATE, name, request.actor, zone=zone, machine_type=machine_type, channel=channel)
         return self._accepted(op, wait)
 
     def park_vm(self, request: Request) -> tuple[int, Json, list[tuple[str, str]]]:

@@ -382,3 +382,14 @@ def test_a_body_over_the_limit_is_refused(api: ApiClient, running: Running) -> N
     response = api.post(VMS, data=b"{" + b" " * MAX_BODY_BYTES + b"}", headers={"Content-Type": "application/json"})
     assert error(response)[:2] == (413, "payload_too_large")
     assert running.bot.store.list_vms() == []
+
+
+def test_live_state_on_request(api: ApiClient, gcp: ComputeStandin) -> None:
+    api.done(VMS, {"name": "test-vm-22"})
+    ip = gcp.instance(PROJECT, ZONE, "test-vm-22")["networkInterfaces"][0]["accessConfigs"][0]["natIP"]
+    vm = api.get(f"{VMS}/test-vm-22", params={"live": "true"}).json()["vm"]
+    assert vm["gcp"] == {"exists": True, "status": "RUNNING", "external_ip": ip, "machine_type": "e2-small"}
+    assert "gcp" not in api.get(f"{VMS}/test-vm-22").json()["vm"], "the store's view alone never waits on GCP"
+    gcp.fail_request("GET", r"/instances/test-vm-22$", status=403, reason="forbidden", message="Required 'compute.instances.get' permission")
+    status, code, message = error(api.get(f"{VMS}/test-vm-22", params={"live": "true"}))
+    assert (status, code) == (502, "gcp_error") and "Required 'compute.instances.get' permission" in message
