@@ -74,7 +74,8 @@ def create_app(
 def on_error(error: Exception, body: dict[str, Any]) -> None:
     """The one place an unexpected error is logged (with its traceback); the user gets a short apology."""
     reference = uuid.uuid4().hex[:8]
-    log.error("unhandled error in a Slack listener (ref %s)", reference, exc_info=error)
+    user = body.get("user_id") or (body.get("user") or {}).get("id")
+    log.error("unhandled error in a Slack listener (ref %s)", reference, exc_info=error, extra={"slack_user": user})
     response_url = body.get("response_url")
     if response_url:
         WebhookClient(response_url).send(

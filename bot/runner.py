@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -18,7 +19,12 @@ class JobRunner:
         self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        future = self._pool.submit(fn, *args)
+        """Run ``fn(*args)`` on a pool thread, in a copy of the caller's context.
+
+        So the job's log lines carry the submitter's log context (bot.logs), and nothing a job
+        sets leaks into the next job on the same thread.
+        """
+        future = self._pool.submit(contextvars.copy_context().run, fn, *args)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)

@@ -6,11 +6,17 @@ Every variable the bot reads is listed here, and in the README's Configuration t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DATABASE_SCHEMES = ("sqlite", "postgresql+psycopg")
+# app.yaml holds "${NAME}" where a deploy fills in a secret; one left as it is would fail much later.
+PLACEHOLDER = re.compile(r"^\$\{?[A-Z0-9_]+\}?$")
 
 
 class SettingsError(Exception):
@@ -39,6 +45,8 @@ class Settings:
     operation_timeout: float = 900.0
     web_port: int = 8080
     startup_script: Path = field(default=REPO_ROOT / "startup-script.py")
+    log_format: str = "text"
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,9 +90,12 @@ class Settings:
             operation_timeout=float(number("VMBOT_OPERATION_TIMEOUT", cls.operation_timeout, float)),
             web_port=int(number("VMBOT_WEB_PORT", cls.web_port)),
             startup_script=Path(env.get("VMBOT_STARTUP_SCRIPT") or REPO_ROOT / "startup-script.py"),
+            log_format=(env.get("VMBOT_LOG_FORMAT") or cls.log_format).strip().lower(),
+            log_level=(env.get("VMBOT_LOG_LEVEL") or cls.log_level).strip().upper(),
         )
         if not settings.startup_script.is_file():
             problems.append(f"VMBOT_STARTUP_SCRIPT={settings.startup_script} is not a file")
+        problems.extend(_shape_problems(env, settings))
         if problems:
             raise SettingsError(problems)
         return settings
@@ -92,3 +103,36 @@ class Settings:
     @property
     def source_image(self) -> str:
         return f"projects/{self.image_project}/global/images/family/{self.image_family}"
+
+
+def _shape_problems(env: Mapping[str, str], settings: Settings) -> list[str]:
+    """Values that are set but cannot work, found now rather than at the first Slack or GCP call.
+
+    Secret values are never echoed: a message names the variable and what is wrong with it.
+    """
+    see = "see README > Configuration"
+    problems = [
+        f"{name} still holds the placeholder {value.strip()!r}: fill it in at deploy time; see README > Deploy to App Engine"
+        for name, value in sorted(env.items())
+        if (name.startswith(("SLACK_", "VMBOT_", "GOOGLE_")) or name == "DATABASE_URL") and PLACEHOLDER.match(value.strip())
+    ]
+    if problems:
+        return problems  # the checks below would only repeat them
+    if settings.slack_bot_token and not settings.slack_bot_token.startswith("xoxb-"):
+        problems.append(f"SLACK_BOT_TOKEN is not a bot token (those start with xoxb-); {see}")
+    if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):
+        problems.append(f"SLACK_APP_TOKEN is not an app-level token (those start with xapp-); {see}")
+    scheme = re.match(r"^([a-z0-9+.-]+)://", settings.database_url)
+    if scheme is None or scheme.group(1) not in DATABASE_SCHEMES:
+        found = f"it starts with {scheme.group(1)}://" if scheme else "it has no scheme://"  # never the rest: a password
+        problems.append(f"DATABASE_URL must start with sqlite:/// or postgresql+psycopg:// ({found}); {see}")
+    for name, url in (("SLACK_API_URL", settings.slack_api_url), ("VMBOT_COMPUTE_ENDPOINT", settings.compute_endpoint)):
+        if url and not re.match(r"^https?://[^/\s]+", url):
+            problems.append(f"{name}={url!r} is not an http:// or https:// URL; {see}")
+    if settings.port > 65535:
+        problems.append(f"PORT={settings.port} is not a TCP port (1-65535); {see}")
+    if settings.log_format not in LOG_FORMATS:
+        problems.append(f"VMBOT_LOG_FORMAT={settings.log_format!r} must be one of {', '.join(LOG_FORMATS)}; {see}")
+    if settings.log_level not in LOG_LEVELS:
+        problems.append(f"VMBOT_LOG_LEVEL={settings.log_level!r} must be one of {', '.join(LOG_LEVELS)}; {see}")
+    return problems

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from bot import logs
 from bot.errors import Refused
 from bot.gce import MANAGED_LABEL, Compute, GceError, InstanceInfo, InstanceSpec, OperationStarted
 from bot.reporting import Progress
@@ -75,6 +76,11 @@ class Workflows:
         if op is None:
             log.error("operation %s vanished before it ran", op_id)
             return
+        with logs.context(operation_id=op.id, vm=op.vm_name, slack_user=op.requested_by):
+            self._run(op)
+
+    def _run(self, op: Operation) -> None:
+        op_id = op.id
         progress = self.progress_for(op)
         self.store.mark_running(op_id)
         began = time.monotonic()
