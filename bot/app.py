@@ -62,9 +62,10 @@ def create_app(
     compute = compute or Compute(
         settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout
     )
-    app = App(client=client, signing_secret=settings.slack_signing_secret)
+    runner = JobRunner(settings.workers)
+    app = App(client=client, signing_secret=settings.slack_signing_secret, listener_executor=runner.listeners)
     workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op))
-    bot = VmBot(settings, app, client, store, compute, JobRunner(settings.workers), workflows)
+    bot = VmBot(settings, app, client, store, compute, runner, workflows)
     commands.register(app, bot)
     actions.register(app, bot)
     app.error(on_error)

@@ -27,6 +27,8 @@ from typing import Any, TextIO
 # The fields a line may carry about what it concerns, in the order text lines show them.
 CONTEXT_FIELDS = ("operation_id", "vm", "slack_user")
 _TEXT_LABELS = {"operation_id": "op", "vm": "vm", "slack_user": "user"}
+# Libraries whose INFO lines say nothing an operator needs, on every start.
+QUIET_LOGGERS = {"alembic.runtime.plugins": logging.WARNING}
 _context: ContextVar[dict[str, Any]] = ContextVar("vmbot_log_context", default={})
 
 
@@ -128,7 +130,25 @@ def configure(fmt: str = "text", level: str | int = "INFO", *, stream: TextIO | 
         handler.addFilter(record_filter)
     root.addHandler(handler)
     root.setLevel(level)
+    for name, quieter in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(quieter)
+    bolt = logging.getLogger("slack_bolt.App")
+    if not any(isinstance(f, _BoltTokenNotice) for f in bolt.filters):
+        bolt.addFilter(_BoltTokenNotice())
     return handler
+
+
+class _BoltTokenNotice(logging.Filter):
+    """Drops Bolt's start-up warning that the client vmbot passes wins over SLACK_BOT_TOKEN.
+
+    Bolt reads SLACK_BOT_TOKEN from the environment by itself; the client is built
+    from the same token (bot.app), so the warning only alarms whoever reads the log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
 def adopt(*logger_names: str) -> None:

@@ -77,7 +77,10 @@ class Workflows:
             log.error("operation %s vanished before it ran", op_id)
             return
         with logs.context(operation_id=op.id, vm=op.vm_name, slack_user=op.requested_by):
+            log.info("%s of %s started", op.verb.value, op.vm_name)
             self._run(op)
+            ended = self.store.operation(op_id)
+            log.info("%s of %s ended: %s", op.verb.value, op.vm_name, ended.state.value if ended else "unknown")
 
     def _run(self, op: Operation) -> None:
         op_id = op.id
