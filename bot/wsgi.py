@@ -22,15 +22,44 @@ import atexit
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, NoReturn
 
 from bot import logs, service
-from bot.server import wsgi_app
 from bot.settings import SettingsError
+
+if TYPE_CHECKING:
+    from bot.server import WsgiApp
 
 log = logging.getLogger(__name__)
 
 
-def _fail(error: SettingsError) -> None:
+def load() -> WsgiApp:
+    """Build the bot, start its background in this process, and return its WSGI app."""
+    try:
+        bot = service.build()
+        background = service.start_background(bot)
+    except SettingsError as error:
+        _fail(error)
+    from bot.server import wsgi_app  # only now: a bad environment is reported without loading it
+
+    if "gunicorn" in sys.modules:
+        logs.adopt("gunicorn.error")  # the worker's own gunicorn lines in the same format (JSON on App Engine)
+    atexit.register(background.stop)
+
+    def forked() -> None:
+        # Only with gunicorn --preload (or another fork after import): this child has the app but none
+        # of its background threads, and must not share the parent's database connections.
+        bot.store.engine.dispose(close=False)
+        log.error(
+            "bot.wsgi was imported before a fork (gunicorn --preload?): background work runs in the parent "
+            "process only; run gunicorn without --preload"
+        )
+
+    os.register_at_fork(after_in_child=forked)
+    return wsgi_app(bot)
+
+
+def _fail(error: SettingsError) -> NoReturn:
     service.report(error)
     gunicorn_errors = sys.modules.get("gunicorn.errors")
     if gunicorn_errors is not None:
@@ -38,22 +67,4 @@ def _fail(error: SettingsError) -> None:
     raise SystemExit(2)
 
 
-def _forked() -> None:
-    # Only with gunicorn --preload (or another fork after import): this child has the app but none
-    # of its background threads, and must not share the parent's database connections.
-    bot.store.engine.dispose(close=False)
-    log.error("bot.wsgi was imported before a fork (gunicorn --preload?): background work runs in the parent "
-              "process only; run gunicorn without --preload")
-
-
-try:
-    bot = service.build()
-    background = service.start_background(bot)
-except SettingsError as error:
-    _fail(error)
-
-if "gunicorn" in sys.modules:
-    logs.adopt("gunicorn.error")  # the worker's own gunicorn lines in the same format (JSON on App Engine)
-atexit.register(background.stop)
-os.register_at_fork(after_in_child=_forked)
-app = wsgi_app(bot)
+app = load()

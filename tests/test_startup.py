@@ -7,14 +7,19 @@ Through the real entry points, as subprocesses: ``python -m bot`` and ``import b
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from bot.settings import REPO_ROOT, Settings, SettingsError
 from conftest import BOT_TOKEN, PROJECT, SIGNING_SECRET
+from standins.compute import ComputeStandin
+from standins.slack_api import SlackStandin
 
 SEE = "see README > Configuration"
 
@@ -110,3 +115,38 @@ def test_a_placeholder_left_from_app_yaml_is_refused(name: str) -> None:
     assert raised.value.problems == [
         f"{name} still holds the placeholder '${{{name}}}': fill it in at deploy time; see README > Deploy to App Engine"
     ]
+
+
+def test_python_m_bot_serves_healthz_and_stops_cleanly_on_sigterm(
+    gcp: ComputeStandin, slack: SlackStandin, tmp_path: Path
+) -> None:
+    """The healthy start, for contrast: the same settings style, the bot up, SIGTERM ends it with 0."""
+    with socket.socket() as probe:  # a free port for PORT
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = bare_env(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        GOOGLE_CLOUD_PROJECT=PROJECT,
+        SLACK_API_URL=slack.api_url,
+        VMBOT_COMPUTE_ENDPOINT=gcp.url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'vmbot.db'}",
+        PORT=str(port),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot"], env=env, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        seen = []
+        for line in process.stderr:  # the bot says so once it listens
+            seen.append(line)
+            if "listening on port" in line:
+                break
+        assert f"vmbot in HTTP mode, listening on port {port}" in seen[-1], seen
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert health.status_code == 200 and health.json() == {"ok": True}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.wait()
