@@ -6,16 +6,19 @@ Through the real entry points, as subprocesses: ``python -m bot`` and ``import b
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
+from bot import service
 from bot.settings import REPO_ROOT, Settings, SettingsError
 from conftest import BOT_TOKEN, PROJECT, SIGNING_SECRET
 from standins.compute import ComputeStandin
@@ -69,34 +72,41 @@ def test_python_m_bot_reports_every_invalid_value_at_once(tmp_path: Path) -> Non
     assert "hunter2" not in result.stderr and "swapped" not in result.stderr, "secrets are never echoed"
 
 
-def test_an_unreachable_database_is_one_line_without_its_password() -> None:
-    env = bare_env(
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        GOOGLE_CLOUD_PROJECT=PROJECT,
-        VMBOT_COMPUTE_ENDPOINT="http://127.0.0.1:9",
-        VMBOT_LOG_LEVEL="WARNING",  # only the problem, not the start-up's INFO lines
+@pytest.fixture
+def quiet_root_logger() -> Iterator[None]:
+    """service.build() sets up logging; put the root logger back afterwards."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def test_an_unreachable_database_is_one_line_without_its_password(quiet_root_logger: None) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "VMBOT_COMPUTE_ENDPOINT": "http://127.0.0.1:9",
         # Port 9 (discard) refuses connections at once.
-        DATABASE_URL="postgresql+psycopg://vmbot:hunter2@127.0.0.1:9/vmbot?connect_timeout=5",
-    )
-    result = run([sys.executable, "-m", "bot"], env)
-    assert result.returncode == 2
-    (line,) = result.stderr.splitlines()
+        "DATABASE_URL": "postgresql+psycopg://vmbot:hunter2@127.0.0.1:9/vmbot?connect_timeout=5",
+    }
+    with pytest.raises(SettingsError) as raised:
+        service.build(env)
+    (line,) = raised.value.problems
     assert line.startswith("DATABASE_URL: cannot use the database: connection failed:") and line.endswith(SEE)
-    assert "hunter2" not in result.stderr
+    assert "\n" not in line and "hunter2" not in line
 
 
-def test_missing_google_credentials_are_one_line() -> None:
-    env = bare_env(
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        GOOGLE_CLOUD_PROJECT=PROJECT,
-        DATABASE_URL="sqlite://",
-        VMBOT_LOG_LEVEL="WARNING",
-    )
-    result = run([sys.executable, "-m", "bot"], env)
-    assert result.returncode == 2
-    (line,) = result.stderr.splitlines()
+def test_missing_google_credentials_are_one_line(quiet_root_logger: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # not on GCE: do not ask the metadata server
+    monkeypatch.setenv("HOME", "/nonexistent")  # no gcloud application-default credentials
+    env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "GOOGLE_CLOUD_PROJECT": PROJECT,
+           "DATABASE_URL": "sqlite://"}
+    with pytest.raises(SettingsError) as raised:
+        service.build(env)
+    (line,) = raised.value.problems
     assert line.startswith("Google credentials were not found") and "gcloud auth application-default login" in line
 
 
