@@ -80,7 +80,9 @@ class Workflows:
             log.info("%s of %s started", op.verb.value, op.vm_name)
             self._run(op)
             ended = self.store.operation(op_id)
-            log.info("%s of %s ended: %s", op.verb.value, op.vm_name, ended.state.value if ended else "unknown")
+            state = ended.state if ended else None
+            level = logging.INFO if state is OperationState.SUCCEEDED else logging.WARNING
+            log.log(level, "%s of %s ended: %s", op.verb.value, op.vm_name, state.value if state else "unknown")
 
     def _run(self, op: Operation) -> None:
         op_id = op.id
