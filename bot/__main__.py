@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-import threading
+from types import FrameType
+from typing import TYPE_CHECKING
 
-from bot.settings import Settings, SettingsError
+from bot import service
+from bot.settings import SettingsError
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from bot.app import VmBot
+
+log = logging.getLogger("bot")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,43 +28,44 @@ def main(argv: list[str] | None = None) -> int:
     if argv:
         print("usage: python -m bot [demo]", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env()
+        bot = service.build()
+        server = _listen(bot.settings.port, bot)
+        background = service.start_background(bot)
     except SettingsError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
+        service.report(error)
         return 2
-    return serve(settings)
+    mode = "Socket Mode" if bot.settings.slack_app_token else "HTTP mode"
+    log.info("vmbot in %s, listening on port %s (POST /slack/events, GET /healthz)", mode, bot.settings.port)
+    return serve(server, background)
 
 
-def serve(settings: Settings) -> int:
-    from bot.app import create_app
+def _listen(port: int, bot: VmBot) -> WSGIServer:
     from bot.server import make_http_server
 
-    bot = create_app(settings)
-    server = make_http_server(bot, "0.0.0.0", settings.port)
-    log = logging.getLogger("bot")
-    if settings.slack_app_token:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+    try:
+        return make_http_server(bot, "0.0.0.0", port)
+    except OSError as error:
+        bot.shutdown(wait=False)
+        raise SettingsError([f"PORT={port}: cannot listen there ({error.strerror}); {service.SEE}"]) from None
 
-        # Socket Mode: Slack reaches us over a websocket; HTTP stays up for /healthz.
-        threading.Thread(target=server.serve_forever, daemon=True, name="healthz").start()
-        log.info("vmbot in Socket Mode; /healthz on port %s", settings.port)
-        try:
-            SocketModeHandler(bot.app, settings.slack_app_token).start()
-        finally:
-            bot.shutdown(wait=False)
-        return 0
-    log.info("vmbot listening on port %s (POST /slack/events, GET /healthz)", settings.port)
+
+def serve(server: WSGIServer, background: service.Background) -> int:
+    """Serve /slack/events and /healthz until SIGINT or SIGTERM (in Socket Mode too: /healthz), then stop in order."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         server.server_close()
-        bot.shutdown(wait=False)
+        background.stop()
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Platforms stop a process with SIGTERM: leave serve_forever so the background stops in order.
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

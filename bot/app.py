@@ -62,9 +62,10 @@ def create_app(
     compute = compute or Compute(
         settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout
     )
-    app = App(client=client, signing_secret=settings.slack_signing_secret)
+    runner = JobRunner(settings.workers)
+    app = App(client=client, signing_secret=settings.slack_signing_secret, listener_executor=runner.listeners)
     workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op))
-    bot = VmBot(settings, app, client, store, compute, JobRunner(settings.workers), workflows)
+    bot = VmBot(settings, app, client, store, compute, runner, workflows)
     commands.register(app, bot)
     actions.register(app, bot)
     app.error(on_error)
@@ -74,7 +75,8 @@ def create_app(
 def on_error(error: Exception, body: dict[str, Any]) -> None:
     """The one place an unexpected error is logged (with its traceback); the user gets a short apology."""
     reference = uuid.uuid4().hex[:8]
-    log.error("unhandled error in a Slack listener (ref %s)", reference, exc_info=error)
+    user = body.get("user_id") or (body.get("user") or {}).get("id")
+    log.error("unhandled error in a Slack listener (ref %s)", reference, exc_info=error, extra={"slack_user": user})
     response_url = body.get("response_url")
     if response_url:
         WebhookClient(response_url).send(

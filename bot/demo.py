@@ -9,7 +9,6 @@ acknowledgement and the thread grow, press a button by its number.
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import secrets
 import sys
@@ -18,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot import logs
 from bot.app import create_app
 from bot.server import make_http_server
 from bot.settings import Settings
@@ -127,7 +127,7 @@ def run_demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot demo", description=__doc__.splitlines()[0])
     parser.add_argument("--operation-seconds", type=float, default=2.0, help="how long each simulated GCP operation takes")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(level="WARNING")
 
     with tempfile.TemporaryDirectory(prefix="vmbot-demo-") as tmp, ComputeStandin(
         operation_seconds=args.operation_seconds

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -11,31 +13,61 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-class JobRunner:
-    def __init__(self, workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vmbot-job")
+class TrackedPool(ThreadPoolExecutor):
+    """A thread pool that knows which of its tasks have not ended, and runs each in a copy of its submitter's context.
+
+    The copy gives a task the submitter's log context (bot.logs) and keeps
+    whatever the task sets from leaking into the next task on the same thread.
+    """
+
+    def __init__(self, workers: int, name: str) -> None:
+        super().__init__(max_workers=workers, thread_name_prefix=name)
         self._pending: set[Future[Any]] = set()
         self._lock = threading.Lock()
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        future = self._pool.submit(fn, *args)
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
         return future
 
-    def drain(self, timeout: float | None = None) -> bool:
-        """Wait until every job submitted so far has ended; False if ``timeout`` passed first."""
+    def pending(self) -> set[Future[Any]]:
         with self._lock:
-            pending = set(self._pending)
-        return not wait(pending, timeout=timeout).not_done
+            return {future for future in self._pending if not future.done()}
 
     def _done(self, future: Future[Any]) -> None:
         with self._lock:
             self._pending.discard(future)
-        _log_failure(future)
+
+
+class JobRunner:
+    def __init__(self, workers: int, listener_threads: int = 10) -> None:
+        self._pool = TrackedPool(workers, "vmbot-job")
+        # Bolt runs each Slack listener on this pool and answers Slack as soon as the listener acks,
+        # so a listener may still be about to submit its job when Slack has its answer. Tracking
+        # listeners lets drain() wait for those jobs too. (Bolt's own default is 10 threads.)
+        self.listeners = TrackedPool(listener_threads, "vmbot-listener")
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future = self._pool.submit(fn, *args)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every listener and job started so far has ended, and the jobs those listeners
+        submitted meanwhile; False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pending = self.listeners.pending() | self._pool.pending()
+            if not pending:
+                return True
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if wait(pending, timeout=remaining).not_done:
+                return False
 
     def shutdown(self, *, wait: bool = True) -> None:
+        self.listeners.shutdown(wait=wait, cancel_futures=not wait)
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
 

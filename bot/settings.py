@@ -17,6 +17,11 @@ API_ACTOR_RE = re.compile(r"^[a-z][a-z0-9._-]{0,39}$")
 API_TOKEN_MIN_LENGTH = 16
 # A Slack conversation id (public or private channel), as chat.postMessage takes it.
 SLACK_CHANNEL_RE = re.compile(r"^[CG][A-Z0-9]{2,31}$")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DATABASE_SCHEMES = ("sqlite", "postgresql+psycopg")
+# app.yaml holds "${NAME}" where a deploy fills in a secret; one left as it is would fail much later.
+PLACEHOLDER = re.compile(r"^\$\{?[A-Z0-9_]+\}?$")
 
 
 class SettingsError(Exception):
@@ -48,6 +53,8 @@ class Settings:
     # (actor name, token) pairs for the HTTP API; empty means the API is off. Never shown in a repr.
     api_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     api_notify_channel: str | None = None
+    log_format: str = "text"
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +100,8 @@ class Settings:
             startup_script=Path(env.get("VMBOT_STARTUP_SCRIPT") or REPO_ROOT / "startup-script.py"),
             api_tokens=parse_api_tokens(env.get("VMBOT_API_TOKENS", ""), problems),
             api_notify_channel=env.get("VMBOT_API_NOTIFY_CHANNEL", "").strip() or None,
+            log_format=(env.get("VMBOT_LOG_FORMAT") or cls.log_format).strip().lower(),
+            log_level=(env.get("VMBOT_LOG_LEVEL") or cls.log_level).strip().upper(),
         )
         if settings.api_notify_channel and not SLACK_CHANNEL_RE.match(settings.api_notify_channel):
             problems.append(
@@ -100,6 +109,7 @@ class Settings:
             )
         if not settings.startup_script.is_file():
             problems.append(f"VMBOT_STARTUP_SCRIPT={settings.startup_script} is not a file")
+        problems.extend(_shape_problems(env, settings))
         if problems:
             raise SettingsError(problems)
         return settings
@@ -133,3 +143,36 @@ def parse_api_tokens(raw: str, problems: list[str]) -> tuple[tuple[str, str], ..
         else:
             pairs.append((name, token))
     return tuple(pairs)
+
+
+def _shape_problems(env: Mapping[str, str], settings: Settings) -> list[str]:
+    """Values that are set but cannot work, found now rather than at the first Slack or GCP call.
+
+    Secret values are never echoed: a message names the variable and what is wrong with it.
+    """
+    see = "see README > Configuration"
+    problems = [
+        f"{name} still holds the placeholder {value.strip()!r}: fill it in at deploy time; see README > Deploy to App Engine"
+        for name, value in sorted(env.items())
+        if (name.startswith(("SLACK_", "VMBOT_", "GOOGLE_")) or name == "DATABASE_URL") and PLACEHOLDER.match(value.strip())
+    ]
+    if problems:
+        return problems  # the checks below would only repeat them
+    if settings.slack_bot_token and not settings.slack_bot_token.startswith("xoxb-"):
+        problems.append(f"SLACK_BOT_TOKEN is not a bot token (those start with xoxb-); {see}")
+    if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):
+        problems.append(f"SLACK_APP_TOKEN is not an app-level token (those start with xapp-); {see}")
+    scheme = re.match(r"^([a-z0-9+.-]+)://", settings.database_url)
+    if scheme is None or scheme.group(1) not in DATABASE_SCHEMES:
+        found = f"it starts with {scheme.group(1)}://" if scheme else "it has no scheme://"  # never the rest: a password
+        problems.append(f"DATABASE_URL must start with sqlite:/// or postgresql+psycopg:// ({found}); {see}")
+    for name, url in (("SLACK_API_URL", settings.slack_api_url), ("VMBOT_COMPUTE_ENDPOINT", settings.compute_endpoint)):
+        if url and not re.match(r"^https?://[^/\s]+", url):
+            problems.append(f"{name}={url!r} is not an http:// or https:// URL; {see}")
+    if settings.port > 65535:
+        problems.append(f"PORT={settings.port} is not a TCP port (1-65535); {see}")
+    if settings.log_format not in LOG_FORMATS:
+        problems.append(f"VMBOT_LOG_FORMAT={settings.log_format!r} must be one of {', '.join(LOG_FORMATS)}; {see}")
+    if settings.log_level not in LOG_LEVELS:
+        problems.append(f"VMBOT_LOG_LEVEL={settings.log_level!r} must be one of {', '.join(LOG_LEVELS)}; {see}")
+    return problems

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from bot import logs
 from bot.errors import Refused
 from bot.gce import MANAGED_LABEL, Compute, GceError, InstanceInfo, InstanceSpec, OperationStarted
 from bot.lifecycle import check_image_name_free
@@ -122,6 +123,16 @@ class Workflows:
         if op is None:
             log.error("operation %s vanished before it ran", op_id)
             return
+        with logs.context(operation_id=op.id, vm=op.vm_name, slack_user=op.requested_by):
+            log.info("%s of %s started", op.verb.value, op.vm_name)
+            self._run(op)
+            ended = self.store.operation(op_id)
+            state = ended.state if ended else None
+            level = logging.INFO if state is OperationState.SUCCEEDED else logging.WARNING
+            log.log(level, "%s of %s ended: %s", op.verb.value, op.vm_name, state.value if state else "unknown")
+
+    def _run(self, op: Operation) -> None:
+        op_id = op.id
         progress = self.progress_for(op)
         self.store.mark_running(op_id)
         began = time.monotonic()

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = int.from_bytes(b"vmbotmig", "big")  # any fixed 64-bit number, the same in every process
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -26,8 +27,15 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to head; a no-op when it is there already."""
+    """Bring the schema to head; a no-op when it is there already.
+
+    Several bot processes may start at once on one PostgreSQL database (a deploy,
+    two replicas): a transaction-scoped advisory lock lets one migrate while the
+    others wait, then find the schema at head. SQLite serialises writers itself.
+    """
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -47,7 +47,11 @@ def slack() -> Iterator[SlackStandin]:
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite by default; ``@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)``
+    runs a test on both databases."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("postgres_url")
     return f"sqlite:///{tmp_path / 'vmbot.db'}"
 
 

@@ -1,5 +1,5 @@
 """The whole product through its real edges: signed Slack requests in, Slack Web API and
-Compute Engine REST calls out (to local stand-ins), SQLite underneath.
+Compute Engine REST calls out (to local stand-ins), SQLite or PostgreSQL underneath.
 
 Reads like a chat transcript: send `/vm ...`, read the ack, press the button, read the thread.
 """
@@ -7,6 +7,8 @@ Reads like a chat transcript: send `/vm ...`, read the ack, press the button, re
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from conftest import PROJECT, Running
 from standins.compute import ComputeStandin
@@ -28,6 +30,7 @@ def newest_thread(slack: SlackStandin, channel: str = CHANNEL) -> list[Message]:
     return slack.thread(channel, root.ts)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_create_park_restore_park_again(driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running) -> None:
     store = running.bot.store
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -9,6 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from bot.lifecycle import ALLOWED_FROM
+from bot.settings import REPO_ROOT
+from storage import migrate
 from storage.models import Base, ImageState, OperationState, Verb, VmState
 from storage.store import ClaimLost, Store
 
@@ -74,3 +78,47 @@ def test_a_ready_image_makes_the_older_one_dirty(store: Store) -> None:
     assert states == {"vm-a-1": (ImageState.DIRTY, True), "vm-a-2": (ImageState.READY, False)}
     assert store.newest_image("vm-a").name == "vm-a-2"
     assert [s.newest_image for s in store.list_vms()] == ["vm-a-2"]
+
+
+def test_bot_processes_starting_at_once_on_postgresql_all_come_up(postgres_url: str) -> None:
+    """A deploy starts several processes on one empty database: each applies migrations at start-up,
+    so without the migration lock all but one fail on "relation already exists"."""
+    ready_then_migrate = (
+        "import sys; from storage.store import Store; print('ready', flush=True); "
+        "sys.stdin.readline(); Store.from_url(sys.argv[1]); print('up', flush=True)"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", ready_then_migrate, postgres_url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for process in processes:  # every process has imported everything: the migrations now start together
+            assert process.stdout.readline().strip() == "ready"
+        for process in processes:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outcomes = [(process.wait(timeout=60), process.stdout.read().strip(), process.stderr.read()) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [(code, out) for code, out, _ in outcomes] == [(0, "up")] * 4, [err for _, _, err in outcomes]
+    store = Store.from_url(postgres_url, create=False)
+    with store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_the_migrate_command_brings_an_empty_postgresql_database_to_head(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's one command for operators who migrate before deploying: ``python -m storage.migrate``."""
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    assert migrate.main([]) == 0
+    store = Store.from_url(postgres_url, create=False)
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        assert context.get_current_revision() is not None
+        assert compare_metadata(context, Base.metadata) == []

@@ -1,0 +1,159 @@
+"""Logging, set up once by every entry point (``python -m bot``, ``bot.wsgi``, the demo).
+
+One line per event. ``VMBOT_LOG_FORMAT=json`` writes one JSON object per line
+with the fields Cloud Logging reads from a structured log line (``severity``,
+``message``, ``time``, ``logging.googleapis.com/sourceLocation``) plus vmbot's
+own (``logger``, ``operation_id``, ``vm``, ``slack_user``), and an exception's
+traceback in ``stack_trace``, where Error Reporting finds it. Plain text
+otherwise, for a person at a terminal.
+
+Who and what a line is about comes from the log context: the workflow runner
+wraps each operation in ``context(operation_id=..., vm=..., slack_user=...)``,
+a background job starts with a copy of its submitter's context (bot.runner),
+and a single call can pass ``extra={"vm": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+# The fields a line may carry about what it concerns, in the order text lines show them.
+CONTEXT_FIELDS = ("operation_id", "vm", "slack_user")
+_TEXT_LABELS = {"operation_id": "op", "vm": "vm", "slack_user": "user"}
+# Libraries whose INFO lines say nothing an operator needs, on every start.
+QUIET_LOGGERS = {"alembic.runtime.plugins": logging.WARNING}
+_context: ContextVar[dict[str, Any]] = ContextVar("vmbot_log_context", default={})
+
+
+@contextmanager
+def context(**fields: Any) -> Iterator[None]:
+    """Attach ``fields`` (see CONTEXT_FIELDS) to every line logged inside the block, on this thread."""
+    token = _context.set(_merged(fields))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def _merged(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - set(CONTEXT_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown log context fields {sorted(unknown)}; known: {CONTEXT_FIELDS}")
+    return {**_context.get(), **{key: value for key, value in fields.items() if value is not None}}
+
+
+class ContextFilter(logging.Filter):
+    """Copies the log context onto each record; a field given with ``extra=`` wins."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _context.get().items():
+            if getattr(record, key, None) is None:
+                setattr(record, key, value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, in the shape Cloud Logging turns into a structured entry."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "severity": record.levelname if record.levelname in _SEVERITIES else "DEFAULT",
+            "message": record.getMessage(),
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="microseconds").replace(
+                "+00:00", "Z"
+            ),
+            "logger": record.name,
+            "logging.googleapis.com/sourceLocation": {
+                "file": record.pathname,
+                "line": str(record.lineno),
+                "function": record.funcName,
+            },
+        }
+        for key in CONTEXT_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["stack_trace"] = record.exc_text
+        if record.stack_info:
+            entry["stack_info"] = record.stack_info
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+_SEVERITIES = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+
+
+class TextFormatter(logging.Formatter):
+    """``TIME LEVEL logger [op=7 vm=test-vm-22 user=U100]: message``; a traceback follows on its own lines."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(vmbot_context)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        shown = [f"{_TEXT_LABELS[key]}={getattr(record, key)}" for key in CONTEXT_FIELDS if getattr(record, key, None) is not None]
+        record.vmbot_context = f" [{' '.join(shown)}]" if shown else ""
+        return super().format(record)
+
+
+def record_filters() -> list[logging.Filter]:
+    """What every record passes through before it is formatted, in order.
+
+    Filters sit on the handler, so they see records from every logger
+    (gunicorn's, the libraries') and not only the ones logged on vmbot's own.
+    A filter that rewrites records, such as secret redaction, goes here, after the context.
+    """
+    return [ContextFilter()]
+
+
+def configure(fmt: str = "text", level: str | int = "INFO", *, stream: TextIO | None = None) -> logging.Handler:
+    """Send every log record to ``stream`` (stderr) as ``fmt`` ("text" or "json"); safe to call again.
+
+    Replaces only the handler an earlier call installed, so test frameworks'
+    capture handlers stay in place.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "vmbot", False)]:
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.vmbot = True  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    for record_filter in record_filters():
+        handler.addFilter(record_filter)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name, quieter in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(quieter)
+    bolt = logging.getLogger("slack_bolt.App")
+    if not any(isinstance(f, _BoltTokenNotice) for f in bolt.filters):
+        bolt.addFilter(_BoltTokenNotice())
+    return handler
+
+
+class _BoltTokenNotice(logging.Filter):
+    """Drops Bolt's start-up warning that the client vmbot passes wins over SLACK_BOT_TOKEN.
+
+    Bolt reads SLACK_BOT_TOKEN from the environment by itself; the client is built
+    from the same token (bot.app), so the warning only alarms whoever reads the log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+def adopt(*logger_names: str) -> None:
+    """Route loggers that bring their own handlers (gunicorn's) through vmbot's, so every line has one format."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True

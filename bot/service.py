@@ -1,0 +1,112 @@
+"""vmbot as a running service: the start-up steps both entry points share.
+
+``python -m bot`` (bot.__main__) and gunicorn (bot.wsgi, App Engine) take the
+same steps, so App Engine runs the very app a local run serves:
+
+1. ``build()``: settings from the environment, logging, then the app (which
+   opens the database and applies migrations). Anything that stops the bot
+   from working comes back as one SettingsError, one line per problem.
+2. ``start_background(bot)``: what runs beside request handling. It must start
+   in the process that serves requests: threads do not survive a fork.
+3. Serve ``bot.server.wsgi_app(bot)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bot import logs
+from bot.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from bot.app import VmBot
+
+log = logging.getLogger(__name__)
+SEE = "see README > Configuration"
+
+
+def build(env: Mapping[str, str] | None = None) -> VmBot:
+    """Settings, logging and the app, from ``env`` (default: os.environ); SettingsError lists what is wrong."""
+    settings = Settings.from_env(env)
+    logs.configure(settings.log_format, settings.log_level)
+    # Imported here so a bad environment is reported before the heavy client libraries load.
+    from google.auth.exceptions import DefaultCredentialsError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+    from bot.app import create_app
+
+    try:
+        return create_app(settings)
+    except DBAPIError as error:
+        raise SettingsError([f"DATABASE_URL: cannot use the database: {_one_line(error.orig)}; {SEE}"]) from None
+    except ArgumentError:
+        # SQLAlchemy quotes the whole URL here, password included, so the message is ours.
+        raise SettingsError([f"DATABASE_URL is not a database URL SQLAlchemy can open; {SEE}"]) from None
+    except SQLAlchemyError as error:
+        raise SettingsError([f"DATABASE_URL: cannot use the database: {_one_line(error)}; {SEE}"]) from None
+    except DefaultCredentialsError:
+        raise SettingsError(
+            [
+                "Google credentials were not found: on App Engine or GCE the service account is used; elsewhere "
+                f"run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS; {SEE}"
+            ]
+        ) from None
+
+
+def report(error: SettingsError) -> None:
+    """Print each problem on its own line on stderr: what a person reads when the bot will not start."""
+    for problem in error.problems:
+        print(problem, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _one_line(error: BaseException | None) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@dataclass
+class Background:
+    """What runs beside request handling; ``stop()`` ends it all, newest part first."""
+
+    stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        while self.stops:
+            stop = self.stops.pop()
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - one part failing to stop must not keep the others running
+                log.exception("a background part did not stop cleanly")
+
+
+def start_background(bot: VmBot) -> Background:
+    """Start the background parts in this process: the one place both entry points do it.
+
+    - The job runner's threads start with the first job, in the process that
+      submits it; stopping cancels queued jobs (running ones finish).
+    - Socket Mode, when SLACK_APP_TOKEN is set: a websocket to Slack, its own threads.
+    - The sweeper's scheduler and the resumption of unfinished operations belong
+      here too: start them below and append their stop function.
+    """
+    background = Background()
+    background.stops.append(lambda: bot.shutdown(wait=False))
+    if bot.settings.slack_app_token:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        from slack_sdk.errors import SlackApiError
+
+        handler = SocketModeHandler(bot.app, bot.settings.slack_app_token)
+        try:
+            handler.connect()
+        except SlackApiError as error:
+            background.stop()
+            refusal = error.response.get("error", "refused")
+            raise SettingsError([f"SLACK_APP_TOKEN: Slack refused the Socket Mode connection ({refusal}); {SEE}"]) from None
+        background.stops.append(handler.close)
+        log.info("connected to Slack in Socket Mode")
+    return background
