@@ -114,22 +114,19 @@ class Workflows:
         Whoever waits for it (the HTTP API's ``?wait=``) is woken once the store holds the outcome.
         """
         try:
-            self._run(op_id)
+            op = self.store.operation(op_id)
+            if op is None:
+                log.error("operation %s vanished before it ran", op_id)
+                return
+            with logs.context(operation_id=op.id, vm=op.vm_name, slack_user=op.requested_by):
+                log.info("%s of %s started", op.verb.value, op.vm_name)
+                self._run(op)
+                ended = self.store.operation(op_id)
+                state = ended.state if ended else None
+                level = logging.INFO if state is OperationState.SUCCEEDED else logging.WARNING
+                log.log(level, "%s of %s ended: %s", op.verb.value, op.vm_name, state.value if state else "unknown")
         finally:
             self.completions.finished(op_id)
-
-    def _run(self, op_id: int) -> None:
-        op = self.store.operation(op_id)
-        if op is None:
-            log.error("operation %s vanished before it ran", op_id)
-            return
-        with logs.context(operation_id=op.id, vm=op.vm_name, slack_user=op.requested_by):
-            log.info("%s of %s started", op.verb.value, op.vm_name)
-            self._run(op)
-            ended = self.store.operation(op_id)
-            state = ended.state if ended else None
-            level = logging.INFO if state is OperationState.SUCCEEDED else logging.WARNING
-            log.log(level, "%s of %s ended: %s", op.verb.value, op.vm_name, state.value if state else "unknown")
 
     def _run(self, op: Operation) -> None:
         op_id = op.id
