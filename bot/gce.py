@@ -235,8 +235,11 @@ class Compute:
         """The project's images carrying all ``labels`` (pages are fetched as the iterator goes)."""
         label_filter = " AND ".join(f'labels.{key} = "{value}"' for key, value in labels.items())
         pager = self._call(self.images.list, request=compute_v1.ListImagesRequest(project=self.project, filter=label_filter))
-        for image in pager:
-            yield _image_info(image)
+        try:
+            for image in pager:  # later pages are fetched here, outside _call
+                yield _image_info(image)
+        except api_exceptions.GoogleAPICallError as exc:
+            raise _translate(exc) from exc
 
     # ---- operations ----------------------------------------------------------------
 

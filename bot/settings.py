@@ -55,6 +55,12 @@ class Settings:
     api_notify_channel: str | None = None
     log_format: str = "text"
     log_level: str = "INFO"
+    # The dirty-image sweeper (bot.sweeper) and its schedule (bot.scheduler).
+    sweep_interval: float = 3600.0
+    keep_images: int = 1
+    sweep_grace: float = 86400.0
+    report_channel: str | None = None
+    sweep_concurrency: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,7 +74,7 @@ class Settings:
                 problems.append(f"{name} is not set; see README > Configuration")
             return value
 
-        def number(name: str, default: float, kind: type = int) -> float:
+        def number(name: str, default: float, kind: type = int, *, zero_ok: bool = False) -> float:
             raw = env.get(name, "").strip()
             if not raw:
                 return default
@@ -77,8 +83,9 @@ class Settings:
             except ValueError:
                 problems.append(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; see README > Configuration")
                 return default
-            if value <= 0:
-                problems.append(f"{name}={raw!r} must be greater than 0; see README > Configuration")
+            if value < 0 or (value == 0 and not zero_ok):
+                limit = "0 or more" if zero_ok else "greater than 0"
+                problems.append(f"{name}={raw!r} must be {limit}; see README > Configuration")
             return value
 
         settings = cls(
@@ -102,11 +109,18 @@ class Settings:
             api_notify_channel=env.get("VMBOT_API_NOTIFY_CHANNEL", "").strip() or None,
             log_format=(env.get("VMBOT_LOG_FORMAT") or cls.log_format).strip().lower(),
             log_level=(env.get("VMBOT_LOG_LEVEL") or cls.log_level).strip().upper(),
+            sweep_interval=float(number("VMBOT_SWEEP_INTERVAL", cls.sweep_interval, float)),
+            keep_images=int(number("VMBOT_KEEP_IMAGES", cls.keep_images)),
+            sweep_grace=float(number("VMBOT_SWEEP_GRACE", cls.sweep_grace, float, zero_ok=True)),
+            report_channel=env.get("VMBOT_REPORT_CHANNEL", "").strip() or None,
+            sweep_concurrency=int(number("VMBOT_SWEEP_CONCURRENCY", cls.sweep_concurrency)),
         )
         if settings.api_notify_channel and not SLACK_CHANNEL_RE.match(settings.api_notify_channel):
             problems.append(
                 f"VMBOT_API_NOTIFY_CHANNEL={settings.api_notify_channel!r} is not a Slack channel id (like C0123ABCD)"
             )
+        if settings.report_channel and not SLACK_CHANNEL_RE.match(settings.report_channel):
+            problems.append(f"VMBOT_REPORT_CHANNEL={settings.report_channel!r} is not a Slack channel id (like C0123ABCD)")
         if not settings.startup_script.is_file():
             problems.append(f"VMBOT_STARTUP_SCRIPT={settings.startup_script} is not a file")
         problems.extend(_shape_problems(env, settings))

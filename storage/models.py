@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Enum, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -82,7 +82,8 @@ class Vm(Base):
 
 class Image(Base):
     __tablename__ = "images"
-    __table_args__ = (Index("ix_images_state_dirty_since", "state", "dirty_since"),)
+    # (state, dirty_since, id): the sweeper pages through dirty images by keyset on (dirty_since, id).
+    __table_args__ = (Index("ix_images_state_dirty_since", "state", "dirty_since", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     vm_id: Mapped[int] = mapped_column(ForeignKey("vms.id"), index=True)
@@ -96,6 +97,8 @@ class Image(Base):
     deleted_at: Mapped[datetime | None]
     deleted_by: Mapped[str | None] = mapped_column(String(64))
     created_by_operation_id: Mapped[int | None] = mapped_column(ForeignKey("operations.id"))
+    deleted_by_sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"))
+    delete_error: Mapped[str | None] = mapped_column(Text)  # the last sweep's failure, until a sweep succeeds
 
     vm: Mapped[Vm] = relationship(back_populates="images")
 
@@ -139,3 +142,39 @@ class OperationStep(Base):
     finished_at: Mapped[datetime | None]
 
     operation: Mapped[Operation] = relationship(back_populates="steps")
+
+
+class Sweep(Base):
+    """One (non dry-run) sweep of dirty images: who started it, and what it did.
+
+    Images it deleted point at it (``Image.deleted_by_sweep_id``).
+    """
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # "scheduled" or "manual"
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    holder: Mapped[str] = mapped_column(String(128))  # which process swept (its lease holder id)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    orphans: Mapped[int] = mapped_column(Integer, default=0)
+    freed_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    completed: Mapped[bool] = mapped_column(Boolean, default=False)  # False: stopped early (shutdown, lease lost)
+
+
+class Lease(Base):
+    """A named lease, so one process among several sharing the database does a job at a time.
+
+    Taken with a compare-and-set (``Store.take_lease``); it expires, so a holder
+    that crashed cannot keep it.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)

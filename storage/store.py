@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from storage.db import create_schema, make_engine, make_session_factory
+from storage.housekeeping import HousekeepingQueries
 from storage.models import (
     FINISHED_STATES,
     Image,
@@ -43,7 +44,7 @@ class VmSummary:
     active_operation: Operation | None
 
 
-class Store:
+class Store(HousekeepingQueries):
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
