@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt import App
@@ -19,7 +19,9 @@ from slack_sdk.webhook import WebhookClient
 from bot.gce import Compute
 from bot.reporting import progress_for
 from bot.runner import JobRunner
+from bot.scheduler import Scheduler, create_scheduler
 from bot.settings import Settings
+from bot.sweeper import Sweeper
 from bot.workflows import Workflows
 from handlers import actions, commands
 from storage.store import Store
@@ -38,8 +40,16 @@ class VmBot:
     compute: Compute
     runner: JobRunner
     workflows: Workflows
+    sweeper: Sweeper = field(init=False)
+    scheduler: Scheduler = field(init=False)  # built by create_app, started by start()
+
+    def start(self) -> None:
+        """Start the periodic jobs. ``python -m bot`` and the demo call this; tests that only build the app don't."""
+        self.scheduler.start()
 
     def shutdown(self, *, wait: bool = True) -> None:
+        self.sweeper.stop()  # a running sweep ends after its current page
+        self.scheduler.shutdown(wait=wait)
         self.runner.shutdown(wait=wait)
 
 
@@ -66,6 +76,8 @@ def create_app(
     app = App(client=client, signing_secret=settings.slack_signing_secret, listener_executor=runner.listeners)
     workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op))
     bot = VmBot(settings, app, client, store, compute, runner, workflows)
+    bot.sweeper = Sweeper.from_settings(store, compute, settings)
+    bot.scheduler = create_scheduler(bot)
     commands.register(app, bot)
     actions.register(app, bot)
     app.error(on_error)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.gce import InstanceInfo
+    from bot.sweeper import SweepReport, Tally
     from storage.models import Image, Operation, Vm
     from storage.store import VmSummary
 
@@ -222,6 +223,136 @@ def vm_status(vm: Vm, live: InstanceInfo | None, images: Sequence[Image], operat
     if ops:
         blocks.append(context("*Last operations*\n" + "\n".join(ops)))
     return Message(f"{vm.name}: {vm.state.value}, GCP: {gcp}", blocks)
+
+
+# ---- the sweeper -------------------------------------------------------------------
+
+IMAGE_STATE_EMOJI = {
+    "ready": ":large_green_circle:",
+    "dirty": ":broom:",
+    "deleted": ":wastebasket:",
+    "pending": ":hourglass_flowing_sand:",
+    "failed": ":x:",
+}
+
+
+def sweep_started(report: SweepReport) -> Message:
+    who = f"<@{report.requested_by}> started" if report.requested_by else "A scheduled"
+    what = "a dry run of the image sweep (nothing will be deleted)" if report.dry_run else "an image sweep"
+    number = f" #{report.sweep_id}" if report.sweep_id else ""
+    headline = f":broom: {who} {what}{number}…"
+    return Message(headline.replace(":broom: ", ""), [section(headline), context("The report follows in this thread.")])
+
+
+def sweep_headline(report: SweepReport) -> Message:
+    """The sweep's root message once it has ended: one line of totals."""
+    name = "Dry run of the image sweep" if report.dry_run else f"Image sweep #{report.sweep_id}" if report.sweep_id else "Image sweep"
+    verb = "would delete" if report.dry_run else "deleted"
+    parts = [f"{verb} {_images(report.deleted.count)} ({report.freed_gb:.1f} GB)"]
+    if report.already_gone.count:
+        parts.append(f"{report.already_gone.count} already gone")
+    if report.failed.count:
+        parts.append(f"{report.failed.count} failed")
+    parts.append(f"{sum(t.count for t in report.kept.values())} kept")
+    if report.orphans.count:
+        parts.append(f"{report.orphans.count} orphan{'s' if report.orphans.count != 1 else ''}")
+    icon = ":warning:" if report.failed.count or report.stopped or report.orphans_error else ":broom:"
+    headline = f"{icon} {name}: " + ", ".join(parts)
+    who = f"started by <@{report.requested_by}>" if report.requested_by else f"{report.trigger}"
+    return Message(f"{name}: " + ", ".join(parts), [section(headline), context(f"{who} · {_duration(report.took)}")])
+
+
+def sweep_report(report: SweepReport) -> Message:
+    """The details, for the sweep's thread: deleted, kept and why, failed, orphans, storage freed."""
+    verb = "Would delete" if report.dry_run else "Deleted"
+    blocks = [section(_tally_text(f"*{verb}* ({report.freed_gb:.1f} GB {'to free' if report.dry_run else 'freed'})", report.deleted))]
+    if report.already_gone.count:
+        what = "would be marked deleted" if report.dry_run else "marked deleted"
+        blocks.append(section(_tally_text(f"*Already gone from GCP*, {what}", report.already_gone)))
+    if report.failed.count:
+        blocks.append(section(_tally_text("*Failed*: left dirty, the next sweep tries again", report.failed)))
+    if report.stopped:
+        blocks.append(section(f":warning: Stopped early: {escape(report.stopped)}."))
+    for reason, tally in report.kept.items():
+        note = ""
+        if reason.startswith("in its grace") and report.next_eligible:
+            note = f"; the first may go from {_when(report.next_eligible)}"
+        blocks.append(section(_tally_text(f"*Kept*: {reason}{note}", tally)))
+    if report.orphans.count:
+        blocks.append(
+            section(_tally_text("*Orphans*: labelled `managed-by=vmbot` in GCP but unknown to me; not deleted", report.orphans))
+        )
+    if report.orphans_error:
+        blocks.append(section(f":warning: I could not list GCP's images to look for orphans: {escape(report.orphans_error)}"))
+    grace = f"a grace period of {_hours(report.grace)}" if report.grace else "no grace period"
+    footer = [f"Keeping the newest {report.keep} image{'s' if report.keep != 1 else ''} per VM, {grace}"]
+    footer.append("Dry run: nothing was changed." if report.dry_run else f"Sweep #{report.sweep_id}")
+    blocks.append(context(" · ".join(footer)))
+    text = sweep_headline(report).text
+    return Message(text, blocks[:50])
+
+
+def sweep_skipped(report: SweepReport) -> Message:
+    return text_only(f":hourglass_flowing_sand: I did not sweep: {escape(report.skipped or 'nothing to do')}. Try again later.")
+
+
+def image_list(vm_name: str, images: Sequence[Image], total: int, *, grace: float) -> Message:
+    """``/vm images NAME``: newest first, with each image's state (ready, dirty since when, deleted)."""
+    if not images:
+        return text_only(f"`{vm_name}` has no images yet: `/vm park {vm_name}` makes one.")
+    lines = [_image_line(image, grace) for image in images]
+    header = f"*Images of `{vm_name}`*, newest first"
+    if total > len(images):
+        header += f" (the newest {len(images)} of {total})"
+    blocks = [section(header)]
+    chunk: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    blocks.append(section("\n".join(chunk)))
+    return Message(f"{total} image{'s' if total != 1 else ''} of {vm_name}", blocks[:50])
+
+
+def _image_line(image: Image, grace: float) -> str:
+    state = image.state.value
+    size = f" · {image.archive_size_bytes / 2**30:.1f} GB" if image.archive_size_bytes else ""
+    line = f"`{image.name}`  {IMAGE_STATE_EMOJI.get(state, '')} {state}"
+    if state == "dirty" and image.dirty_since:
+        line += f" since {_when(image.dirty_since)} ({_ago(image.dirty_since)})"
+        line += f" · may be swept from {_when(_utc(image.dirty_since) + timedelta(seconds=grace))}"
+    elif state == "deleted" and image.deleted_at:
+        line += f" {_when(image.deleted_at)}" + (f" by {escape(image.deleted_by)}" if image.deleted_by else "")
+    else:
+        line += f"{size} · created {_when(image.created_at)}"
+    if image.delete_error and state == "dirty":
+        line += f"\n      :warning: the last sweep could not delete it: {escape(image.delete_error)[:200]}"
+    return line
+
+
+def _tally_text(title: str, tally: Tally) -> str:
+    if not tally.count:
+        return f"{title}: none"
+    items = "\n".join(f"• `{name}`" + (f" ({escape(note)})" if note else "") for name, note in tally.samples)
+    more = f"\n… and {tally.count - len(tally.samples)} more" if tally.count > len(tally.samples) else ""
+    return f"{title}: {tally.count}\n{items}{more}"[:2990]
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def _images(count: int) -> str:
+    return f"{count} image{'s' if count != 1 else ''}"
+
+
+def _utc(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _when(when: datetime) -> str:
+    return f"{_utc(when).astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
 def _duration(seconds: float) -> str:

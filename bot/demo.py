@@ -29,13 +29,14 @@ USER, USER_NAME, CHANNEL, CHANNEL_NAME = "U0DEMO", "you", "C0DEMO", "demo"
 EMOJI = {
     ":white_check_mark:": "✅", ":x:": "❌", ":warning:": "⚠️", ":hourglass_flowing_sand:": "⏳",
     ":rocket:": "🚀", ":recycle:": "♻️", ":parking:": "🅿️", ":mag:": "🔍", ":large_green_circle:": "🟢",
-    ":double_vertical_bar:": "⏸", ":wastebasket:": "🗑", ":bangbang:": "‼️",
+    ":double_vertical_bar:": "⏸", ":wastebasket:": "🗑", ":bangbang:": "‼️", ":broom:": "🧹",
 }
 INTRO = f"""\
 vmbot demo: a simulated Compute Engine and Slack on this machine; nothing leaves it.
 You are @{USER_NAME} in #{CHANNEL_NAME}. Try:
   /vm create test-vm-22      then  /vm park test-vm-22   then press the button's number
   /vm restore test-vm-22     /vm list     /vm status test-vm-22     /vm help
+  /vm images test-vm-22      /vm sweep dry-run     /vm sweep   (the demo sweeps dirty images at once: no grace)
 Also: `wait` (until running operations end), `quit`.
 """
 
@@ -141,8 +142,10 @@ def run_demo(argv: list[str]) -> int:
             slack_api_url=slack.api_url,
             compute_endpoint=gcp.url,
             database_url=f"sqlite:///{Path(tmp) / 'vmbot-demo.db'}",
+            sweep_grace=0,  # so `/vm sweep` after a second park shows a deletion
         )
         bot = create_app(settings)
+        bot.start()
         server = make_http_server(bot, "127.0.0.1", 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         terminal = Terminal(slack, sys.stdout)

@@ -29,6 +29,7 @@ class Subcommand:
     summary: str
     takes_name: bool = False
     options: frozenset[str] = frozenset()
+    flags: frozenset[str] = frozenset()  # bare words it accepts, such as "dry-run"
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -47,6 +48,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "restore": Subcommand("restore NAME", "recreate a parked VM from its newest image", takes_name=True),
     "list": Subcommand("list", "the VMs I manage, with state, owner and newest image"),
     "status": Subcommand("status NAME", "one VM: its record, its live GCP state and its last operations", takes_name=True),
+    "images": Subcommand("images NAME", "a VM's images: ready, dirty since when, deleted", takes_name=True),
+    "sweep": Subcommand(
+        "sweep [dry-run]",
+        "delete dirty images past their grace period now, and report; `dry-run` only reports",
+        flags=frozenset({"dry-run"}),
+    ),
     "help": Subcommand("help", "this message"),
 }
 
@@ -56,6 +63,7 @@ class Command:
     verb: str
     name: str | None = None
     options: dict[str, str] = field(default_factory=dict)
+    flags: frozenset[str] = frozenset()
 
     def option(self, key: str, default: str) -> str:
         return self.options.get(key, default)
@@ -75,7 +83,9 @@ def parse(text: str) -> Command:
     spec = SUBCOMMANDS.get(verb)
     if spec is None:
         raise UsageError(_unknown_verb(tokens[0]))
-    positional = [arg for arg in args if "=" not in arg]
+    words = [arg for arg in args if "=" not in arg]
+    flags = frozenset(word.lower() for word in words if word.lower() in spec.flags)
+    positional = [word for word in words if word.lower() not in spec.flags]
     options = dict(arg.split("=", 1) for arg in args if "=" in arg)
     usage = f"Usage: `/vm {spec.usage}`"
     unknown = sorted(set(options) - spec.options)
@@ -91,7 +101,7 @@ def parse(text: str) -> Command:
         check_name(name, what="VM name")
     for key, value in options.items():
         check_option(key, value)
-    return Command(verb, name, options)
+    return Command(verb, name, options, flags)
 
 
 def check_name(name: str, *, what: str) -> None:

@@ -8,7 +8,7 @@ shows it.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -17,6 +17,9 @@ from slack_sdk.webhook import WebhookClient
 from bot import blocks
 from storage.models import Operation
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.sweeper import SweepReport
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +107,38 @@ class Silent:
 
 def progress_for(client: WebClient, store: Store, op: Operation) -> Progress:
     return SlackThread(client, store, op) if op.channel else Silent(op)
+
+
+class SweepThread:
+    """A sweep's report in Slack: a root message in ``channel``, the details as a reply in its thread.
+
+    Like SlackThread, a failed Slack call is logged and the sweep's record in
+    the store stays the truth.
+    """
+
+    def __init__(self, client: WebClient, channel: str) -> None:
+        self.client, self.channel = client, channel
+        self.thread_ts: str | None = None
+
+    def started(self, report: SweepReport) -> None:
+        response = self._call(self.client.chat_postMessage, channel=self.channel, **blocks.sweep_started(report).as_kwargs())
+        if response is not None:
+            self.channel, self.thread_ts = response["channel"], response["ts"]
+
+    def finished(self, report: SweepReport) -> None:
+        root = blocks.sweep_headline(report)
+        if self.thread_ts:
+            self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
+        else:
+            response = self._call(self.client.chat_postMessage, channel=self.channel, **root.as_kwargs())
+            self.thread_ts = response["ts"] if response is not None else None
+        if self.thread_ts:
+            details = blocks.sweep_report(report)
+            self._call(self.client.chat_postMessage, channel=self.channel, thread_ts=self.thread_ts, **details.as_kwargs())
+
+    def _call(self, method, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return method(**kwargs)
+        except (SlackApiError, SlackRequestError, OSError) as exc:
+            log.warning("Slack %s failed for a sweep report in %s: %s", method.__name__, self.channel, exc)
+            return None

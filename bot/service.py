@@ -90,11 +90,14 @@ def start_background(bot: VmBot) -> Background:
     - The job runner's threads start with the first job, in the process that
       submits it; stopping cancels queued jobs (running ones finish).
     - Socket Mode, when SLACK_APP_TOKEN is set: a websocket to Slack, its own threads.
-    - The sweeper's scheduler and the resumption of unfinished operations belong
-      here too: start them below and append their stop function.
+    - The periodic jobs (bot.scheduler: the image sweep): ``bot.start()``;
+      ``bot.shutdown`` stops them with the rest.
+    - The resumption of unfinished operations belongs here too: start it below
+      and append its stop function.
     """
     background = Background()
     background.stops.append(lambda: bot.shutdown(wait=False))
+    bot.start()
     if bot.settings.slack_app_token:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 

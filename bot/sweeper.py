@@ -60,15 +60,15 @@ UNLABELLED = "no `managed-by=vmbot` label in GCP"
 
 @dataclass
 class Tally:
-    """A count, with the first few items for people to read."""
+    """A count, with the first few items for people to read: (image name, plain-text context)."""
 
     count: int = 0
-    samples: list[str] = field(default_factory=list)
+    samples: list[tuple[str, str]] = field(default_factory=list)
 
-    def add(self, item: str) -> None:
+    def add(self, name: str, context: str = "") -> None:
         self.count += 1
         if len(self.samples) < SAMPLE_SIZE:
-            self.samples.append(item)
+            self.samples.append((name, context))
 
 
 @dataclass
@@ -102,8 +102,8 @@ class SweepReport:
         """Whether a scheduled sweep's report is worth posting: it deleted or failed something."""
         return bool(self.deleted.count or self.already_gone.count or self.failed.count)
 
-    def keep_for(self, reason: str, item: str) -> None:
-        self.kept.setdefault(reason, Tally()).add(item)
+    def keep_for(self, reason: str, name: str, context: str = "") -> None:
+        self.kept.setdefault(reason, Tally()).add(name, context)
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ class Sweeper:
             vm_name = guard.vm_name if guard else "?"
             reason = self._protected(image, guard)
             if reason:
-                report.keep_for(reason, f"`{image.name}` ({vm_name})")
+                report.keep_for(reason, image.name, vm_name)
             else:
                 doomed.append((image, vm_name))
         check_only = report.dry_run
@@ -292,18 +292,17 @@ class Sweeper:
         deleted: list[SweepOutcome] = []
         failed: list[SweepOutcome] = []
         for (image, vm_name), result in zip(doomed, results):
-            label = f"`{image.name}` ({vm_name})"
             if result.kind == "deleted":
-                report.deleted.add(label)
+                report.deleted.add(image.name, vm_name)
                 report.freed_bytes += result.size
                 deleted.append(SweepOutcome(image.id, result.when or utcnow()))
             elif result.kind == "gone":
-                report.already_gone.add(label)
+                report.already_gone.add(image.name, vm_name)
                 deleted.append(SweepOutcome(image.id, result.when or utcnow()))
             elif result.kind == "unlabelled":
-                report.keep_for(UNLABELLED, label)
+                report.keep_for(UNLABELLED, image.name, vm_name)
             else:
-                report.failed.add(f"{label}: {result.error}")
+                report.failed.add(image.name, f"{vm_name}: {result.error}")
                 failed.append(SweepOutcome(image.id, utcnow(), result.error))
         if report.sweep_id is not None:
             self.store.record_sweep(report.sweep_id, deleted=deleted, failed=failed)
@@ -346,7 +345,7 @@ class Sweeper:
         if count:
             tally = report.kept.setdefault(GRACE, Tally())
             tally.count += count
-            tally.samples.extend(f"`{name}` (dirty since {_aware(since):%Y-%m-%d %H:%M} UTC)" for name, since in names)
+            tally.samples.extend((name, f"dirty since {_aware(since):%Y-%m-%d %H:%M} UTC") for name, since in names)
             report.next_eligible = _aware(first) + timedelta(seconds=self.grace) if first else None
 
     def _find_orphans(self, report: SweepReport) -> None:
@@ -366,7 +365,7 @@ class Sweeper:
         known = self.store.known_image_names(names)
         for name in names:
             if name not in known:
-                report.orphans.add(f"`{name}`")
+                report.orphans.add(name)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -17,6 +17,7 @@ from bot.errors import UserError
 from bot.gce import GceError
 from bot.lifecycle import check_allowed, check_image_name_free, start_operation
 from bot.parsing import Command, parse
+from bot.reporting import SweepThread
 from storage.models import Verb
 
 if TYPE_CHECKING:
@@ -119,6 +120,42 @@ def status(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
     return blocks.text_only(f":mag: Looking up `{name}` in GCP…"), with_live_state
 
 
+IMAGES_SHOWN = 40  # newest first; a long-lived VM may have hundreds of deleted ones
+
+
+def images(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    assert command.name
+    if bot.store.vm(command.name) is None:
+        raise UserError(f"I don't know a VM called `{command.name}`. `/vm list` shows the VMs I manage.")
+    recent, total = bot.store.recent_images(command.name, limit=IMAGES_SHOWN)
+    return blocks.image_list(command.name, recent, total, grace=bot.settings.sweep_grace), None
+
+
+def may_sweep(bot: VmBot, user_id: str) -> None:
+    """The permission check point for `/vm sweep`: admins only once permissions exist; until then anyone.
+
+    Raise Refused here to turn someone away.
+    """
+
+
+def sweep(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    """Sweep now on the job runner; the report goes in a thread in this channel (root posted once the lease is ours)."""
+    user, channel = payload["user_id"], payload["channel_id"]
+    may_sweep(bot, user)
+    dry_run = "dry-run" in command.flags
+
+    def run() -> None:
+        thread = SweepThread(bot.client, channel)
+        report = bot.sweeper.sweep(dry_run=dry_run, trigger="manual", requested_by=user, on_started=thread.started)
+        if report.skipped:
+            respond(**blocks.sweep_skipped(report).as_kwargs(), response_type="ephemeral")
+            return
+        thread.finished(report)
+
+    what = "Looking for dirty images to sweep (dry run: I delete nothing)" if dry_run else "Sweeping dirty images now"
+    return blocks.text_only(f":broom: {what}. The report follows in a thread in this channel."), run
+
+
 def help_(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     return blocks.help_message(), None
 
@@ -129,5 +166,7 @@ VERBS: dict[str, Callable[[VmBot, Command, Payload, Respond], tuple[blocks.Messa
     "restore": restore,
     "list": list_vms,
     "status": status,
+    "images": images,
+    "sweep": sweep,
     "help": help_,
 }

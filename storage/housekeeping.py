@@ -243,6 +243,16 @@ class HousekeepingQueries:
                     [{"image_id": o.image_id, "error": (o.error or "")[:2000]} for o in failed],
                 )
 
+    def recent_images(self, vm_name: str, *, limit: int) -> tuple[list[Image], int]:
+        """A VM's newest ``limit`` images (any state), newest first, and how many it has in all."""
+        with self.sessions() as s:
+            vm_id = select(Vm.id).where(Vm.name == vm_name).scalar_subquery()
+            total = s.scalar(select(func.count()).select_from(Image).where(Image.vm_id == vm_id)) or 0
+            images = s.scalars(
+                select(Image).where(Image.vm_id == vm_id).order_by(Image.created_at.desc(), Image.id.desc()).limit(limit)
+            )
+            return list(images), int(total)
+
     def known_image_names(self, names: Iterable[str]) -> set[str]:
         """Which of ``names`` the store has a row for (in any state)."""
         wanted = list(names)

@@ -77,12 +77,12 @@ def test_a_dirty_image_waits_out_its_grace_then_goes_and_its_row_stays(store: St
     sweeper = Sweeper(store, compute, keep=1, grace=DAY.total_seconds())
 
     early = sweeper.sweep(now=utcnow() + DAY / 2)
-    assert early.deleted.count == 0 and early.kept[GRACE].count == 1 and old in early.kept[GRACE].samples[0]
+    assert early.deleted.count == 0 and early.kept[GRACE].count == 1 and early.kept[GRACE].samples[0][0] == old
     assert early.next_eligible is not None and deletes(gcp) == []
 
     report = sweeper.sweep(now=utcnow() + DAY + timedelta(seconds=1))
     assert report.skipped is None and report.stopped is None
-    assert report.deleted.samples == [f"`{old}` (vm-a)"] and report.failed.count == 0
+    assert report.deleted.samples == [(old, "vm-a")] and report.failed.count == 0
     assert report.freed_bytes == 10 * 310_000_000, "GCP's archive size of the image"
     assert deletes(gcp) == [old] and in_gcp(gcp) >= {new} and old not in in_gcp(gcp)
     row = next(image for image in store.images("vm-a") if image.name == old)
@@ -132,9 +132,9 @@ def test_what_must_stay_stays(store: Store, gcp: ComputeStandin, compute: Comput
         RESTORING: 2,
         UNLABELLED: 1,
     }
-    assert report.kept[PARKED_NEWEST].samples == [f"`{only}` (parked)"]
-    assert report.kept[UNLABELLED].samples == [f"`{foreign[0]}` (unlabelled)"]
-    assert report.orphans.samples == ["`orphan-1`"]
+    assert report.kept[PARKED_NEWEST].samples == [(only, "parked")]
+    assert report.kept[UNLABELLED].samples == [(foreign[0], "unlabelled")]
+    assert report.orphans.samples == [("orphan-1", "")]
     assert {"orphan-1", "somebody-elses", only, *restoring, *foreign, *kept_two[2:]} <= in_gcp(gcp)
     assert states(store, "parked") == {only: ImageState.DIRTY}
     assert states(store, "unlabelled")[foreign[0]] is ImageState.DIRTY
@@ -152,9 +152,10 @@ def test_gone_from_gcp_is_marked_deleted_and_a_failure_is_retried_next_time(
 
     report = Sweeper(store, compute, grace=0).sweep()
 
-    assert report.already_gone.samples == [f"`{vanished}` (vm-b)"]
+    assert report.already_gone.samples == [(vanished, "vm-b")]
     assert report.deleted.count == 2 and report.failed.count == 1
-    assert names[1] in report.failed.samples[0] and "unavailable" in report.failed.samples[0]
+    ((failed_name, why),) = report.failed.samples
+    assert failed_name == names[1] and why.startswith("vm-a: ") and "unavailable" in why
     after = states(store, "vm-a")
     assert after == {names[0]: ImageState.DELETED, names[1]: ImageState.DIRTY, names[2]: ImageState.DELETED, names[3]: ImageState.READY}
     assert states(store, "vm-b")[vanished] is ImageState.DELETED
@@ -165,7 +166,7 @@ def test_gone_from_gcp_is_marked_deleted_and_a_failure_is_retried_next_time(
 
     gcp.clear_faults()
     again = Sweeper(store, compute, grace=0).sweep()
-    assert again.deleted.samples == [f"`{names[1]}` (vm-a)"] and again.failed.count == 0
+    assert again.deleted.samples == [(names[1], "vm-a")] and again.failed.count == 0
     row = next(image for image in store.images("vm-a") if image.name == names[1])
     assert row.state is ImageState.DELETED and row.delete_error is None and row.deleted_by_sweep_id == again.sweep_id
 
@@ -198,10 +199,10 @@ def test_a_dry_run_changes_nothing(store: Store, gcp: ComputeStandin, compute: C
     report = Sweeper(store, compute, grace=0).sweep(dry_run=True)
 
     assert report.dry_run and report.sweep_id is None
-    assert report.deleted.count == 2 and report.already_gone.samples == [f"`{vanished}` (vm-b)"]
+    assert report.deleted.count == 2 and report.already_gone.samples == [(vanished, "vm-b")]
     assert [r.method for r in gcp.requests if r.method != "GET"] == []
     assert snapshot(store) == before and gcp.images(PROJECT) == images_before
-    assert names[0] in report.deleted.samples[0]
+    assert report.deleted.samples == [(names[0], "vm-a"), (names[1], "vm-a")]
 
 
 def test_the_lease_excludes_others_until_released_or_expired(any_database_url: str) -> None:
