@@ -237,10 +237,12 @@ IMAGE_STATE_EMOJI = {
 
 
 def sweep_started(report: SweepReport) -> Message:
-    who = f"<@{report.requested_by}> started" if report.requested_by else "A scheduled"
     what = "a dry run of the image sweep (nothing will be deleted)" if report.dry_run else "an image sweep"
     number = f" #{report.sweep_id}" if report.sweep_id else ""
-    headline = f":broom: {who} {what}{number}…"
+    if report.requested_by:
+        headline = f":broom: <@{report.requested_by}> started {what}{number}…"
+    else:
+        headline = f":broom: {report.trigger.capitalize()} image sweep{number} running…"
     return Message(headline.replace(":broom: ", ""), [section(headline), context("The report follows in this thread.")])
 
 
@@ -258,7 +260,7 @@ def sweep_headline(report: SweepReport) -> Message:
         parts.append(f"{report.orphans.count} orphan{'s' if report.orphans.count != 1 else ''}")
     icon = ":warning:" if report.failed.count or report.stopped or report.orphans_error else ":broom:"
     headline = f"{icon} {name}: " + ", ".join(parts)
-    who = f"started by <@{report.requested_by}>" if report.requested_by else f"{report.trigger}"
+    who = f"started by <@{report.requested_by}>" if report.requested_by else f"{report.trigger} sweep"
     return Message(f"{name}: " + ", ".join(parts), [section(headline), context(f"{who} · {_duration(report.took)}")])
 
 

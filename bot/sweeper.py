@@ -56,6 +56,7 @@ RETENTION = "one of its VM's newest images (retention)"
 PARKED_NEWEST = "newest image of a parked VM (its only way back)"
 RESTORING = "a restore of its VM is reading it"
 UNLABELLED = "no `managed-by=vmbot` label in GCP"
+STOPPING = "the bot is shutting down; the next sweep carries on"
 
 
 @dataclass
@@ -110,7 +111,7 @@ class SweepReport:
 class _Result:
     """One image's fate in GCP."""
 
-    kind: str  # "deleted", "gone", "unlabelled", "failed"
+    kind: str  # "deleted", "gone", "unlabelled", "failed", "stopped" (not tried: shutting down)
     size: int = 0
     error: str | None = None
     when: datetime | None = None
@@ -260,7 +261,7 @@ class Sweeper:
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="vmbot-sweep") as pool:
             for page in self._pages(cutoff):
                 if self.stopping.is_set():
-                    report.stopped = "the bot is shutting down; the next sweep carries on"
+                    report.stopped = STOPPING
                     break
                 if keeper is not None and keeper.lost:
                     report.stopped = "another process took over the sweep lease (this sweep stalled)"
@@ -301,6 +302,8 @@ class Sweeper:
                 deleted.append(SweepOutcome(image.id, result.when or utcnow()))
             elif result.kind == "unlabelled":
                 report.keep_for(UNLABELLED, image.name, vm_name)
+            elif result.kind == "stopped":
+                report.stopped = STOPPING
             else:
                 report.failed.add(image.name, f"{vm_name}: {result.error}")
                 failed.append(SweepOutcome(image.id, utcnow(), result.error))
@@ -321,6 +324,8 @@ class Sweeper:
 
     def _delete(self, image: DirtyImage, *, check_only: bool) -> _Result:
         """Check the image in GCP (still there? ours?) and delete it unless ``check_only``. Runs on the pool."""
+        if self.stopping.is_set():  # shutting down: leave the rest of the page for the next sweep
+            return _Result("stopped")
         try:
             info = self.compute.get_image(image.name)
             if info is None:

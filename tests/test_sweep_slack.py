@@ -4,7 +4,8 @@ Compute stand-ins out, as in test_end_to_end."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import pytest
 from sqlalchemy import select
@@ -18,8 +19,8 @@ from bot.sweeper import SWEEP_LEASE
 from conftest import PROJECT, Running, fast_compute
 from standins.compute import ComputeStandin
 from standins.slack_api import Message, SlackStandin
-from standins.slack_driver import SlackDriver
-from storage.models import Image, ImageState, Lease, Sweep
+from standins.slack_driver import Reply, SlackDriver
+from storage.models import Image, ImageState, Lease, Sweep, VmState
 
 CHANNEL = "C100"
 REPORTS = "C0REPORTS"
@@ -31,14 +32,60 @@ def settings(settings: Settings) -> Settings:
     return replace(settings, sweep_grace=0, report_channel=REPORTS)
 
 
-def finish(running: Running) -> None:
-    assert running.bot.runner.drain(timeout=30), "the background work did not finish"
+@dataclass
+class Chat:
+    """Drives the bot as a person in #ops would, and waits for the work each command starts.
+
+    Bolt sends the ack before the handler hands its work to the runner, so
+    draining the runner right after a reply could return before the work began:
+    each step first waits (on the Slack stand-in) for the effect it expects.
+    """
+
+    driver: SlackDriver
+    slack: SlackStandin
+    running: Running
+
+    def create(self, name: str) -> None:
+        self.driver.command(f"create {name}")
+        self.settle(self._vm_is(name, VmState.RUNNING))
+
+    def park(self, name: str) -> None:
+        question = self.driver.command(f"park {name}")
+        assert "park_confirm" in str(question.blocks), question.text
+        self.driver.click("park_confirm", blocks=question.blocks)
+        self.settle(self._vm_is(name, VmState.PARKED))
+
+    def restore(self, name: str) -> None:
+        self.driver.command(f"restore {name}")
+        self.settle(self._vm_is(name, VmState.RUNNING))
+
+    def sweep(self, text: str = "sweep") -> Reply:
+        """``/vm sweep ...``, returning the ack once the report is in its thread."""
+        before = self.reports()
+        reply = self.driver.command(text)
+        self.settle(lambda: self.reports() > before)
+        return reply
+
+    def reports(self) -> int:
+        """Sweep threads that have their report."""
+        roots = [m for m in self.slack.messages(CHANNEL) if m.text.startswith(("Image sweep", "Dry run"))]
+        return sum(1 for root in roots if len(self.slack.thread(CHANNEL, root.ts)) > 1)
+
+    def settle(self, done: Callable[[], bool]) -> None:
+        assert self.slack.wait_for(done, timeout=30), "the background work did not finish"
+        assert self.running.bot.runner.drain(timeout=30)
+
+    def _vm_is(self, name: str, state: VmState) -> Callable[[], bool]:
+        def check() -> bool:
+            vm = self.running.bot.store.vm(name)
+            return vm is not None and vm.state is state and vm.active_operation_id is None
+
+        return check
 
 
-def park(driver: SlackDriver, running: Running, name: str) -> None:
-    question = driver.command(f"park {name}")
-    driver.click("park_confirm", blocks=question.blocks)
-    finish(running)
+@pytest.fixture
+def chat(driver: SlackDriver, slack: SlackStandin, running: Running) -> Chat:
+    return Chat(driver, slack, running)
 
 
 def newest_thread(slack: SlackStandin, channel: str = CHANNEL) -> list[Message]:
@@ -55,15 +102,15 @@ def store_rows(running: Running) -> list[tuple]:
         return images + list(s.scalars(select(Sweep))) + list(s.scalars(select(Lease)))
 
 
-def test_re_park_then_sweep_from_slack(driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running) -> None:
+def test_re_park_then_sweep_from_slack(
+    chat: Chat, driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
+) -> None:
     store = running.bot.store
-    driver.command("create test-vm-22")
-    finish(running)
-    park(driver, running, "test-vm-22")
+    chat.create("test-vm-22")
+    chat.park("test-vm-22")
     (first,) = [image["name"] for image in gcp.images(PROJECT)]
-    driver.command("restore test-vm-22")
-    finish(running)
-    park(driver, running, "test-vm-22")
+    chat.restore("test-vm-22")
+    chat.park("test-vm-22")
 
     # Re-parking made the first image dirty; /vm images says so.
     states = {image.name: image.state for image in store.images("test-vm-22")}
@@ -76,9 +123,8 @@ def test_re_park_then_sweep_from_slack(driver: SlackDriver, slack: SlackStandin,
 
     # The sweep: acknowledged at once, the report in a thread.
     gcp.clear_requests()
-    ack = driver.command("sweep")
+    ack = chat.sweep()
     assert ack.status == 200 and ack.in_time and "Sweeping dirty images now" in ack.text
-    finish(running)
     assert image_deletes(gcp) == [first]
     assert {image["name"] for image in gcp.images(PROJECT)} == {second}
     root, report = newest_thread(slack)
@@ -90,29 +136,25 @@ def test_re_park_then_sweep_from_slack(driver: SlackDriver, slack: SlackStandin,
     assert row.state is ImageState.DELETED and row.deleted_by == "sweep #1"
     assert "sweep #1" in str(driver.command("images test-vm-22").blocks)
 
-    # Nothing left to do: a second sweep deletes nothing and says what it kept... nothing dirty remains.
-    driver.command("sweep")
-    finish(running)
+    # Nothing dirty remains: a second sweep deletes nothing.
+    chat.sweep()
     assert image_deletes(gcp) == [first]
     assert newest_thread(slack)[0].text == "Image sweep #2: deleted 0 images (0.0 GB), 0 kept"
 
 
-def test_sweep_dry_run_changes_nothing(driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running) -> None:
-    driver.command("create vm-a")
-    finish(running)
+def test_sweep_dry_run_changes_nothing(chat: Chat, slack: SlackStandin, gcp: ComputeStandin, running: Running) -> None:
+    chat.create("vm-a")
     for _ in range(2):
-        park(driver, running, "vm-a")
-        driver.command("restore vm-a")
-        finish(running)
+        chat.park("vm-a")
+        chat.restore("vm-a")
     dirty = [image.name for image in running.bot.store.images("vm-a") if image.state is ImageState.DIRTY]
     assert len(dirty) == 1
     gcp.seed_image(PROJECT, "orphan-7", labels={"managed-by": "vmbot"})
     before, gcp_before = store_rows(running), gcp.images(PROJECT)
     gcp.clear_requests()
 
-    ack = driver.command("sweep dry-run")
+    ack = chat.sweep("sweep dry-run")
     assert "dry run: I delete nothing" in ack.text
-    finish(running)
 
     assert [r.method for r in gcp.requests if r.method != "GET"] == [], "no DELETE (nor anything else) reached GCP"
     assert gcp.images(PROJECT) == gcp_before and store_rows(running) == before
@@ -127,19 +169,17 @@ def test_sweep_dry_run_changes_nothing(driver: SlackDriver, slack: SlackStandin,
 
 
 def test_a_sweep_while_another_runs_says_so_and_does_nothing(
-    driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
+    chat: Chat, driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
-    driver.command("create vm-a")
-    finish(running)
-    park(driver, running, "vm-a")
-    driver.command("restore vm-a")
-    finish(running)
-    park(driver, running, "vm-a")
+    chat.create("vm-a")
+    chat.park("vm-a")
+    chat.restore("vm-a")
+    chat.park("vm-a")
     assert running.bot.store.take_lease(SWEEP_LEASE, "replica-2:77/abcd", 300)
-    posted = len(slack.calls_to("chat.postMessage"))
+    posted, responses = len(slack.calls_to("chat.postMessage")), len(slack.responses)
 
     driver.command("sweep")
-    finish(running)
+    chat.settle(lambda: len(slack.responses) > responses)  # the answer, through response_url
 
     assert image_deletes(gcp) == []
     assert len(slack.calls_to("chat.postMessage")) == posted
@@ -163,7 +203,7 @@ def test_bad_sweep_and_images_commands_change_nothing(
     gcp.clear_requests()
     for text, message in BAD_COMMANDS:
         reply = driver.command(text)
-        finish(running)
+        assert running.bot.runner.drain(timeout=30)
         assert reply.status == 200 and message in reply.text, text
     assert gcp.requests == [] and store_rows(running) == before and slack.calls_to("chat.postMessage") == []
 
@@ -201,14 +241,12 @@ def test_the_scheduler_starts_with_the_bot_and_stops_with_it(settings: Settings)
 
 
 def test_a_scheduled_sweep_posts_its_report_to_the_report_channel(
-    driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
+    chat: Chat, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
-    driver.command("create vm-a")
-    finish(running)
-    park(driver, running, "vm-a")
-    driver.command("restore vm-a")
-    finish(running)
-    park(driver, running, "vm-a")
+    chat.create("vm-a")
+    chat.park("vm-a")
+    chat.restore("vm-a")
+    chat.park("vm-a")
 
     sweep_job(running.bot)
     assert len(image_deletes(gcp)) == 1
