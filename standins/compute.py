@@ -393,6 +393,7 @@ class ComputeStandin:
         self._disks: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._images: dict[tuple[str, str], dict[str, Any]] = {}
         self._ops: dict[str, _Operation] = {}
+        self._unfinished: dict[str, _Operation] = {}  # the ops not DONE yet, so moving them along stays O(running)
         self._request_ids: dict[tuple[str, str], str] = {}
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
@@ -664,6 +665,7 @@ class ComputeStandin:
         start = time.monotonic()
         op = _Operation(body, project, zone, start, duration, finish, midway, fault)
         self._ops[name] = op
+        self._unfinished[name] = op
         if request_id := req.query.get("requestId"):
             self._request_ids[(project, request_id.lower())] = name
         self._advance(start)
@@ -673,7 +675,7 @@ class ComputeStandin:
     def _advance(self, now: float) -> float | None:
         """Move every unheld operation along; return the monotonic time of the next step, if any."""
         next_step = None
-        for op in self._ops.values():
+        for op in list(self._unfinished.values()):
             if op.done or self._held:
                 continue
             if op.midway and now >= op.midway_at:
@@ -689,6 +691,7 @@ class ComputeStandin:
         return next_step
 
     def _complete(self, op: _Operation) -> None:
+        self._unfinished.pop(op.body["name"], None)
         op.body.update(status="DONE", progress=100, endTime=_timestamp())
         if op.fault:
             http_status, http_message = _OP_ERROR_HTTP.get(op.fault.code, (400, "BAD REQUEST"))
