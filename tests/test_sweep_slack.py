@@ -266,7 +266,7 @@ def test_a_scheduled_sweep_that_did_nothing_stays_quiet(slack: SlackStandin, run
 
 
 def test_sweep_settings_from_the_environment(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    base = {"SLACK_BOT_TOKEN": "x", "SLACK_SIGNING_SECRET": "y", "GOOGLE_CLOUD_PROJECT": "p"}
+    base = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "y", "GOOGLE_CLOUD_PROJECT": "p"}
     defaults = Settings.from_env(base)
     assert (defaults.sweep_interval, defaults.keep_images, defaults.sweep_grace) == (3600, 1, 86400)
     assert defaults.report_channel is None and defaults.sweep_concurrency == 8
@@ -277,9 +277,13 @@ def test_sweep_settings_from_the_environment(tmp_path) -> None:  # type: ignore[
     assert (custom.sweep_interval, custom.keep_images, custom.sweep_grace) == (600, 3, 0)
     assert custom.report_channel == "C0OPS" and custom.sweep_concurrency == 16
     with pytest.raises(SettingsError) as error:
-        Settings.from_env({**base, "VMBOT_KEEP_IMAGES": "0", "VMBOT_SWEEP_GRACE": "-1", "VMBOT_SWEEP_INTERVAL": "soon"})
+        Settings.from_env(
+            {**base, "VMBOT_KEEP_IMAGES": "0", "VMBOT_SWEEP_GRACE": "-1", "VMBOT_SWEEP_INTERVAL": "soon",
+             "VMBOT_REPORT_CHANNEL": "#ops"}
+        )  # fmt: skip
     assert error.value.problems == [
         "VMBOT_SWEEP_INTERVAL='soon' is not a number; see README > Configuration",
         "VMBOT_KEEP_IMAGES='0' must be greater than 0; see README > Configuration",
         "VMBOT_SWEEP_GRACE='-1' must be 0 or more; see README > Configuration",
+        "VMBOT_REPORT_CHANNEL='#ops' is not a Slack channel id (like C0123ABCD)",
     ]
