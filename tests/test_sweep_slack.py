@@ -34,12 +34,8 @@ def settings(settings: Settings) -> Settings:
 
 @dataclass
 class Chat:
-    """Drives the bot as a person in #ops would, and waits for the work each command starts.
-
-    Bolt sends the ack before the handler hands its work to the runner, so
-    draining the runner right after a reply could return before the work began:
-    each step first waits (on the Slack stand-in) for the effect it expects.
-    """
+    """Drives the bot as a person in #ops would, and waits for the work each command starts:
+    first for the effect it expects (on the Slack stand-in), then for the runner to go idle."""
 
     driver: SlackDriver
     slack: SlackStandin
