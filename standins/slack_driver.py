@@ -64,6 +64,15 @@ class Reply:
         return self.elapsed <= SLACK_ACK_DEADLINE
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A signed request, ready for ``SlackDriver.send_prepared``."""
+
+    body: bytes
+    headers: dict[str, str]
+    response_url: str | None
+
+
 def _trigger_id() -> str:
     return f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**10)}.{secrets.token_hex(16)}"
 
@@ -136,12 +145,21 @@ class SlackDriver:
         return Reply(response.status_code, response.text,
                      parsed if isinstance(parsed, dict) else None, elapsed, response_url)
 
-    def _send_form(self, fields: dict[str, str], *, timestamp: int | None,
-                   response_url: str | None, extra_headers: dict[str, str] | None = None) -> Reply:
+    def send_prepared(self, prepared: Prepared) -> Reply:
+        """Sends a request built earlier (see ``prepare_command``)."""
+        return self.send(prepared.body, prepared.headers, response_url=prepared.response_url)
+
+    def _form(self, fields: dict[str, str], *, timestamp: int | None,
+              response_url: str | None, extra_headers: dict[str, str] | None = None) -> Prepared:
         body = urlencode(fields).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded",
                    "User-Agent": SLACK_USER_AGENT, **self.sign(body, timestamp), **(extra_headers or {})}
-        return self.send(body, headers, response_url=response_url)
+        return Prepared(body, headers, response_url)
+
+    def _send_form(self, fields: dict[str, str], *, timestamp: int | None,
+                   response_url: str | None, extra_headers: dict[str, str] | None = None) -> Reply:
+        return self.send_prepared(self._form(fields, timestamp=timestamp, response_url=response_url,
+                                             extra_headers=extra_headers))
 
     # ---- slash commands ----------------------------------------------------
 
@@ -149,6 +167,14 @@ class SlackDriver:
                 channel_name: str = "ops", command: str = "/vm", timestamp: int | None = None,
                 retry_num: int | None = None, retry_reason: str | None = None) -> Reply:
         """A slash command invocation, with every field Slack documents."""
+        return self.send_prepared(self.prepare_command(
+            text, user=user, user_name=user_name, channel=channel, channel_name=channel_name, command=command,
+            timestamp=timestamp, retry_num=retry_num, retry_reason=retry_reason))
+
+    def prepare_command(self, text: str, *, user: str = "U100", user_name: str = "alice", channel: str = "C100",
+                        channel_name: str = "ops", command: str = "/vm", timestamp: int | None = None,
+                        retry_num: int | None = None, retry_reason: str | None = None) -> Prepared:
+        """``command()``'s request, signed but not sent: to time many sent at the same moment."""
         response_url = self._response_url("commands", channel=channel, user=user)
         fields = {
             "token": self.verification_token,
@@ -170,7 +196,7 @@ class SlackDriver:
             retry["X-Slack-Retry-Num"] = str(retry_num)
         if retry_reason is not None:
             retry["X-Slack-Retry-Reason"] = retry_reason
-        return self._send_form(fields, timestamp=timestamp, response_url=response_url, extra_headers=retry)
+        return self._form(fields, timestamp=timestamp, response_url=response_url, extra_headers=retry)
 
     # ---- button clicks -----------------------------------------------------
 

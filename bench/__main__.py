@@ -1,0 +1,294 @@
+"""``python -m bench``: how fast vmbot answers, how little it adds to GCP's own time, how it scales.
+
+Prints one table. Everything runs locally: the Slack and Compute Engine
+stand-ins live in this process, the bot is a real ``python -m bot`` subprocess
+serving HTTP, and every request reaches it signed as Slack signs it. Compute
+operations take a fixed time (``--op-seconds``), so the bot's own overhead is
+what is left.
+
+    python -m bench            # the full run (about two minutes on 2 cores)
+    python -m bench --quick    # a small run, for a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.harness import Bench, World, gcp_seconds, wait_finished
+
+PARK_STEPS = 3  # stop, image, delete: the GCP operations of one park
+
+
+@dataclass
+class Row:
+    number: str
+    measure: str
+    result: str
+    target: str
+    passed: bool | None  # None: nothing to judge (information only)
+
+    @property
+    def verdict(self) -> str:
+        return {True: "pass", False: "FAIL", None: "-"}[self.passed]
+
+
+@dataclass(frozen=True)
+class Plan:
+    acks: int
+    parks: int
+    channel_ops: int
+    op_seconds: float
+    workers: int
+    sweep_images: int
+    samples: int  # single parks timed one after another for row 2
+
+
+FULL = Plan(acks=50, parks=20, channel_ops=20, op_seconds=1.0, workers=32, sweep_images=10_000, samples=3)
+QUICK = Plan(acks=10, parks=5, channel_ops=5, op_seconds=0.5, workers=16, sweep_images=1_000, samples=1)
+
+
+# ---- measurements ------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (p99 of 50 samples is the largest)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def concurrently(count: int, action: Callable[[int], Any]) -> list[Any]:
+    """Run ``action(i)`` for every i on its own thread, all released at the same moment."""
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> Any:
+        barrier.wait()
+        return action(i)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def ack_latency(world: World, plan: Plan) -> tuple[Row, list[str]]:
+    """Row 1: N users type `/vm create` at the same moment (each in their own channel)."""
+    names = [f"bench-{i:02d}" for i in range(plan.acks)]
+    drivers = [world.driver() for _ in names]
+    # Signed beforehand, so each thread only sends: the time measured is the bot's, not this process's.
+    requests = [
+        d.prepare_command(f"create {n}", channel=channel_of(n), user=f"U{i:03d}")
+        for i, (d, n) in enumerate(zip(drivers, names))
+    ]
+    replies = concurrently(plan.acks, lambda i: drivers[i].send_prepared(requests[i]))
+    for driver in drivers:
+        driver.close()
+    bad = [r for r in replies if r.status != 200 or "Creating" not in r.text]
+    if bad:
+        raise RuntimeError(f"{len(bad)} create commands were not acknowledged: {bad[0].status} {bad[0].body[:200]}")
+    wait_finished(world.slack, {n: (channel_of(n), f"Creating {n}") for n in names}, 120, "the creates")
+    ms = [r.elapsed * 1000 for r in replies]
+    p50, p99, worst = percentile(ms, 50), percentile(ms, 99), max(ms)
+    row = Row(
+        "1",
+        f"Ack latency, {plan.acks} concurrent signed `/vm create`",
+        f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms",
+        "p99 < 100 ms",
+        p99 < 100,
+    )
+    return row, names
+
+
+def channel_of(name: str) -> str:
+    return "C" + name.upper().replace("-", "")
+
+
+def park(world: World, names: Sequence[str]) -> tuple[float, dict[str, float]]:
+    """Ask to park each VM, then press every confirm button at the same moment.
+
+    Returns when all threads have their result: (the moment the buttons were
+    pressed, each park's end as the wall-clock time of its result reply).
+    """
+    drivers = [world.driver() for _ in names]
+    questions = [d.command(f"park {n}", channel=channel_of(n)) for d, n in zip(drivers, names)]
+    for question, name in zip(questions, names):
+        if not question.blocks:
+            raise RuntimeError(f"`/vm park {name}` did not ask for confirmation: {question.text}")
+    pressed = time.time()
+    clicks = concurrently(
+        len(names), lambda i: drivers[i].click("park_confirm", blocks=questions[i].blocks, channel=channel_of(names[i]))
+    )
+    for driver in drivers:
+        driver.close()
+    if any(c.status != 200 for c in clicks):
+        raise RuntimeError("a park_confirm click was refused")
+    ended = wait_finished(world.slack, {n: (channel_of(n), f"Parking {n}") for n in names}, 120, "the parks")
+    failed = [n for n, f in ended.items() if not f.ok]
+    if failed:
+        raise RuntimeError(f"parks failed: {[ended[n].result for n in failed[:3]]}")
+    return pressed, {n: f.at for n, f in ended.items()}
+
+
+def park_overhead(world: World, names: Sequence[str]) -> tuple[Row, float]:
+    """Row 2: one park at a time; its time from the button press to its result, over GCP's own time."""
+    ratios, times = [], []
+    for name in names:
+        pressed, ended = park(world, [name])
+        total = ended[name] - pressed
+        times.append(total)
+        ratios.append(total / gcp_seconds(world.gcp, name, pressed - 0.01))
+    ratio, one = statistics.median(ratios), statistics.median(times)
+    row = Row(
+        "2",
+        f"End-to-end overhead: one park ({PARK_STEPS} GCP ops of {world.gcp.operation_seconds:g} s) / sum of its GCP op times",
+        f"{ratio:.3f} (park {one:.2f} s, median of {len(names)})",
+        "< 1.05",
+        ratio < 1.05,
+    )
+    return row, one
+
+
+def parallel_parks(world: World, names: Sequence[str], one_park: float) -> Row:
+    """Row 3: N parks of different VMs at once (each in its own channel)."""
+    pressed, ended = park(world, names)
+    total = max(ended.values()) - pressed
+    ratio = total / one_park
+    return Row(
+        "3",
+        f"Parallel scale: {len(names)} parks at once / one park",
+        f"{ratio:.2f} ({total:.2f} s / {one_park:.2f} s)",
+        "< 1.5",
+        ratio < 1.5,
+    )
+
+
+def one_channel(world: World, count: int) -> list[Row]:
+    """Row 4: N creates in one channel, where Slack allows about one message per second."""
+    channel = "CBUSY"
+    names = [f"busy-{i:02d}" for i in range(count)]
+    before = len(world.slack.calls)
+    with world.driver() as driver:
+        acks = [driver.command(f"create {n}", channel=channel) for n in names]
+    if any("Creating" not in a.text for a in acks):
+        raise RuntimeError(f"a create in {channel} was not acknowledged")
+    expected = {n: (channel, f"Creating {n}") for n in names}
+    ended = wait_finished(world.slack, expected, 30 + 3 * count, "the busy channel", strict=False)
+    calls = [c for c in world.slack.calls[before:] if c.params.get("channel") == channel]
+    per_op = {
+        n: sum(1 for c in calls if c.ok and ended[n].root_ts in (c.params.get("ts"), c.params.get("thread_ts"))) + 1
+        for n in ended
+    }
+    limited = sum(1 for c in calls if c.status == 429)
+    complete = sum(1 for f in ended.values() if f.ok and "is created" in f.result)
+    worst = max(per_op.values(), default=0)
+    return [
+        Row(
+            "4a",
+            f"Slack Web API calls per create, {count} creates in one channel",
+            f"mean {len(calls) / count:.2f}, max {worst} ({len(calls)} calls)",
+            "<= 4 per create",
+            worst <= 4,
+        ),
+        Row(
+            "4b",
+            f"429s received; threads ending with their result ({count} in one channel)",
+            f"{limited} x 429; {complete}/{count} complete",
+            "none lost",
+            complete == count,
+        ),
+    ]
+
+
+def sweeper(images: int) -> Row:
+    """Row 6: the image sweeper (issue 4), when it is merged."""
+    measure = f"Sweeper: {images:,} dirty images"
+    try:
+        from bench import sweep  # type: ignore[attr-defined]
+    except ImportError:
+        return Row("6", measure, "n/a (sweeper not merged)", "-", None)
+    result = sweep.measure(images=images)
+    rate = _first(result, "images_per_second", "images_per_s", "rate")
+    memory = _first(result, "peak_memory_mb", "peak_rss_mb", "peak_mb")
+    if rate is None or memory is None:
+        return Row("6", measure, str(result), "-", None)
+    return Row("6", measure, f"{rate:,.0f} images/s, peak {memory:.0f} MB", str(result.get("target", "-")), result.get("ok"))
+
+
+def _first(result: dict[str, Any], *keys: str) -> Any:
+    return next((result[k] for k in keys if k in result), None)
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+
+def run(plan: Plan, keep_log: Path | None = None) -> list[Row]:
+    rows: list[Row] = []
+    bench = Bench(operation_seconds=plan.op_seconds, workers=plan.workers, channel_rate=1.0, keep_log=keep_log)
+    with bench as world:
+        try:
+            row, created = ack_latency(world, plan)
+            rows.append(row)
+            single = created[: plan.samples]
+            row, one = park_overhead(world, single)
+            rows.append(row)
+            rows.append(parallel_parks(world, created[plan.samples : plan.samples + plan.parks], one))
+            peak = world.bot.peak_rss_mb()
+            rows_4 = one_channel(world, plan.channel_ops)
+        except Exception:
+            print(f"--- the bot's log ({world.bot.log_path}) ---\n{world.bot.log_tail()}", file=sys.stderr)
+            raise
+        rows.append(Row("5", "Peak RSS of the bot process during 1-3 (VmHWM)", f"{peak:.0f} MB", "< 150 MB", peak < 150))
+        rows[3:3] = rows_4
+    rows.append(sweeper(plan.sweep_images))
+    return sorted(rows, key=lambda r: r.number)
+
+
+def table(rows: Sequence[Row], plan: Plan) -> str:
+    headers = ("#", "Measure", "Result", "Target", "")
+    cells = [headers] + [(r.number, r.measure, r.result, r.target, r.verdict) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "-|-".join("-" * w for w in widths))
+    setup = (
+        f"vmbot benchmark: bot as `python -m bot` (SQLite, VMBOT_WORKERS={plan.workers}), local Slack and Compute "
+        f"stand-ins, Compute operations {plan.op_seconds:g} s, Slack channel limit 1 msg/s, {os.cpu_count()} CPUs"
+    )
+    return "\n".join([setup, "", *lines])
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Plan, Path | None]:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small run: fewer requests, shorter operations")
+    parser.add_argument("--acks", type=int, help="concurrent `/vm create` requests for row 1 (also the VMs parked later)")
+    parser.add_argument("--parks", type=int, help="parks at once for row 3")
+    parser.add_argument("--channel-ops", type=int, help="creates in one channel for row 4")
+    parser.add_argument("--op-seconds", type=float, help="how long every stand-in Compute operation takes")
+    parser.add_argument("--workers", type=int, help="VMBOT_WORKERS for the bot")
+    parser.add_argument("--sweep-images", type=int, help="dirty images for the sweeper row")
+    parser.add_argument("--samples", type=int, help="single parks timed one after another for row 2")
+    parser.add_argument("--log", type=Path, help="keep the bot's log in this file")
+    args = parser.parse_args(argv)
+    chosen = {key: value for key, value in vars(args).items() if key not in ("quick", "log") and value is not None}
+    plan = Plan(**{**(QUICK if args.quick else FULL).__dict__, **chosen})
+    if plan.acks < plan.samples + plan.parks:
+        parser.error(f"--acks must be at least {plan.samples + plan.parks}: those VMs are parked in rows 2 and 3")
+    return plan, args.log
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    plan, keep_log = parse_args(argv)
+    rows = run(plan, keep_log)
+    print(table(rows, plan))
+    return 0 if all(r.passed is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
