@@ -13,10 +13,9 @@ from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
-from slack_sdk.webhook import WebhookClient
 
 from bot.gce import Compute
+from bot.ratelimits import ChannelPacer, polite_respond, retry_rate_limits, webhook_client
 from bot.reporting import progress_for
 from bot.runner import JobRunner
 from bot.scheduler import Scheduler, create_scheduler
@@ -56,8 +55,7 @@ class VmBot:
 def create_web_client(settings: Settings) -> WebClient:
     client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url or WebClient.BASE_URL)
     # Slack answers 429 with Retry-After under load; the SDK's handler waits and retries.
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
-    return client
+    return retry_rate_limits(client)
 
 
 def create_app(
@@ -66,15 +64,27 @@ def create_app(
     web_client: WebClient | None = None,
     compute: Compute | None = None,
     store: Store | None = None,
+    pacer: ChannelPacer | None = None,
 ) -> VmBot:
-    client = web_client or create_web_client(settings)
+    client = retry_rate_limits(web_client or create_web_client(settings))
+    pacer = pacer or ChannelPacer(settings.slack_channel_rate)
     store = store or Store.from_url(settings.database_url)
     compute = compute or Compute(
         settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout
     )
     runner = JobRunner(settings.workers)
-    app = App(client=client, signing_secret=settings.slack_signing_secret, listener_executor=runner.listeners)
-    workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op))
+    # process_before_response: a listener runs on the HTTP request's own thread and its ack is the answer.
+    # Otherwise Bolt hands every listener to a small pool and polls for the ack every 10 ms, which queues
+    # acks behind each other when many commands arrive at once (see `python -m bench`, row 1). Listeners
+    # therefore only parse, check, record and ack; anything slower (a response_url post) goes to the runner.
+    app = App(
+        client=client,
+        signing_secret=settings.slack_signing_secret,
+        process_before_response=True,
+        listener_executor=runner.listeners,
+    )
+    app.use(polite_respond)
+    workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op, pacer))
     bot = VmBot(settings, app, client, store, compute, runner, workflows)
     bot.sweeper = Sweeper.from_settings(store, compute, settings)
     bot.scheduler = create_scheduler(bot)
@@ -91,7 +101,7 @@ def on_error(error: Exception, body: dict[str, Any]) -> None:
     log.error("unhandled error in a Slack listener (ref %s)", reference, exc_info=error, extra={"slack_user": user})
     response_url = body.get("response_url")
     if response_url:
-        WebhookClient(response_url).send(
+        webhook_client(response_url).send(
             text=f":bangbang: Sorry, something went wrong on my side (ref `{reference}`). Nothing was changed.",
             response_type="ephemeral",
         )

@@ -150,6 +150,12 @@ def operation_started(op: Operation, detail: str) -> Message:
     )
 
 
+def operation_progress(op: Operation, detail: str, step_text: str) -> Message:
+    """The thread root while its channel is too busy for a reply per step: the current step is shown on it."""
+    started = operation_started(op, detail)
+    return Message(started.text, [*started.blocks, context(f":arrow_forward: {step_text}")])
+
+
 def operation_finished(op: Operation, *, ok: bool, headline: str, took: float) -> Message:
     icon = ":white_check_mark:" if ok else ":x:"
     return Message(

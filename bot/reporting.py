@@ -3,6 +3,12 @@
 A Slack outage must never leave a VM half-parked, so SlackThread logs a failed
 Slack call and carries on: the store still holds the truth, and `/vm status`
 shows it.
+
+Slack allows about one message per second per channel (bot.ratelimits). A
+thread's root and its result always get posted, waiting for the channel's turn
+if need be; a step that finds the channel busy is shown on the thread root
+(chat.update) instead of as a reply, so a park never costs more than six Web
+API calls and never waits on Slack between its GCP steps.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from slack_sdk.webhook import WebhookClient
 
 from bot import blocks
+from bot.ratelimits import ChannelPacer, webhook_client
 from storage.models import Operation
 from storage.store import Store
 
@@ -37,24 +43,36 @@ class Progress(Protocol):
 class SlackThread:
     """One operation's thread: a root message in the channel, a reply per step, the root updated at the end."""
 
-    def __init__(self, client: WebClient, store: Store, op: Operation) -> None:
+    def __init__(self, client: WebClient, store: Store, op: Operation, pacer: ChannelPacer | None = None) -> None:
         self.client, self.store, self.op = client, store, op
+        self.pacer = pacer or ChannelPacer(None)
         self.channel, self.thread_ts = op.channel, op.thread_ts
+        self.detail = ""
 
     def started(self, detail: str) -> None:
+        self.detail = detail
         message = blocks.operation_started(self.op, detail)
+        self.pacer.wait_to_post(self.channel or "")
         response = self._call(self.client.chat_postMessage, channel=self.channel, **message.as_kwargs())
         if response is not None:
             self.thread_ts = response["ts"]
             self.store.set_thread(self.op.id, response["channel"], response["ts"])
 
     def step(self, text: str) -> None:
-        self._reply(blocks.step(text))
+        if not self.thread_ts:
+            return
+        if self.pacer.try_post(self.channel or ""):
+            self._reply(blocks.step(text))
+        else:  # the channel is busy: show the step on the thread root rather than queue a reply
+            root = blocks.operation_progress(self.op, self.detail, text)
+            self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
 
     def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
-        if self.thread_ts:
-            root = blocks.operation_finished(self.op, ok=ok, headline=headline, took=took)
-            self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
+        if not self.thread_ts:
+            return
+        root = blocks.operation_finished(self.op, ok=ok, headline=headline, took=took)
+        self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
+        self.pacer.wait_to_post(self.channel or "")
         self._reply(blocks.text_only(detail))
 
     def refused(self, text: str) -> None:
@@ -68,7 +86,7 @@ class SlackThread:
             return
         if self.op.response_url:
             try:
-                WebhookClient(self.op.response_url).send(text=text, response_type="ephemeral")
+                webhook_client(self.op.response_url).send(text=text, response_type="ephemeral")
                 return
             except (SlackRequestError, OSError) as exc:
                 log.warning("could not answer through response_url for operation %s: %s", self.op.id, exc)
@@ -105,8 +123,8 @@ class Silent:
         log.info("operation %s refused: %s", self.op.id, text)
 
 
-def progress_for(client: WebClient, store: Store, op: Operation) -> Progress:
-    return SlackThread(client, store, op) if op.channel else Silent(op)
+def progress_for(client: WebClient, store: Store, op: Operation, pacer: ChannelPacer | None = None) -> Progress:
+    return SlackThread(client, store, op, pacer) if op.channel else Silent(op)
 
 
 class SweepThread:

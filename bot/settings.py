@@ -49,6 +49,7 @@ class Settings:
     workers: int = 8
     operation_timeout: float = 900.0
     web_port: int = 8080
+    slack_channel_rate: float | None = 1.0  # chat.postMessage per second per channel; None: no pacing
     startup_script: Path = field(default=REPO_ROOT / "startup-script.py")
     # (actor name, token) pairs for the HTTP API; empty means the API is off. Never shown in a repr.
     api_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -88,6 +89,12 @@ class Settings:
                 problems.append(f"{name}={raw!r} must be {limit}; see README > Configuration")
             return value
 
+        def channel_rate(raw: str) -> float | None:
+            """Slack's ~1 message/s per channel by default; "off" turns pacing off (a Slack stand-in without limits)."""
+            if raw.lower() == "off":
+                return None
+            return float(number("VMBOT_SLACK_CHANNEL_RATE", cls.slack_channel_rate or 1.0, float))
+
         settings = cls(
             slack_bot_token=required("SLACK_BOT_TOKEN"),
             slack_signing_secret=required("SLACK_SIGNING_SECRET"),
@@ -104,6 +111,7 @@ class Settings:
             workers=int(number("VMBOT_WORKERS", cls.workers)),
             operation_timeout=float(number("VMBOT_OPERATION_TIMEOUT", cls.operation_timeout, float)),
             web_port=int(number("VMBOT_WEB_PORT", cls.web_port)),
+            slack_channel_rate=channel_rate(env.get("VMBOT_SLACK_CHANNEL_RATE", "").strip()),
             startup_script=Path(env.get("VMBOT_STARTUP_SCRIPT") or REPO_ROOT / "startup-script.py"),
             api_tokens=parse_api_tokens(env.get("VMBOT_API_TOKENS", ""), problems),
             api_notify_channel=env.get("VMBOT_API_NOTIFY_CHANNEL", "").strip() or None,

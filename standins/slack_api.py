@@ -318,6 +318,7 @@ class SlackStandin:
         self._responses: list[JsonDict] = []
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._forced_429: dict[str, list[int]] = {}
+        self._forced_response_429: list[int] = []
         self._channel_rate: float | None = None
         self._channel_burst = DEFAULT_CHANNEL_BURST
         self._channel_buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
@@ -383,6 +384,13 @@ class SlackStandin:
         """The next ``times`` calls to ``method`` answer 429 with Retry-After."""
         with self._cond:
             self._forced_429.setdefault(method, []).extend([retry_after] * times)
+
+    def rate_limit_responses(self, *, times: int = 1, retry_after: int = 1) -> None:
+        """The next ``times`` response_url posts answer 429 with Retry-After
+        (Slack rate-limits its webhooks too); they change nothing and do not
+        count as uses."""
+        with self._cond:
+            self._forced_response_429.extend([retry_after] * times)
 
     def channel_rate_limit(self, per_second: float | None, *, burst: int = DEFAULT_CHANNEL_BURST) -> None:
         """Slack's special chat.postMessage limit: ~1 message/s per channel.
@@ -500,8 +508,8 @@ class SlackStandin:
             status, body, headers = self._api(request.path[len("/api/"):], request)
             _reply(handler, status, json.dumps(body).encode(), "application/json; charset=utf-8", headers)
         elif request.path.startswith("/response/") and handler.command == "POST":
-            status, text = self._respond(request.path[len("/response/"):], request)
-            _reply(handler, status, text.encode(), "text/html")
+            status, text, headers = self._respond(request.path[len("/response/"):], request)
+            _reply(handler, status, text.encode(), "text/html", headers)
         else:
             _reply(handler, 404, b"not found", "text/plain")
 
@@ -694,18 +702,24 @@ class SlackStandin:
 
     # ---- response_url ------------------------------------------------------
 
-    def _respond(self, url_id: str, request: _Request) -> tuple[int, str]:
+    def _respond(self, url_id: str, request: _Request) -> tuple[int, str, dict[str, str]]:
         """A POST to a response_url: answers 200 "ok" or an error word, as
         hooks.slack.com does (plain text, not JSON)."""
         with self._cond:
             self._responses.append({**copy.deepcopy(request.params), "url_id": url_id})
+            headers: dict[str, str] = {}
             try:
+                if self._forced_response_429:
+                    retry_after = self._forced_response_429.pop(0)
+                    raise _ApiError("rate_limited", status=429, retry_after=retry_after)
                 self._apply_response(url_id, request)
                 result = (200, "ok")
             except _ApiError as e:
                 result = (e.status, e.error)
+                if e.retry_after is not None:
+                    headers["Retry-After"] = str(e.retry_after)
             self._cond.notify_all()
-            return result
+            return (*result, headers)
 
     def _apply_response(self, url_id: str, request: _Request) -> None:
         """Only accepted posts count towards the 5 uses."""

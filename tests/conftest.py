@@ -96,6 +96,7 @@ def settings(gcp: ComputeStandin, slack: SlackStandin, database_url: str) -> Set
         compute_endpoint=gcp.url,
         database_url=database_url,
         workers=4,
+        slack_channel_rate=None,  # the Slack stand-in has no channel limit unless a test sets one
     )
 
 

@@ -243,6 +243,17 @@ def test_response_url(slack: SlackStandin) -> None:
     assert (used.status_code, used.body) == (404, "used_url")
 
 
+def test_response_url_rate_limit(slack: SlackStandin) -> None:
+    url = slack.new_response_url(channel="C100", user="U100")
+    slack.rate_limit_responses(times=1, retry_after=3)
+    limited = WebhookClient(url).send(text="too soon")
+    assert (limited.status_code, limited.body, limited.headers["Retry-After"]) == (429, "rate_limited", "3")
+    assert slack.ephemerals("U100") == []
+    for n in range(5):  # the refused post used none of the url's 5 uses
+        assert WebhookClient(url).send(text=str(n)).status_code == 200
+    assert [r["text"] for r in slack.responses] == ["too soon", "0", "1", "2", "3", "4"]
+
+
 # ---- the driver against a real Bolt app -------------------------------------------
 
 
