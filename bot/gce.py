@@ -26,7 +26,8 @@ from google.api_core.client_options import ClientOptions
 from google.api_core.extended_operation import ExtendedOperation
 from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import compute_v1
+
+from bot.lean_compute import compute_v1
 
 log = logging.getLogger(__name__)
 

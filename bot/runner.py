@@ -1,4 +1,12 @@
-"""A bounded pool of background threads for GCP work, so handlers never wait on GCP."""
+"""A bounded pool of background threads for GCP work, so handlers never wait on GCP.
+
+Answering Slack comes first: while a Slack request is being answered
+(``answering()``), jobs wait to start. A burst of commands is then acknowledged
+before the work it starts competes with it for the interpreter (Python runs
+one thread at a time), and the work begins a few milliseconds later, which
+nobody waiting on a GCP operation notices. ``MAX_DEFER`` bounds the wait, so a
+steady stream of requests cannot starve the work.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,14 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+MAX_DEFER = 0.5  # seconds a job waits at most for Slack requests in flight
 
 
 class TrackedPool(ThreadPoolExecutor):
@@ -48,11 +59,31 @@ class JobRunner:
         # so a listener may still be about to submit its job when Slack has its answer. Tracking
         # listeners lets drain() wait for those jobs too. (Bolt's own default is 10 threads.)
         self.listeners = TrackedPool(listener_threads, "vmbot-listener")
+        self._quiet = threading.Condition()
+        self._answering = 0
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around the handling of one Slack request: jobs hold back until no request is in flight."""
+        with self._quiet:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._answering -= 1
+                if not self._answering:
+                    self._quiet.notify_all()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        future = self._pool.submit(fn, *args)
+        future = self._pool.submit(self._after_answers, fn, *args)
         future.add_done_callback(_log_failure)
         return future
+
+    def _after_answers(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._quiet:
+            self._quiet.wait_for(lambda: not self._answering, timeout=MAX_DEFER)
+        return fn(*args)
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every listener and job started so far has ended, and the jobs those listeners

@@ -32,7 +32,8 @@ def wsgi_app(bot: VmBot) -> WsgiApp:
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/slack/events":
-            return slack(environ, start_response)
+            with bot.runner.answering():
+                return slack(environ, start_response)
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             return api(environ, start_response)
         if path == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):

@@ -1,0 +1,89 @@
+"""What keeps the bot's own overhead small: no polling of GCP operations, Slack answered before
+background work starts, and only the Compute Engine clients it uses loaded.
+
+(How fast it actually is lives in the benchmark, `python -m bench`; nothing here is timed.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from bot.runner import JobRunner
+from bot.settings import REPO_ROOT
+from conftest import Running
+from standins.compute import ComputeStandin
+from standins.slack_driver import SlackDriver
+
+
+def test_a_park_waits_on_each_gcp_operation_once_and_never_polls(
+    driver: SlackDriver, gcp: ComputeStandin, running: Running
+) -> None:
+    gcp.operation_seconds = 0.05  # long enough that no operation is DONE when it is answered
+    driver.command("create test-vm-1")
+    assert running.bot.runner.drain(timeout=30)
+    question = driver.command("park test-vm-1")
+    start = len(gcp.requests)
+    driver.click("park_confirm", blocks=question.blocks)
+    assert running.bot.runner.drain(timeout=30)
+
+    assert [(r.method, route(r.path)) for r in gcp.requests[start:]] == [
+        ("GET", "zones/us-central1-a/instances"),  # is it there, and which is its boot disk
+        ("POST", "zones/us-central1-a/instances/stop"),
+        ("POST", "zones/us-central1-a/operations/wait"),
+        ("POST", "global/images"),
+        ("POST", "global/operations/wait"),
+        ("GET", "global/images"),  # the READY image's sizes
+        ("DELETE", "zones/us-central1-a/instances"),
+        ("POST", "zones/us-central1-a/operations/wait"),
+    ]
+    assert all(r.status == 200 for r in gcp.requests[start:])
+
+
+def route(path: str) -> str:
+    """A request path without project and names: "zones/us-central1-a/instances/test-vm-1/stop" -> ".../instances/stop"."""
+    parts = path.split("/compute/v1/projects/vmbot-test/")[1].split("/")
+    return "/".join(part for part in parts if not part.startswith(("operation-", "test-vm-1")))
+
+
+def test_jobs_wait_while_slack_is_being_answered() -> None:
+    runner = JobRunner(2)
+    ran = threading.Event()
+    try:
+        with runner.answering():
+            runner.submit(ran.set)
+            assert not runner.drain(timeout=0.1), "the job held back while a request was in flight"
+            assert not ran.is_set()
+        assert runner.drain(timeout=10) and ran.is_set(), "and ran once the answer was out"
+    finally:
+        runner.shutdown()
+
+
+def test_only_the_compute_clients_the_bot_uses_are_loaded() -> None:
+    """google-cloud-compute would load all of its ~120 service clients (about 40 MB) at import."""
+    probe = (
+        "import json, sys; import bot.app; from bot.gce import compute_v1; "
+        "compute_v1.InstancesClient, compute_v1.ImagesClient, compute_v1.ZoneOperationsClient, "
+        "compute_v1.GlobalOperationsClient, compute_v1.Operation.Status.DONE; "
+        "print(json.dumps(sorted(m.rsplit('.', 1)[1] for m in sys.modules "
+        "if m.startswith('google.cloud.compute_v1.services.') and m.count('.') == 4)))"
+    )
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, check=True,
+                                       capture_output=True, text=True).stdout)
+    assert loaded == ["global_operations", "images", "instances", "zone_operations"]
+
+
+def test_the_lean_package_is_the_real_one_underneath() -> None:
+    from google.cloud import compute_v1
+    from google.cloud.compute_v1.services.instances import InstancesClient
+    from google.cloud.compute_v1.types import compute
+
+    assert compute_v1.InstancesClient is InstancesClient
+    assert compute_v1.Instance is compute.Instance
+    assert compute_v1.__version__
+    with pytest.raises(AttributeError):
+        compute_v1.NoSuchThing  # noqa: B018
