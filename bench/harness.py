@@ -57,6 +57,10 @@ class BotProcess:
             "PYTHONUNBUFFERED": "1",
         }
         self._log = self.log_path.open("wb")
+        # The schema is migrated first, as on every start-up but a release's first: the bot then finds it
+        # at head and never loads Alembic (storage.schema_version).
+        subprocess.run([sys.executable, "-m", "storage.migrate"], cwd=REPO_ROOT, env=env, check=True,
+                       stdout=self._log, stderr=subprocess.STDOUT)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot"], cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )

@@ -73,16 +73,7 @@ def create_app(
         settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout
     )
     runner = JobRunner(settings.workers)
-    # process_before_response: a listener runs on the HTTP request's own thread and its ack is the answer.
-    # Otherwise Bolt hands every listener to a small pool and polls for the ack every 10 ms, which queues
-    # acks behind each other when many commands arrive at once (see `python -m bench`, row 1). Listeners
-    # therefore only parse, check, record and ack; anything slower (a response_url post) goes to the runner.
-    app = App(
-        client=client,
-        signing_secret=settings.slack_signing_secret,
-        process_before_response=True,
-        listener_executor=runner.listeners,
-    )
+    app = App(client=client, signing_secret=settings.slack_signing_secret, listener_executor=runner.listeners)
     app.use(polite_respond)
     workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op, pacer))
     bot = VmBot(settings, app, client, store, compute, runner, workflows)

@@ -55,8 +55,9 @@ class TrackedPool(ThreadPoolExecutor):
 class JobRunner:
     def __init__(self, workers: int, listener_threads: int = 10) -> None:
         self._pool = TrackedPool(workers, "vmbot-job")
-        # Bolt's executor (bot.app). The app runs listeners on the request's thread (process_before_response),
-        # so only Bolt's lazy listeners would run here; tracking them lets drain() wait for their jobs too.
+        # Bolt runs each Slack listener on this pool and answers Slack as soon as the listener acks,
+        # so a listener may still be about to submit its job when Slack has its answer. Tracking
+        # listeners lets drain() wait for those jobs too. (Bolt's own default is 10 threads.)
         self.listeners = TrackedPool(listener_threads, "vmbot-listener")
         self._quiet = threading.Condition()
         self._answering = 0

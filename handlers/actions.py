@@ -24,14 +24,12 @@ def register(app: App, bot: VmBot) -> None:
         # has its answer, the park is recorded and on the job runner, never still on its way.
         reply = confirm_park(bot, body, action)
         ack()
-        # Slack gets its answer when this returns (process_before_response), so the post waits in the runner.
-        bot.runner.submit(lambda: respond(replace_original=True, text=reply))
+        respond(replace_original=True, text=reply)
 
     def on_park_cancel(ack: Ack, action: Payload, respond: Respond) -> None:
         ack()
         name = action["value"].split()[0]
-        # Slack gets its answer when this returns (process_before_response), so the post waits in the runner.
-        bot.runner.submit(lambda: respond(replace_original=True, text=f"Cancelled: `{escape(name)}` stays as it is."))
+        respond(replace_original=True, text=f"Cancelled: `{escape(name)}` stays as it is.")
 
     app.action("park_confirm")(on_park_confirm)
     app.action("park_cancel")(on_park_cancel)

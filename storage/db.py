@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.schema_version import at_head
 from storage.sqlite_writers import one_writer_at_a_time
 
 
@@ -35,7 +36,9 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def create_schema(engine: Engine) -> None:
-    """Bring the schema to the newest migration (see storage.migrate)."""
+    """Bring the schema to the newest migration (see storage.migrate); Alembic loads only if there is work."""
+    if at_head(engine):
+        return
     from storage.migrate import upgrade
 
     upgrade(engine)

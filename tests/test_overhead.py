@@ -1,5 +1,6 @@
 """What keeps the bot's own overhead small: no polling of GCP operations, Slack answered before
-background work starts, and only the Compute Engine clients it uses loaded.
+background work starts, only the Compute Engine clients it uses loaded, Alembic only when there is
+something to migrate.
 
 (How fast it actually is lives in the benchmark, `python -m bench`; nothing here is timed.)
 """
@@ -10,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +89,39 @@ def test_the_lean_package_is_the_real_one_underneath() -> None:
     assert compute_v1.__version__
     with pytest.raises(AttributeError):
         compute_v1.NoSuchThing  # noqa: B018
+
+
+def test_start_up_on_a_migrated_database_does_not_load_alembic(database_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from storage.schema_version import at_head
+    from storage.store import Store
+
+    engine = create_engine(database_url)
+    assert not at_head(engine), "a new database has no version table"
+    Store.from_url(database_url)
+    assert at_head(engine)
+    probe = f"import sys; from storage.store import Store; Store.from_url({database_url!r}); print('alembic' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, check=True, capture_output=True, text=True)
+    assert loaded.stdout.strip() == "False"
+
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+    assert not at_head(engine), "a database behind the scripts is migrated as before"
+    engine.dispose()
+
+
+def test_script_heads_follow_down_revisions(tmp_path: Path) -> None:
+    from storage.schema_version import script_heads
+
+    def revision(file: str, body: str) -> None:
+        (tmp_path / file).write_text(f'"""a migration"""\nfrom alembic import op\n\n{body}\nbranch_labels = None\n')
+
+    revision("0001_a.py", "revision = '0001'\ndown_revision = None")
+    revision("0002_b.py", "revision: str = \"0002\"\ndown_revision: str | None = '0001'")
+    revision("0003_c.py", "revision = '0003'\ndown_revision = '0001'")
+    assert script_heads(tmp_path) == {"0002", "0003"}, "two branches: two heads"
+    revision("0004_merge.py", "revision = '0004'\ndown_revision = ('0002', '0003')")
+    assert script_heads(tmp_path) == {"0004"}
+    revision("0005_odd.py", "revision = make_revision()\ndown_revision = '0004'")
+    assert script_heads(tmp_path) is None, "a file it cannot read means: let Alembic decide"
