@@ -6,16 +6,19 @@ serving HTTP, and every request reaches it signed as Slack signs it. Compute
 operations take a fixed time (``--op-seconds``), so the bot's own overhead is
 what is left.
 
-    python -m bench            # the full run (about two minutes on 2 cores)
+    python -m bench            # the full run (about a minute and a half on 2 cores)
     python -m bench --quick    # a small run, for a quick look
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Bench, World, gcp_seconds, wait_finished
+from bench.harness import REPO_ROOT, Bench, World, gcp_seconds, wait_finished
 
 PARK_STEPS = 3  # stop, image, delete: the GCP operations of one park
 
@@ -215,22 +218,21 @@ def one_channel(world: World, count: int) -> list[Row]:
 
 
 def sweeper(images: int) -> Row:
-    """Row 6: the image sweeper (issue 4), when it is merged."""
-    measure = f"Sweeper: {images:,} dirty images"
-    try:
-        from bench import sweep  # type: ignore[attr-defined]
-    except ImportError:
+    """Row 6: the image sweeper (issue 4), measured by its own bench/sweep.py in a fresh process,
+    so that its peak memory is the sweep's and not this process's stand-ins'."""
+    measure = f"Sweeper: {images:,} dirty images deleted (bench/sweep.py)"
+    if importlib.util.find_spec("bench.sweep") is None:
         return Row("6", measure, "n/a (sweeper not merged)", "-", None)
-    result = sweep.measure(images=images)
-    rate = _first(result, "images_per_second", "images_per_s", "rate")
-    memory = _first(result, "peak_memory_mb", "peak_rss_mb", "peak_mb")
-    if rate is None or memory is None:
+    probe = f"import json; from bench.sweep import measure; print(json.dumps(measure(images={images})))"
+    run = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True)
+    if run.returncode != 0:
+        return Row("6", measure, "failed: " + (run.stderr.strip().splitlines() or ["?"])[-1][:80], "-", False)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    rate, peak, growth = result.get("images_per_second"), result.get("peak_memory_mb"), result.get("memory_growth_mb")
+    if rate is None or peak is None:
         return Row("6", measure, str(result), "-", None)
-    return Row("6", measure, f"{rate:,.0f} images/s, peak {memory:.0f} MB", str(result.get("target", "-")), result.get("ok"))
-
-
-def _first(result: dict[str, Any], *keys: str) -> Any:
-    return next((result[k] for k in keys if k in result), None)
+    grew = f", +{growth:.0f} MB during the sweep" if growth is not None else ""
+    return Row("6", measure, f"{rate:,.0f} images/s, peak {peak:.0f} MB{grew}", "- (none set)", None)
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -241,6 +243,7 @@ def run(plan: Plan, keep_log: Path | None = None) -> list[Row]:
     bench = Bench(operation_seconds=plan.op_seconds, workers=plan.workers, channel_rate=1.0, keep_log=keep_log)
     with bench as world:
         try:
+            world.bot.reset_peak_rss()  # the peak from here to the end of row 3
             row, created = ack_latency(world, plan)
             rows.append(row)
             single = created[: plan.samples]

@@ -81,6 +81,10 @@ class BotProcess:
             time.sleep(0.05)
         raise RuntimeError(f"the bot did not answer /healthz within {START_TIMEOUT:.0f} s; see {self.log_path}")
 
+    def reset_peak_rss(self) -> None:
+        """Start VmHWM afresh from the current RSS (Linux: write 5 to clear_refs), so the peak is the run's."""
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+
     def peak_rss_mb(self) -> float:
         """The process's resident-set high-water mark so far (VmHWM), in MiB."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
