@@ -1,4 +1,4 @@
-"""``google.cloud.compute_v1`` without loading the 120 service clients vmbot never uses.
+"""``google.cloud.compute_v1`` without loading the 119 service clients vmbot never uses.
 
 The package's ``__init__`` imports a client for every Compute Engine service
 (123 of them) and lists them all in ``__lazy_modules__``: its authors mean them
