@@ -20,6 +20,7 @@ from bot.reporting import progress_for
 from bot.runner import JobRunner
 from bot.scheduler import Scheduler, create_scheduler
 from bot.settings import Settings
+from bot.signatures import ReplayGuard
 from bot.sweeper import Sweeper
 from bot.workflows import Workflows
 from handlers import actions, commands
@@ -73,7 +74,15 @@ def create_app(
         settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout
     )
     runner = JobRunner(settings.workers)
-    app = App(client=client, signing_secret=settings.slack_signing_secret, listener_executor=runner.listeners)
+    # Signature checks stay on in every mode (the demo signs its requests as Slack does);
+    # the replay guard runs right after Bolt's own verification.
+    app = App(
+        client=client,
+        signing_secret=settings.slack_signing_secret,
+        request_verification_enabled=True,
+        before_authorize=ReplayGuard(store),
+        listener_executor=runner.listeners,
+    )
     app.use(polite_respond)
     workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op, pacer))
     bot = VmBot(settings, app, client, store, compute, runner, workflows)

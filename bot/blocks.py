@@ -7,6 +7,7 @@ in notifications and whose ``blocks`` are the rich layout.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bot.gce import InstanceInfo
     from bot.sweeper import SweepReport, Tally
-    from storage.models import Image, Operation, Vm
+    from storage.models import AuditEntry, Image, Operation, Vm
     from storage.store import VmSummary
 
 Block = dict[str, Any]
@@ -52,8 +53,12 @@ def actor(requested_by: str) -> str:
 
 
 def escape(text: str) -> str:
-    """Escape Slack's control characters so user text is shown, never interpreted (no <!channel>, no links)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Escape Slack's control characters so user text is shown, never interpreted (no <!channel>, no links).
+
+    Backticks become plain quotes too: echoed text sits inside a `code span`, and a
+    backtick in it would close the span and let the rest be read as markup.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
 
 
 def section(markdown: str) -> Block:
@@ -92,18 +97,36 @@ def help_message() -> Message:
 # ---- park confirmation -------------------------------------------------------------
 
 
-def park_confirmation(vm: Vm, *, image: str | None = None, family: str | None = None) -> Message:
+def button_value(args: str, requested_by: str) -> str:
+    """A confirmation button's value: the rest of the command and who asked, so only they (or an admin) may press it."""
+    return json.dumps({"args": args, "requested_by": requested_by}, separators=(",", ":"))
+
+
+def read_button_value(value: str) -> tuple[str, str | None]:
+    """(the rest of the command, requester) from a button's value; a plain value (older buttons) has no requester."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return value, None
+    if not isinstance(data, dict):
+        return value, None
+    return str(data.get("args") or ""), (str(data["requested_by"]) if data.get("requested_by") else None)
+
+
+def park_confirmation(vm: Vm, requested_by: str, *, image: str | None = None, family: str | None = None) -> Message:
     """The ephemeral question a park starts with: two buttons, the dangerous one behind a confirm dialog.
 
-    The buttons' value is the rest of the command (``NAME [image=..] [family=..]``),
-    so the confirmation carries the options and re-parses them with the same parser.
+    The buttons' value holds the rest of the command (``NAME [image=..] [family=..]``),
+    so the confirmation carries the options and re-parses them with the same parser,
+    and the person who asked, who alone (with the admins) may press them.
     """
     named = f" as image `{image}`" if image else ""
     what = (
         f"Parking `{vm.name}` stops it, saves an image of its boot disk{named} into image family "
         f"`{family or vm.name}`, then *deletes the VM*. Its external IP will change when it is restored."
     )
-    value = " ".join([vm.name] + [f"{key}={item}" for key, item in (("image", image), ("family", family)) if item])
+    args = " ".join([vm.name] + [f"{key}={item}" for key, item in (("image", image), ("family", family)) if item])
+    value = button_value(args, requested_by)
     return Message(
         f"Park {vm.name}? It will be stopped, imaged and deleted.",
         [
@@ -361,6 +384,56 @@ def _utc(when: datetime) -> datetime:
 
 def _when(when: datetime) -> str:
     return f"{_utc(when).astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
+# ---- the audit trail -------------------------------------------------------------------
+
+VERDICT_ICON = {"allowed": ":white_check_mark:", "refused": ":no_entry:", "invalid": ":grey_question:", "error": ":x:"}
+
+
+def audit_history(vm_name: str, entries: Sequence[AuditEntry], *, page: int, pages: int, total: int) -> Message:
+    """One page of a VM's audit trail, newest first. Every user-typed text is escaped."""
+    lines = []
+    for entry in entries:
+        what = escape(entry.text[:120]) or " "
+        prefix = "/vm " if entry.kind == "command" else "pressed "
+        line = f"{VERDICT_ICON.get(entry.verdict.value, '')} {_when(entry.at)} · <@{entry.user_id}>"
+        line += f" in <#{entry.channel_id}>" if entry.channel_id else ""
+        line += f" · `{prefix}{what}` · {entry.verdict.value}"
+        if entry.operation_id:
+            line += f" · operation #{entry.operation_id}"
+        if entry.detail and entry.verdict.value != "allowed":
+            # The detail is the bot's own reply, whose user text was escaped when it was written.
+            line += f"\n      {_summary(entry.detail, 200)}"
+        lines.append(line)
+    more = f" Next: `/vm history {vm_name} page={page + 1}`." if page < pages else ""
+    blocks = [section(f"*History of `{vm_name}`* (newest first)")]
+    chunk: list[str] = []
+    for line in lines:  # a section holds at most 3000 characters
+        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(section("\n".join(chunk)))
+    blocks.append(context(f"Page {page} of {pages} · {total} entries.{more}"))
+    return Message(f"History of {vm_name}: page {page} of {pages}", blocks)
+
+
+def _summary(reply: str, limit: int) -> str:
+    """A stored reply on one line, at most ``limit`` characters, never cut inside a <...> or an &entity;."""
+    text = " ".join(reply.split())
+    if len(text) <= limit:
+        return text
+    text = text[:limit]
+    for opener, closer in (("<", ">"), ("&", ";")):
+        cut = text.rfind(opener)
+        if cut > text.rfind(closer):
+            text = text[:cut]
+    if text.count("`") % 2:
+        text = text[: text.rfind("`")]
+    return text.rstrip() + "…"
+
 
 
 def _duration(seconds: float) -> str:

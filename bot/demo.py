@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from bot import logs
 from bot.app import create_app
+from bot.redaction import secrets_of
 from bot.server import make_http_server
 from bot.settings import Settings
 from standins.compute import ComputeStandin
@@ -29,7 +30,8 @@ USER, USER_NAME, CHANNEL, CHANNEL_NAME = "U0DEMO", "you", "C0DEMO", "demo"
 EMOJI = {
     ":white_check_mark:": "✅", ":x:": "❌", ":warning:": "⚠️", ":hourglass_flowing_sand:": "⏳",
     ":rocket:": "🚀", ":recycle:": "♻️", ":parking:": "🅿️", ":mag:": "🔍", ":large_green_circle:": "🟢",
-    ":double_vertical_bar:": "⏸", ":wastebasket:": "🗑", ":bangbang:": "‼️", ":broom:": "🧹",
+    ":double_vertical_bar:": "⏸", ":wastebasket:": "🗑", ":bangbang:": "‼️", ":broom:": "🧹", ":no_entry:": "⛔",
+    ":grey_question:": "❔",
 }
 INTRO = f"""\
 vmbot demo: a simulated Compute Engine and Slack on this machine; nothing leaves it.
@@ -144,6 +146,7 @@ def run_demo(argv: list[str]) -> int:
             database_url=f"sqlite:///{Path(tmp) / 'vmbot-demo.db'}",
             sweep_grace=0,  # so `/vm sweep` after a second park shows a deletion
         )
+        logs.configure(level="WARNING", secrets=secrets_of(settings))  # now that the secrets are known
         bot = create_app(settings)
         bot.start()
         server = make_http_server(bot, "127.0.0.1", 0)

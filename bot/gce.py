@@ -29,6 +29,8 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 
 from bot.lean_compute import compute_v1
 
+from bot.redaction import redact
+
 log = logging.getLogger(__name__)
 
 MANAGED_LABEL = {"managed-by": "vmbot"}
@@ -38,9 +40,14 @@ DONE = compute_v1.Operation.Status.DONE
 
 
 class GceError(Exception):
-    """A Compute Engine failure, carrying GCP's own message."""
+    """A Compute Engine failure, carrying GCP's own message.
+
+    The message is shown to users and stored, so anything in it that looks like a
+    credential is redacted here, where every GCP error passes.
+    """
 
     def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.status = status

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot import audit
 from bot.blocks import actor
 from bot.errors import Refused
 from storage.models import Operation, Verb, Vm, VmState
@@ -73,7 +74,7 @@ def start_operation(
     """
     check_allowed(verb, name, store.vm(name))
     try:
-        return store.begin(
+        op = store.begin(
             verb,
             name,
             allowed_from=ALLOWED_FROM[verb],
@@ -87,6 +88,8 @@ def start_operation(
     except ClaimLost:
         check_allowed(verb, name, store.vm(name))
         raise Refused(f"Someone else just started an operation on `{name}`. `/vm status {name}` shows it.") from None
+    audit.note_operation(op.id)  # the audit entry of the request being handled names this operation
+    return op
 
 
 def check_image_name_free(store: Store, image: str) -> None:

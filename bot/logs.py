@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any, TextIO
+
+from bot.redaction import RedactingFilter
 
 # The fields a line may carry about what it concerns, in the order text lines show them.
 CONTEXT_FIELDS = ("operation_id", "vm", "slack_user")
@@ -80,10 +82,10 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value
-        if record.exc_info:
-            entry["stack_trace"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        if record.exc_text:  # already formatted (and redacted) by bot.redaction.RedactingFilter
             entry["stack_trace"] = record.exc_text
+        elif record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack_info"] = record.stack_info
         return json.dumps(entry, default=str, ensure_ascii=False)
@@ -104,18 +106,23 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
-def record_filters() -> list[logging.Filter]:
+def record_filters(secrets: Iterable[str] = ()) -> list[logging.Filter]:
     """What every record passes through before it is formatted, in order.
 
     Filters sit on the handler, so they see records from every logger
     (gunicorn's, the libraries') and not only the ones logged on vmbot's own.
-    A filter that rewrites records, such as secret redaction, goes here, after the context.
+    Secret redaction (bot.redaction) comes last: it rewrites the message and traceback.
     """
-    return [ContextFilter()]
+    return [ContextFilter(), RedactingFilter(secrets)]
 
 
-def configure(fmt: str = "text", level: str | int = "INFO", *, stream: TextIO | None = None) -> logging.Handler:
+def configure(
+    fmt: str = "text", level: str | int = "INFO", *, stream: TextIO | None = None, secrets: Iterable[str] = ()
+) -> logging.Handler:
     """Send every log record to ``stream`` (stderr) as ``fmt`` ("text" or "json"); safe to call again.
+
+    ``secrets`` are the exact values no line may show (bot.redaction.secrets_of);
+    credential-looking strings are redacted whatever they are.
 
     Replaces only the handler an earlier call installed, so test frameworks'
     capture handlers stay in place.
@@ -126,7 +133,7 @@ def configure(fmt: str = "text", level: str | int = "INFO", *, stream: TextIO | 
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.vmbot = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    for record_filter in record_filters():
+    for record_filter in record_filters(secrets):
         handler.addFilter(record_filter)
     root.addHandler(handler)
     root.setLevel(level)

@@ -20,6 +20,8 @@ NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 ZONE_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
 MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+){1,3}$")
 OPTION_NAMES = {"image": "image name", "family": "image family name"}  # options that follow GCP's name rule
+PAGE_RE = re.compile(r"^[1-9][0-9]{0,3}$")
+MAX_OPTION_LENGTH = 63  # GCP's limit for zone and machine-type names
 NAME_RULE = "lowercase letters, digits and hyphens, starting with a letter, not ending in a hyphen, at most 63 characters"
 
 
@@ -54,6 +56,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "delete dirty images past their grace period now, and report; `dry-run` only reports",
         flags=frozenset({"dry-run"}),
     ),
+    "history": Subcommand(
+        "history NAME [page=N]",
+        "who asked what of a VM and what I answered, newest first",
+        takes_name=True,
+        options=frozenset({"page"}),
+    ),
     "help": Subcommand("help", "this message"),
 }
 
@@ -86,16 +94,20 @@ def parse(text: str) -> Command:
     words = [arg for arg in args if "=" not in arg]
     flags = frozenset(word.lower() for word in words if word.lower() in spec.flags)
     positional = [word for word in words if word.lower() not in spec.flags]
-    options = dict(arg.split("=", 1) for arg in args if "=" in arg)
+    pairs = [arg.split("=", 1) for arg in args if "=" in arg]
+    options = dict(pairs)
     usage = f"Usage: `/vm {spec.usage}`"
     unknown = sorted(set(options) - spec.options)
     if unknown:
         allowed = ", ".join(f"`{key}=`" for key in sorted(spec.options)) or "none"
-        raise UsageError(f"`/vm {verb}` has no option `{escape(unknown[0])}=` (options: {allowed}). {usage}")
+        raise UsageError(f"`/vm {verb}` has no option `{escape(unknown[0][:40])}=` (options: {allowed}). {usage}")
+    if len(options) < len(pairs):
+        repeated = next(key for key in options if sum(1 for k, _ in pairs if k == key) > 1)
+        raise UsageError(f"`{repeated}=` is given more than once; give it once. {usage}")
     if spec.takes_name and not positional:
         raise UsageError(f"`/vm {verb}` needs a VM name. {usage}")
     if len(positional) > (1 if spec.takes_name else 0):
-        raise UsageError(f"`/vm {verb}` got more than I expected (`{escape(' '.join(args))}`). {usage}")
+        raise UsageError(f"`/vm {verb}` got more than I expected (`{escape(' '.join(args)[:80])}`). {usage}")
     name = positional[0] if spec.takes_name else None
     if name is not None:
         check_name(name, what="VM name")
@@ -104,10 +116,28 @@ def parse(text: str) -> Command:
     return Command(verb, name, options, flags)
 
 
+def mentioned_vm(text: str) -> str | None:
+    """The VM a command names, if it names a valid one, even when the rest of it is wrong.
+
+    The audit trail files a refused or unreadable ``/vm park test-vm-22 now!``
+    under ``test-vm-22``, so the VM's history shows the attempt.
+    """
+    try:
+        tokens = shlex.split(text[:MAX_TEXT_LENGTH])
+    except ValueError:
+        return None
+    spec = SUBCOMMANDS.get(tokens[0].lower()) if tokens else None
+    names = [arg for arg in tokens[1:] if "=" not in arg]
+    if spec is None or not spec.takes_name or not names or not NAME_RE.fullmatch(names[0]):
+        return None
+    return names[0]
+
+
 def check_name(name: str, *, what: str) -> None:
-    if NAME_RE.match(name):
+    # fullmatch, not match: "$" also matches before a trailing newline, and "vm\n" is no VM name.
+    if NAME_RE.fullmatch(name):
         return
-    hint = f" Did you mean `{name.lower()}`?" if NAME_RE.match(name.lower()) else ""
+    hint = f" Did you mean `{name.lower()}`?" if NAME_RE.fullmatch(name.lower()) else ""
     raise UsageError(f"`{escape(name[:80])}` is not a valid {what}: GCP allows {NAME_RULE}.{hint}")
 
 
@@ -115,10 +145,12 @@ def check_option(key: str, value: str) -> None:
     """Check one option's value (the HTTP API checks its fields here too, so the rules live in one place)."""
     if key in OPTION_NAMES:
         check_name(value, what=OPTION_NAMES[key])
-    if key == "zone" and not ZONE_RE.match(value):
+    if key == "zone" and not (len(value) <= MAX_OPTION_LENGTH and ZONE_RE.fullmatch(value)):
         raise UsageError(f"`{escape(value[:80])}` is not a zone name; zones look like `us-central1-a`.")
-    if key == "machine-type" and not MACHINE_TYPE_RE.match(value):
+    if key == "machine-type" and not (len(value) <= MAX_OPTION_LENGTH and MACHINE_TYPE_RE.fullmatch(value)):
         raise UsageError(f"`{escape(value[:80])}` is not a machine type; machine types look like `e2-small`.")
+    if key == "page" and not PAGE_RE.fullmatch(value):
+        raise UsageError(f"`page={escape(value[:20])}` is not a page number; pages are 1, 2, 3 …")
 
 
 def _unknown_verb(word: str) -> str:

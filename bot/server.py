@@ -18,6 +18,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot.api import PREFIX as API_PREFIX
 from bot.api import Api
 from bot.app import VmBot
+from bot.signatures import guard_requests
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def wsgi_app(bot: VmBot) -> WsgiApp:
-    slack = SlackRequestHandler(bot.app)
+    slack = guard_requests(SlackRequestHandler(bot.app))
     api = Api(bot)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot import logs
+from bot.redaction import secrets_of
 from bot.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ SEE = "see README > Configuration"
 def build(env: Mapping[str, str] | None = None) -> VmBot:
     """Settings, logging and the app, from ``env`` (default: os.environ); SettingsError lists what is wrong."""
     settings = Settings.from_env(env)
-    logs.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level, secrets=secrets_of(settings))
     # Imported here so a bad environment is reported before the heavy client libraries load.
     from google.auth.exceptions import DefaultCredentialsError
     from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError

@@ -22,6 +22,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DATABASE_SCHEMES = ("sqlite", "postgresql+psycopg")
 # app.yaml holds "${NAME}" where a deploy fills in a secret; one left as it is would fail much later.
 PLACEHOLDER = re.compile(r"^\$\{?[A-Z0-9_]+\}?$")
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
+SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,30}$")  # VMBOT_ALLOWED_CHANNELS: channels, private groups, DMs
+# An admin (VMBOT_ADMINS) is a Slack user, or a script calling the HTTP API by its token's name.
+ADMIN_ID = re.compile(f"{SLACK_USER_ID.pattern}|{API_ACTOR_RE.pattern}")
 
 
 class SettingsError(Exception):
@@ -34,10 +38,11 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    slack_bot_token: str
-    slack_signing_secret: str
+    # Secrets stay out of repr(), so printing or logging a Settings cannot leak them.
+    slack_bot_token: str = field(repr=False)
+    slack_signing_secret: str = field(repr=False)
     project: str
-    slack_app_token: str | None = None
+    slack_app_token: str | None = field(default=None, repr=False)
     slack_api_url: str | None = None
     zone: str = "us-central1-a"
     machine_type: str = "e2-small"
@@ -62,6 +67,8 @@ class Settings:
     sweep_grace: float = 86400.0
     report_channel: str | None = None
     sweep_concurrency: int = 8
+    admins: frozenset[str] = frozenset()  # Slack user ids (or API token names) that may act on any VM and run admin-only verbs
+    allowed_channels: frozenset[str] = frozenset()  # empty: the bot acts in every channel
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +102,13 @@ class Settings:
                 return None
             return float(number("VMBOT_SLACK_CHANNEL_RATE", cls.slack_channel_rate or 1.0, float))
 
+        def ids(name: str, pattern: re.Pattern[str], example: str) -> frozenset[str]:
+            values = frozenset(part.strip() for part in env.get(name, "").split(",") if part.strip())
+            for value in sorted(values):
+                if not pattern.match(value):
+                    problems.append(f"{name}: {value!r} is not {example}; see README > Configuration")
+            return values
+
         settings = cls(
             slack_bot_token=required("SLACK_BOT_TOKEN"),
             slack_signing_secret=required("SLACK_SIGNING_SECRET"),
@@ -122,6 +136,8 @@ class Settings:
             sweep_grace=float(number("VMBOT_SWEEP_GRACE", cls.sweep_grace, float, zero_ok=True)),
             report_channel=env.get("VMBOT_REPORT_CHANNEL", "").strip() or None,
             sweep_concurrency=int(number("VMBOT_SWEEP_CONCURRENCY", cls.sweep_concurrency)),
+            admins=ids("VMBOT_ADMINS", ADMIN_ID, "a Slack user id like U012AB3CD, or an API token's name"),
+            allowed_channels=ids("VMBOT_ALLOWED_CHANNELS", SLACK_CHANNEL_ID, "a Slack channel id like C012AB3CD"),
         )
         if settings.api_notify_channel and not SLACK_CHANNEL_RE.match(settings.api_notify_channel):
             problems.append(

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot import blocks
+from bot import audit, blocks, permissions
 from bot.errors import UserError
 from bot.gce import GceError
 from bot.lifecycle import check_allowed, check_image_name_free, start_operation
-from bot.parsing import Command, parse
+from bot.parsing import Command, mentioned_vm, parse
 from bot.reporting import SweepThread
-from storage.models import Verb
+from storage.models import Verb, Verdict
 
 if TYPE_CHECKING:
     from bot.app import VmBot
@@ -35,11 +35,25 @@ def register(app: App, bot: VmBot) -> None:
 
 
 def handle_vm_command(bot: VmBot, payload: Payload, ack: Ack, respond: Respond) -> None:
-    try:
-        command = parse(payload.get("text") or "")
-        message, follow_up = VERBS[command.verb](bot, command, payload, respond)
-    except UserError as error:
-        message, follow_up = blocks.text_only(f":warning: {error}"), None
+    """Check where, parse, check who, run the verb; record the verdict in the audit trail, then ack."""
+    request = audit.Request.of_command(payload)
+    with audit.operations_started() as started:
+        try:
+            permissions.check_channel(bot.settings, request.channel_id)
+            command = parse(request.text)
+            request.verb, request.vm_name = command.verb, command.name
+            permissions.check_command(bot.settings, bot.store, request.user_id, command)
+            message, follow_up = VERBS[command.verb](bot, command, payload, respond)
+            verdict, detail = Verdict.ALLOWED, None
+        except UserError as error:
+            message, follow_up = blocks.text_only(f":warning: {error}"), None
+            verdict, detail = audit.verdict_for(error), str(error)
+            request.vm_name = request.vm_name or mentioned_vm(request.text)
+        except Exception:
+            audit.record(bot.store, request, Verdict.ERROR, detail="internal error; see the bot's log",
+                         operation_id=started[0] if started else None)
+            raise
+    audit.record(bot.store, request, verdict, detail=detail, operation_id=started[0] if started else None)
     # Queue the follow-up before acking: once Slack has its answer the work is on the runner
     # (so `runner.drain()` sees it), never still on its way there.
     if follow_up is not None:
@@ -74,7 +88,7 @@ def park(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tu
     image, family = command.options.get("image"), command.options.get("family")
     if image:
         check_image_name_free(bot.store, image)  # GCP is asked as the park's first step, off the ack path
-    return blocks.park_confirmation(vm, image=image, family=family), None
+    return blocks.park_confirmation(vm, payload["user_id"], image=image, family=family), None
 
 
 def restore(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -112,7 +126,7 @@ def status(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
         try:
             live = bot.compute.get_instance(vm.zone, name)
         except GceError as error:
-            respond(text=f":warning: I could not ask GCP about `{name}`: {error.message}", response_type="ephemeral")
+            respond(text=f":warning: I could not ask GCP about `{name}`: {blocks.escape(error.message)}", response_type="ephemeral")
             return
         message = blocks.vm_status(bot.store.vm(name) or vm, live, bot.store.images(name), bot.store.operations_for(name))
         respond(**message.as_kwargs(), response_type="ephemeral")
@@ -132,10 +146,8 @@ def images(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
 
 
 def may_sweep(bot: VmBot, user_id: str) -> None:
-    """The permission check point for `/vm sweep`: admins only once permissions exist; until then anyone.
-
-    Raise Refused here to turn someone away.
-    """
+    """`/vm sweep` acts on every VM's images: admins only (also checked up front, bot.permissions.ADMIN_ONLY)."""
+    permissions.require_admin(bot.settings, user_id, "use `/vm sweep`")
 
 
 def sweep(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -156,6 +168,22 @@ def sweep(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> t
     return blocks.text_only(f":broom: {what}. The report follows in a thread in this channel."), run
 
 
+HISTORY_PAGE_SIZE = 10
+
+
+def history(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    """A VM's audit trail, newest first, ``page=N`` at a time."""
+    assert command.name
+    name, page = command.name, int(command.option("page", "1"))
+    entries, total = bot.store.audit_trail(name, offset=(page - 1) * HISTORY_PAGE_SIZE, limit=HISTORY_PAGE_SIZE)
+    if total == 0:
+        raise UserError(f"I have no history for `{name}`. `/vm list` shows the VMs I manage.")
+    pages = -(-total // HISTORY_PAGE_SIZE)
+    if not entries:
+        raise UserError(f"`{name}` has {pages} page{'s' if pages != 1 else ''} of history; try `/vm history {name} page={pages}`.")
+    return blocks.audit_history(name, entries, page=page, pages=pages, total=total), None
+
+
 def help_(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     return blocks.help_message(), None
 
@@ -168,5 +196,6 @@ VERBS: dict[str, Callable[[VmBot, Command, Payload, Respond], tuple[blocks.Messa
     "status": status,
     "images": images,
     "sweep": sweep,
+    "history": history,
     "help": help_,
 }

@@ -178,3 +178,46 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime]
     taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Verdict(str, enum.Enum):
+    ALLOWED = "allowed"
+    REFUSED = "refused"  # understood, but not permitted now (who, where, or the VM's state)
+    INVALID = "invalid"  # could not be understood (a usage error)
+    ERROR = "error"  # a bug on our side; the log has the details
+
+
+class AuditEntry(Base):
+    """One command or button press, allowed or refused, as it was decided.
+
+    Append-only: the Store offers no way to change or remove a row, and the
+    migration adds database triggers that refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_vm_name_id", "vm_name", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # "command" or "button"
+    text: Mapped[str] = mapped_column(Text)  # the command text, or the button's action and VM
+    verb: Mapped[str | None] = mapped_column(String(32))
+    vm_name: Mapped[str | None] = mapped_column(String(63))
+    verdict: Mapped[Verdict] = mapped_column(_enum(Verdict))
+    detail: Mapped[str | None] = mapped_column(Text)  # why it was refused, as the user was told
+    operation_id: Mapped[int | None] = mapped_column(ForeignKey("operations.id"))
+
+
+class SeenRequest(Base):
+    """A Slack request signature already served, so an identical replay is refused.
+
+    Slack signs ``v0:timestamp:body``; Bolt accepts a signature for 5 minutes,
+    so a row is needed only that long and is pruned afterwards.
+    """
+
+    __tablename__ = "seen_requests"
+
+    signature: Mapped[str] = mapped_column(String(128), primary_key=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger, index=True)  # X-Slack-Request-Timestamp

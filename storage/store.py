@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -19,12 +19,15 @@ from storage.db import create_schema, make_engine, make_session_factory
 from storage.housekeeping import HousekeepingQueries
 from storage.models import (
     FINISHED_STATES,
+    AuditEntry,
     Image,
     ImageState,
     Operation,
     OperationState,
     OperationStep,
+    SeenRequest,
     Verb,
+    Verdict,
     Vm,
     VmState,
     utcnow,
@@ -300,3 +303,69 @@ class Store(HousekeepingQueries):
                 .where(Image.vm_id == vm_id, Image.state == ImageState.READY)
                 .values(state=ImageState.DIRTY, dirty_since=at or utcnow())
             )
+
+    # ---- seen request signatures (replay guard) -----------------------------------
+
+    def claim_request(self, signature: str, timestamp: int, *, now: int, window: int = 300) -> bool:
+        """Record a verified request's signature; False if it was seen before (a replay).
+
+        The unique signature decides, so two copies arriving at once cannot both
+        pass. Signatures older than ``window`` seconds are pruned in the same
+        transaction: Bolt refuses such requests as stale anyway.
+        """
+        try:
+            with self.sessions.begin() as s:
+                s.execute(delete(SeenRequest).where(SeenRequest.timestamp < now - window))
+                s.add(SeenRequest(signature=signature, timestamp=timestamp))
+            return True
+        except IntegrityError:
+            return False
+
+    # ---- the audit trail (append-only: no update, no delete) -------------------------
+
+    def record_audit(
+        self,
+        *,
+        user_id: str,
+        channel_id: str | None,
+        kind: str,
+        text: str,
+        verdict: Verdict,
+        verb: str | None = None,
+        vm_name: str | None = None,
+        detail: str | None = None,
+        operation_id: int | None = None,
+    ) -> AuditEntry:
+        with self.sessions.begin() as s:
+            entry = AuditEntry(
+                user_id=user_id,
+                channel_id=channel_id,
+                kind=kind,
+                text=text,
+                verb=verb,
+                vm_name=vm_name,
+                verdict=verdict,
+                detail=detail,
+                operation_id=operation_id,
+            )
+            s.add(entry)
+            s.flush()
+            return entry
+
+    def audit_trail(self, vm_name: str, *, offset: int = 0, limit: int = 10) -> tuple[list[AuditEntry], int]:
+        """A page of one VM's audit entries, newest first, and how many there are in all."""
+        with self.sessions() as s:
+            total = s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.vm_name == vm_name)) or 0
+            entries = s.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.vm_name == vm_name)
+                .order_by(AuditEntry.id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+            return list(entries), total
+
+    def audit_log(self, *, limit: int = 100) -> list[AuditEntry]:
+        """The newest entries of the whole trail, newest first."""
+        with self.sessions() as s:
+            return list(s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))

@@ -28,8 +28,9 @@ REPORTS = "C0REPORTS"
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """No grace period: an image is swept as soon as it is dirty (test_sweeper covers the grace)."""
-    return replace(settings, sweep_grace=0, report_channel=REPORTS)
+    """No grace period: an image is swept as soon as it is dirty (test_sweeper covers the grace).
+    The driver's user (U100) is an admin: `/vm sweep` is admin-only (test_permissions)."""
+    return replace(settings, sweep_grace=0, report_channel=REPORTS, admins=frozenset({"U100"}))
 
 
 @dataclass
