@@ -11,7 +11,10 @@ Every refusal is ``{"error": {"code": ..., "message": ...}}`` with a stable code
 ERROR_CODES) and is decided before anything is recorded, so it changes nothing.
 
 Auth: ``Authorization: Bearer TOKEN`` with a token from VMBOT_API_TOKENS; the token's
-name is the operation's ``requested_by``. With no tokens configured the API is off and
+name is the operation's ``requested_by`` and the VM's owner when it creates one. Park
+and restore follow bot.permissions as in Slack: the VM's owner or an admin
+(VMBOT_ADMINS may name a token), else 403 ``forbidden``. Every authenticated
+mutation, allowed or refused, goes into the audit trail (bot.audit). With no tokens configured the API is off and
 every ``/api/v1`` path answers 404 ``api_disabled``. Tokens are compared in constant time
 and never logged.
 """
@@ -30,12 +33,14 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from bot import audit, permissions
+from bot.blocks import escape
 from bot.errors import Refused, UserError
 from bot.gce import GceError
 from bot.lifecycle import ALLOWED_FROM, check_image_name_free, start_operation
-from bot.parsing import check_name, check_option
+from bot.parsing import NAME_RE, check_name, check_option
 from bot.settings import SLACK_CHANNEL_RE
-from storage.models import FINISHED_STATES, Image, Operation, OperationStep, Verb, Vm, VmState
+from storage.models import FINISHED_STATES, Image, Operation, OperationStep, Verb, Verdict, Vm, VmState
 
 if TYPE_CHECKING:
     from bot.app import VmBot
@@ -56,6 +61,7 @@ ERROR_CODES: dict[str, int] = {
     "invalid_name": 400,  # the VM name breaks GCP's naming rule
     "invalid_option": 400,  # zone, machine_type, image, family, notify_channel or a query parameter is not valid
     "unauthorized": 401,  # no bearer token, or not one of VMBOT_API_TOKENS
+    "forbidden": 403,  # park/restore of a VM this token neither owns nor may act on as an admin
     "not_found": 404,  # no such route
     "api_disabled": 404,  # VMBOT_API_TOKENS is not set
     "vm_not_found": 404,
@@ -74,6 +80,7 @@ STATUS_LINES = {
     202: "202 Accepted",
     400: "400 Bad Request",
     401: "401 Unauthorized",
+    403: "403 Forbidden",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     409: "409 Conflict",
@@ -185,7 +192,15 @@ class Api:
             if route.template not in PUBLIC_ROUTES:
                 actor = self._authenticate(environ.get("HTTP_AUTHORIZATION", ""))
             request = Request(method, path, _query(environ), _read_body(environ), actor, args)
-            status, body, headers = getattr(self, route.handler)(request)
+            with audit.operations_started() as started:
+                try:
+                    status, body, headers = getattr(self, route.handler)(request)
+                except Exception as error:
+                    if method == "POST":
+                        self._audit(request, started, error)
+                    raise
+                if method == "POST":
+                    self._audit(request, started, None)
         except ApiError as error:
             status, body, headers = error.status, error.body(), error.headers
         except Exception:
@@ -231,6 +246,24 @@ class Api:
         if actor is None:
             raise _unauthorized("That token is not one of this vmbot's API tokens (VMBOT_API_TOKENS).")
         return actor
+
+    def _audit(self, request: Request, started: list[int], error: Exception | None) -> None:
+        """Record an authenticated mutation as the audit trail records a Slack command."""
+        body = request.raw_body.decode("utf-8", "replace").strip()
+        name = request.args.get("name") or _field(request.raw_body, "name")
+        name = name if name and NAME_RE.fullmatch(name) else None
+        entry = audit.Request("api", request.actor, None, f"{request.method} {request.path} {body}".strip(),
+                              verb=request.path.rsplit("/", 1)[-1] if request.args else "create", vm_name=name)
+        if error is None:
+            verdict, detail = Verdict.ALLOWED, None
+        elif isinstance(error, ApiError):
+            verdict = Verdict.INVALID if error.status in (400, 405, 413) else Verdict.REFUSED
+            verdict = Verdict.ERROR if error.status >= 500 else verdict
+            # Stored as Slack text (the history shows it there): the plain API message is escaped again.
+            detail = escape(f"{error.code}: {error.message}")
+        else:
+            verdict, detail = Verdict.ERROR, "internal error; see the bot's log"
+        audit.record(self.bot.store, entry, verdict, detail=detail, operation_id=started[0] if started else None)
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -286,6 +319,7 @@ class Api:
         params = {key: value for key in ("image", "family") if (value := _option(body, key, key))}
         channel = self._notify_channel(body)
         vm = self._known_vm(Verb.PARK, name)
+        self._check_permission(request.actor, vm, Verb.PARK)
         if "image" in params:
             try:
                 check_image_name_free(self.bot.store, params["image"])
@@ -301,6 +335,7 @@ class Api:
         name = _vm_name(request.args["name"])
         channel = self._notify_channel(request.json(allowed={"notify_channel"}))
         vm = self._known_vm(Verb.RESTORE, name)
+        self._check_permission(request.actor, vm, Verb.RESTORE)
         op = self._start(Verb.RESTORE, name, request.actor, zone=vm.zone, machine_type=vm.machine_type, channel=channel)
         return self._accepted(op, wait)
 
@@ -340,6 +375,14 @@ class Api:
             "state_conflict", f"{name} is {state.value}, so it cannot be {_PAST[verb]} now (only when {allowed}).",
             state=state.value,
         )
+
+    def _check_permission(self, actor: str, vm: Vm, verb: Verb) -> None:
+        """The same rule as in Slack (bot.permissions): the VM's owner or an admin."""
+        try:
+            permissions.require_owner_or_admin(self.bot.settings, actor, vm, verb.value)
+        except Refused as refusal:
+            # Slack's markup, as plain text: "<@U100>" -> "U100", "`ci` (API)" -> "ci (API)".
+            raise ApiError("forbidden", re.sub(r"<@(\w+)>", r"\1", str(refusal)).replace("`", "")) from None
 
     def _known_vm(self, verb: Verb, name: str) -> Vm:
         vm = self._check_allowed(verb, name)
@@ -391,6 +434,15 @@ _PAST = {Verb.CREATE: "created", Verb.PARK: "parked", Verb.RESTORE: "restored", 
 
 
 # ---- request pieces ------------------------------------------------------------------------------
+
+
+def _field(raw_body: bytes, key: str) -> str | None:
+    """One string field of a JSON body, if it is one (for the audit trail; the handler checks it properly)."""
+    try:
+        value = json.loads(raw_body).get(key)
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _digest(token: str) -> bytes:

@@ -396,8 +396,8 @@ def audit_history(vm_name: str, entries: Sequence[AuditEntry], *, page: int, pag
     lines = []
     for entry in entries:
         what = escape(entry.text[:120]) or " "
-        prefix = "/vm " if entry.kind == "command" else "pressed "
-        line = f"{VERDICT_ICON.get(entry.verdict.value, '')} {_when(entry.at)} · <@{entry.user_id}>"
+        prefix = {"command": "/vm ", "button": "pressed "}.get(entry.kind, "")
+        line = f"{VERDICT_ICON.get(entry.verdict.value, '')} {_when(entry.at)} · {actor(entry.user_id)}"
         line += f" in <#{entry.channel_id}>" if entry.channel_id else ""
         line += f" · `{prefix}{what}` · {entry.verdict.value}"
         if entry.operation_id:

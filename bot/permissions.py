@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.blocks import actor
 from bot.errors import Refused
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def require_owner_or_admin(settings: Settings, user: str, vm: Vm, verb: str) -> 
     if user == vm.owner or is_admin(settings, user):
         return
     admins = f" or an admin ({_mentions(settings.admins)})" if settings.admins else ""
-    raise Refused(f"Only `{vm.name}`'s owner <@{vm.owner}>{admins} may {verb} it. Ask them to.")
+    raise Refused(f"Only `{vm.name}`'s owner {actor(vm.owner)}{admins} may {verb} it. Ask them to.")
 
 
 def require_requester_or_admin(settings: Settings, user: str, requested_by: str | None, vm: Vm) -> None:
@@ -78,8 +79,8 @@ def require_requester_or_admin(settings: Settings, user: str, requested_by: str 
     if user == asker or is_admin(settings, user):
         return
     admins = f" or an admin ({_mentions(settings.admins)})" if settings.admins else ""
-    raise Refused(f"This button is <@{asker}>'s: only they{admins} may press it. Nothing was changed.")
+    raise Refused(f"This button is {actor(asker)}'s: only they{admins} may press it. Nothing was changed.")
 
 
 def _mentions(users: frozenset[str]) -> str:
-    return ", ".join(f"<@{user}>" for user in sorted(users))
+    return ", ".join(actor(user) for user in sorted(users))

@@ -332,7 +332,7 @@ def test_an_api_operation_shows_in_slack(
         listed = driver.command("list")
         assert "*test-vm-22*  :hourglass_flowing_sand: busy: creating" in str(listed.blocks)
         assert "`ci` (API)" in str(listed.blocks)
-        busy = driver.command("park test-vm-22")
+        busy = driver.command("create test-vm-22")  # a park would be refused first: the VM is ci's, not U100's
         assert "`test-vm-22` is busy: `ci` (API) is running a create on it (see the thread in <#C200>)" in busy.text
     finally:
         gcp.release_operations()

@@ -181,13 +181,13 @@ def test_admin_only_verbs_are_checked_before_they_run(settings: Settings, runnin
 
 def test_admins_and_channels_come_from_the_environment(settings: Settings) -> None:
     env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "GOOGLE_CLOUD_PROJECT": "p",
-           "VMBOT_ADMINS": " U1AAA, W2BBB ,,", "VMBOT_ALLOWED_CHANNELS": "C0OPS"}
+           "VMBOT_ADMINS": " U1AAA, W2BBB ,, nightly-ci", "VMBOT_ALLOWED_CHANNELS": "C0OPS"}
     parsed = Settings.from_env(env)
-    assert parsed.admins == {"U1AAA", "W2BBB"} and parsed.allowed_channels == {"C0OPS"}
+    assert parsed.admins == {"U1AAA", "W2BBB", "nightly-ci"} and parsed.allowed_channels == {"C0OPS"}
     assert Settings.from_env({**env, "VMBOT_ADMINS": "", "VMBOT_ALLOWED_CHANNELS": ""}).allowed_channels == set()
     with pytest.raises(SettingsError) as error:
         Settings.from_env({**env, "VMBOT_ADMINS": "@alice", "VMBOT_ALLOWED_CHANNELS": "#ops"})
     assert error.value.problems == [
-        "VMBOT_ADMINS: '@alice' is not a Slack id (like U012AB3CD); see README > Configuration",
-        "VMBOT_ALLOWED_CHANNELS: '#ops' is not a Slack id (like C012AB3CD); see README > Configuration",
+        "VMBOT_ADMINS: '@alice' is not a Slack user id like U012AB3CD, or an API token's name; see README > Configuration",
+        "VMBOT_ALLOWED_CHANNELS: '#ops' is not a Slack channel id like C012AB3CD; see README > Configuration",
     ]

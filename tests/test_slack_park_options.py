@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.blocks import read_button_value
 from conftest import PROJECT, Running
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
@@ -39,7 +40,7 @@ def test_park_with_an_image_name_and_family(driver: SlackDriver, slack: SlackSta
 
     question = driver.command("park test-vm-22 image=image-224 family=segmind-fam")
     _, button = find_button(question.blocks or [], "park_confirm")
-    assert button["value"] == "test-vm-22 image=image-224 family=segmind-fam"
+    assert read_button_value(button["value"]) == ("test-vm-22 image=image-224 family=segmind-fam", "U100")
     assert "as image `image-224` into image family `segmind-fam`" in button["confirm"]["text"]["text"]
     assert driver.click("park_cancel", blocks=question.blocks).status == 200
     assert slack.wait_for(lambda: any(r.get("text") == "Cancelled: `test-vm-22` stays as it is." for r in slack.responses))
