@@ -139,6 +139,19 @@ def test_anyone_may_create_and_look(driver: SlackDriver, running: Running, vm: s
     assert "Looking up `test-vm-22`" in driver.command(f"status {vm}", user=BYSTANDER).text
 
 
+def test_only_admins_may_sweep(driver: SlackDriver, running: Running, slack: SlackStandin, gcp: ComputeStandin, vm: str) -> None:
+    store, posted, gcp_requests = running.bot.store, len(slack.calls_to("chat.postMessage")), len(gcp.requests)
+    before = effects(store)
+    for text in ("sweep", "sweep dry-run"):
+        assert driver.command(text, user=OWNER).text == ":warning: Only admins may use `/vm sweep`: <@UADMIN>."
+    finish(running)
+    assert effects(store) == before and len(gcp.requests) == gcp_requests
+    assert len(slack.calls_to("chat.postMessage")) == posted
+    assert [e.verdict for e in store.audit_log(limit=2)] == [Verdict.REFUSED, Verdict.REFUSED]
+    assert "Sweeping dirty images now" in driver.command("sweep", user=ADMIN).text
+    finish(running)
+
+
 class TestAllowedChannels:
     @pytest.fixture
     def settings(self, settings: Settings) -> Settings:
