@@ -88,8 +88,8 @@ def ack_latency(world: World, plan: Plan) -> tuple[Row, list[str]]:
     drivers = [world.driver() for _ in names]
     # Signed beforehand, so each thread only sends: the time measured is the bot's, not this process's.
     requests = [
-        d.prepare_command(f"create {n}", channel=channel_of(n), user=f"U{i:03d}")
-        for i, (d, n) in enumerate(zip(drivers, names))
+        d.prepare_command(f"create {n}", channel=channel_of(n), user=owner_of(n))
+        for d, n in zip(drivers, names)
     ]
     replies = concurrently(plan.acks, lambda i: drivers[i].send_prepared(requests[i]))
     for driver in drivers:
@@ -115,6 +115,11 @@ def channel_of(name: str, prefix: str = "C") -> str:
     return prefix + name.upper().replace("-", "")
 
 
+def owner_of(name: str) -> str:
+    """Each VM's own user, who creates it and so may park it (bot.permissions)."""
+    return "U" + name.upper().replace("-", "")
+
+
 def park_channel_of(name: str) -> str:
     """Parks run in a channel of their own, whose Slack budget (~1 message/s) the create has not just spent:
     with real GCP times a create ends minutes before anyone parks, and the budget is full again."""
@@ -128,13 +133,15 @@ def park(world: World, names: Sequence[str]) -> tuple[float, dict[str, float]]:
     pressed, each park's end as the wall-clock time of its result reply).
     """
     drivers = [world.driver() for _ in names]
-    questions = [d.command(f"park {n}", channel=park_channel_of(n)) for d, n in zip(drivers, names)]
+    questions = [d.command(f"park {n}", channel=park_channel_of(n), user=owner_of(n)) for d, n in zip(drivers, names)]
     for question, name in zip(questions, names):
-        if not question.blocks:
+        if "park_confirm" not in str(question.blocks):
             raise RuntimeError(f"`/vm park {name}` did not ask for confirmation: {question.text}")
     pressed = time.time()
     clicks = concurrently(
-        len(names), lambda i: drivers[i].click("park_confirm", blocks=questions[i].blocks, channel=park_channel_of(names[i]))
+        len(names), lambda i: drivers[i].click(
+            "park_confirm", blocks=questions[i].blocks, channel=park_channel_of(names[i]), user=owner_of(names[i])
+        )
     )
     for driver in drivers:
         driver.close()
