@@ -144,6 +144,7 @@ def run_demo(argv: list[str]) -> int:
             slack_api_url=slack.api_url,
             compute_endpoint=gcp.url,
             database_url=f"sqlite:///{Path(tmp) / 'vmbot-demo.db'}",
+            admins=frozenset({USER}),  # the demo's one person may try the admin verbs (`/vm sweep`)
             sweep_grace=0,  # so `/vm sweep` after a second park shows a deletion
         )
         logs.configure(level="WARNING", secrets=secrets_of(settings))  # now that the secrets are known
