@@ -65,6 +65,20 @@ def section(markdown: str) -> Block:
     return {"type": "section", "text": {"type": "mrkdwn", "text": markdown}}
 
 
+def sections(lines: Sequence[str], *, limit: int = 2900) -> list[Block]:
+    """Lines as as few sections as fit: Slack refuses a section text over 3000 characters."""
+    blocks: list[Block] = []
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and sum(len(x) + 1 for x in chunk) + len(line) > limit:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(section("\n".join(chunk)))
+    return blocks
+
+
 def context(*markdown: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": item} for item in markdown]}
 
@@ -221,14 +235,7 @@ def vm_list(summaries: Sequence[VmSummary]) -> Message:
             f"      {actor(vm.owner)} · {vm.zone} · {vm.machine_type} · {image}"
         )
     blocks = [section(f"*{len(summaries)} VM{'s' if len(summaries) != 1 else ''}*")]
-    # A section holds at most 3000 characters: chunk the lines.
-    chunk: list[str] = []
-    for line in lines:
-        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
-            blocks.append(section("\n".join(chunk)))
-            chunk = []
-        chunk.append(line)
-    blocks.append(section("\n".join(chunk)))
+    blocks.extend(sections(lines))
     return Message(f"{len(summaries)} VMs: " + ", ".join(s.vm.name for s in summaries), blocks[:50])
 
 
@@ -336,13 +343,7 @@ def image_list(vm_name: str, images: Sequence[Image], total: int, *, grace: floa
     if total > len(images):
         header += f" (the newest {len(images)} of {total})"
     blocks = [section(header)]
-    chunk: list[str] = []
-    for line in lines:
-        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
-            blocks.append(section("\n".join(chunk)))
-            chunk = []
-        chunk.append(line)
-    blocks.append(section("\n".join(chunk)))
+    blocks.extend(sections(lines))
     return Message(f"{total} image{'s' if total != 1 else ''} of {vm_name}", blocks[:50])
 
 
