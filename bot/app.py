@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from bot.gce import Compute
 from bot.ratelimits import ChannelPacer, polite_respond, retry_rate_limits, webhook_client
 from bot.reporting import progress_for
+from bot.resume import Resumer
 from bot.runner import JobRunner
 from bot.scheduler import Scheduler, create_scheduler
 from bot.settings import Settings
@@ -40,14 +41,22 @@ class VmBot:
     compute: Compute
     runner: JobRunner
     workflows: Workflows
+    resumer: Resumer
     sweeper: Sweeper = field(init=False)
     scheduler: Scheduler = field(init=False)  # built by create_app, started by start()
 
     def start(self) -> None:
-        """Start the periodic jobs. ``python -m bot`` and the demo call this; tests that only build the app don't."""
+        """The background duties of a serving bot (``python -m bot`` and bot.wsgi call this; tests that only
+        build the app don't): resume operations a dead process left unfinished and keep this process's
+        leases alive (bot.resume), reconcile the store with GCP once now, and start the periodic jobs."""
+        from bot.reconcile import Reconciler
+
+        self.resumer.start()
+        self.runner.submit(Reconciler(self.store, self.compute).run)
         self.scheduler.start()
 
     def shutdown(self, *, wait: bool = True) -> None:
+        self.resumer.stop()
         self.sweeper.stop()  # a running sweep ends after its current page
         self.scheduler.shutdown(wait=wait)
         self.runner.shutdown(wait=wait)
@@ -70,6 +79,7 @@ def create_app(
     client = retry_rate_limits(web_client or create_web_client(settings))
     pacer = pacer or ChannelPacer(settings.slack_channel_rate)
     store = store or Store.from_url(settings.database_url)
+    store.lease_seconds = settings.operation_lease
     compute = compute or Compute(
         settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout
     )
@@ -85,7 +95,7 @@ def create_app(
     )
     app.use(polite_respond)
     workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op, pacer))
-    bot = VmBot(settings, app, client, store, compute, runner, workflows)
+    bot = VmBot(settings, app, client, store, compute, runner, workflows, Resumer(store, workflows, runner))
     bot.sweeper = Sweeper.from_settings(store, compute, settings)
     bot.scheduler = create_scheduler(bot)
     commands.register(app, bot)

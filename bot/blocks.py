@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
+
+from storage.models import UNKNOWN_OWNER
 
 if TYPE_CHECKING:
     from bot.gce import InstanceInfo
@@ -49,6 +52,8 @@ def is_slack_user(requested_by: str) -> bool:
 
 def actor(requested_by: str) -> str:
     """Who asked, as Slack shows it: a mention for a Slack user, the token's name for the HTTP API."""
+    if requested_by == UNKNOWN_OWNER:
+        return "_nobody (found in GCP by reconcile)_"
     return f"<@{requested_by}>" if is_slack_user(requested_by) else f"`{escape(requested_by)}` (API)"
 
 
@@ -127,12 +132,19 @@ def read_button_value(value: str) -> tuple[str, str | None]:
     return str(data.get("args") or ""), (str(data["requested_by"]) if data.get("requested_by") else None)
 
 
-def park_confirmation(vm: Vm, requested_by: str, *, image: str | None = None, family: str | None = None) -> Message:
+PARK_CONFIRMATION = "park_confirmation"
+
+
+def park_confirmation(
+    vm: Vm, requested_by: str, *, image: str | None = None, family: str | None = None, nonce: str | None = None
+) -> Message:
     """The ephemeral question a park starts with: two buttons, the dangerous one behind a confirm dialog.
 
     The buttons' value holds the rest of the command (``NAME [image=..] [family=..]``),
     so the confirmation carries the options and re-parses them with the same parser,
     and the person who asked, who alone (with the admins) may press them.
+    The block_id carries a nonce naming this one question, so however often its
+    confirm button is pressed (or Slack delivers the press), it parks once.
     """
     named = f" as image `{image}`" if image else ""
     what = (
@@ -147,7 +159,7 @@ def park_confirmation(vm: Vm, requested_by: str, *, image: str | None = None, fa
             section(f":warning: {what}"),
             {
                 "type": "actions",
-                "block_id": "park_confirmation",
+                "block_id": f"{PARK_CONFIRMATION}:{nonce or uuid.uuid4().hex}",
                 "elements": [
                     {
                         "type": "button",
@@ -213,6 +225,26 @@ def step(text: str) -> Message:
     return Message(text)
 
 
+def operation_failed_reply(op: Operation, detail: str) -> Message:
+    """A failed operation's last thread reply: what happened, and a ``retry`` button that asks again
+    (with the same checks as a fresh request, and a confirm dialog for the destructive park)."""
+    button: Block = {
+        "type": "button",
+        "action_id": "operation_retry",
+        "text": {"type": "plain_text", "text": f"Retry {op.verb.value}"},
+        "value": str(op.id),
+    }
+    if op.verb.value == "park":
+        button["confirm"] = {
+            "title": {"type": "plain_text", "text": "Park again?"},
+            "text": {"type": "mrkdwn", "text": f"This parks `{op.vm_name}` again: stop, image, *delete the VM*."},
+            "confirm": {"type": "plain_text", "text": "Park it"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+            "style": "danger",
+        }
+    return Message(detail, [section(detail), {"type": "actions", "block_id": f"retry:{op.id}", "elements": [button]}])
+
+
 # ---- list and status -------------------------------------------------------------------
 
 
@@ -239,7 +271,14 @@ def vm_list(summaries: Sequence[VmSummary]) -> Message:
     return Message(f"{len(summaries)} VMs: " + ", ".join(s.vm.name for s in summaries), blocks[:50])
 
 
-def vm_status(vm: Vm, live: InstanceInfo | None, images: Sequence[Image], operations: Sequence[Operation]) -> Message:
+def vm_status(
+    vm: Vm,
+    live: InstanceInfo | None,
+    images: Sequence[Image],
+    operations: Sequence[Operation],
+    *,
+    live_drift: str | None = None,
+) -> Message:
     gcp = f"{live.status}" + (f" at {live.external_ip}" if live and live.external_ip else "") if live else "no instance"
     image = next((img.name for img in reversed(images) if img.state.value == "ready"), None)
     facts = [
@@ -255,7 +294,10 @@ def vm_status(vm: Vm, live: InstanceInfo | None, images: Sequence[Image], operat
         + f" · {_ago(op.created_at)}"
         for op in operations
     ]
-    blocks = [section("\n".join(facts))]
+    drift = [f":warning: Drift now: {escape(live_drift)}"] if live_drift else []
+    if vm.drift and vm.drift_at:
+        drift.append(f":mag: Reconcile found {_ago(vm.drift_at)}: {escape(vm.drift)}")
+    blocks = [section("\n".join(facts + drift))]
     if ops:
         blocks.append(context("*Last operations*\n" + "\n".join(ops)))
     return Message(f"{vm.name}: {vm.state.value}, GCP: {gcp}", blocks)

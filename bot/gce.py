@@ -7,9 +7,15 @@ because ``ExtendedOperation.result()`` in google-cloud-compute 1.x polls through
 an operations client built without our ``client_options`` and would ignore a
 custom endpoint.
 
-Transient failures are retried here and nowhere else (``is_transient``), with
-exponential backoff and jitter; mutations carry a ``requestId`` so a retried
-insert cannot act twice.
+Transient failures (HTTP 429/500/502/503/504, rateLimitExceeded, backendError,
+a dropped connection) are retried here and nowhere else (``is_transient``), on
+every call including the operation waits, with exponential backoff and jitter
+and within ``retry_deadline`` seconds; every single call has its own timeout,
+so nothing here can hang. Mutations carry a ``requestId`` so a retried insert
+cannot act twice, and a caller resuming after a crash passes the ``requestId``
+it recorded before the crash to get the original operation back instead of a
+second one. Anything else (quota, permission, not found, invalid) is permanent
+and raised at once as a GceError with GCP's message.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import requests
 from google.api_core import exceptions as api_exceptions
 from google.api_core.client_options import ClientOptions
 from google.api_core.extended_operation import ExtendedOperation
@@ -66,11 +73,20 @@ class GceAlreadyExists(GceError):
     pass
 
 
+# The REST transport's own failures: no answer at all, or an answer cut short.
+NETWORK_ERRORS = (
+    ConnectionError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Whether a failed API call is worth retrying (rate limits and server-side errors)."""
+    """Whether a failed API call is worth retrying (rate limits, server-side errors, the network)."""
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         return exc.code in TRANSIENT_STATUSES or _reason(exc) in TRANSIENT_REASONS
-    return isinstance(exc, (ConnectionError, api_exceptions.RetryError)) and not isinstance(exc, GceError)
+    return isinstance(exc, NETWORK_ERRORS) and not isinstance(exc, GceError)
 
 
 def _reason(exc: api_exceptions.GoogleAPICallError) -> str | None:
@@ -80,9 +96,24 @@ def _reason(exc: api_exceptions.GoogleAPICallError) -> str | None:
     return exc.reason
 
 
-def _translate(exc: api_exceptions.GoogleAPICallError) -> GceError:
+def _gcp_message(exc: api_exceptions.GoogleAPICallError) -> str:
+    """GCP's own words: the error body's message, not the transport's "POST https://...: " prefix."""
+    for error in exc.errors or ():
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    message = exc.message or str(exc)
+    method, _, rest = message.partition(" ")
+    if method.isupper() and rest.startswith(("http://", "https://")) and ": " in rest:
+        return rest.split(": ", 1)[1]
+    return message
+
+
+def _translate(exc: api_exceptions.GoogleAPICallError, *, gave_up: bool = False) -> GceError:
     kind = {404: GceNotFound, 409: GceAlreadyExists}.get(int(exc.code or 0), GceError)
-    return kind(exc.message or str(exc), status=int(exc.code) if exc.code else None, reason=_reason(exc))
+    message = _gcp_message(exc)
+    if gave_up:  # a transient error that outlasted the retry deadline
+        message = f"{message} (still failing after retrying; GCP may be overloaded, try again later)"
+    return kind(message, status=int(exc.code) if exc.code else None, reason=_reason(exc))
 
 
 @dataclass(frozen=True)
@@ -136,9 +167,11 @@ class Compute:
         operation_timeout: float = 900.0,
         retry_deadline: float = 120.0,
         retry_initial: float = 1.0,
+        call_timeout: float = 60.0,
     ) -> None:
         self.project = project
         self.operation_timeout = operation_timeout
+        self.call_timeout = call_timeout
         options = ClientOptions(api_endpoint=endpoint) if endpoint else None
         if endpoint and endpoint.startswith("http://") and credentials is None:
             credentials = AnonymousCredentials()  # a local stand-in: no Google credentials involved
@@ -147,6 +180,7 @@ class Compute:
         self.images = compute_v1.ImagesClient(**kwargs)
         self.zone_operations = compute_v1.ZoneOperationsClient(**kwargs)
         self.global_operations = compute_v1.GlobalOperationsClient(**kwargs)
+        # api_core's Retry sleeps a random time up to the exponential delay (full jitter).
         self.retry = Retry(
             predicate=is_transient, initial=retry_initial, maximum=30.0, multiplier=2.0, timeout=retry_deadline
         )
@@ -160,34 +194,15 @@ class Compute:
             return None
         return _instance_info(instance)
 
-    def create_instance(self, spec: InstanceSpec, *, on_started: OperationStarted | None = None) -> InstanceInfo:
+    def create_instance(
+        self, spec: InstanceSpec, *, request_id: str | None = None, on_started: OperationStarted | None = None
+    ) -> InstanceInfo:
         """Insert an instance and wait until it is RUNNING; raise GceError with GCP's message."""
-        items = [compute_v1.Items(key="startup-script", value=spec.startup_script)]
-        items += [compute_v1.Items(key=key, value=value) for key, value in spec.metadata.items()]
-        instance = compute_v1.Instance(
-            name=spec.name,
-            machine_type=f"zones/{spec.zone}/machineTypes/{spec.machine_type}",
-            labels=spec.labels,
-            tags=compute_v1.Tags(items=list(spec.network_tags)),
-            metadata=compute_v1.Metadata(items=items),
-            disks=[
-                compute_v1.AttachedDisk(
-                    boot=True,
-                    auto_delete=True,
-                    initialize_params=compute_v1.AttachedDiskInitializeParams(
-                        source_image=spec.source_image, labels=spec.labels
-                    ),
-                )
-            ],
-            network_interfaces=[
-                compute_v1.NetworkInterface(
-                    network="global/networks/default",
-                    access_configs=[compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")],
-                )
-            ],
-        )
         request = compute_v1.InsertInstanceRequest(
-            project=self.project, zone=spec.zone, instance_resource=instance, request_id=str(uuid.uuid4())
+            project=self.project,
+            zone=spec.zone,
+            instance_resource=instance_resource(spec),
+            request_id=request_id or new_request_id(),
         )
         self._wait(self._call(self.instances.insert, request=request), zone=spec.zone, on_started=on_started)
         info = self.get_instance(spec.zone, spec.name)
@@ -195,15 +210,19 @@ class Compute:
             raise GceError(f"GCP reported {spec.name} created, but it is not there")
         return info
 
-    def stop_instance(self, zone: str, name: str, *, on_started: OperationStarted | None = None) -> None:
+    def stop_instance(
+        self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
+    ) -> None:
         request = compute_v1.StopInstanceRequest(
-            project=self.project, zone=zone, instance=name, request_id=str(uuid.uuid4())
+            project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
         )
         self._wait(self._call(self.instances.stop, request=request), zone=zone, on_started=on_started)
 
-    def delete_instance(self, zone: str, name: str, *, on_started: OperationStarted | None = None) -> None:
+    def delete_instance(
+        self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
+    ) -> None:
         request = compute_v1.DeleteInstanceRequest(
-            project=self.project, zone=zone, instance=name, request_id=str(uuid.uuid4())
+            project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
         )
         self._wait(self._call(self.instances.delete, request=request), zone=zone, on_started=on_started)
 
@@ -222,12 +241,13 @@ class Compute:
         family: str,
         source_disk: str,
         labels: dict[str, str],
+        request_id: str | None = None,
         on_started: OperationStarted | None = None,
     ) -> ImageInfo:
         """Image a (stopped) VM's boot disk into ``family`` and wait until the image is READY."""
         image = compute_v1.Image(name=name, family=family, source_disk=source_disk, labels=labels)
         request = compute_v1.InsertImageRequest(
-            project=self.project, image_resource=image, request_id=str(uuid.uuid4())
+            project=self.project, image_resource=image, request_id=request_id or new_request_id()
         )
         self._wait(self._call(self.images.insert, request=request), zone=None, on_started=on_started)
         info = self.get_image(name)
@@ -236,23 +256,38 @@ class Compute:
         return info
 
     def delete_image(self, name: str, *, on_started: OperationStarted | None = None) -> None:
-        request = compute_v1.DeleteImageRequest(project=self.project, image=name, request_id=str(uuid.uuid4()))
+        request = compute_v1.DeleteImageRequest(project=self.project, image=name, request_id=new_request_id())
         self._wait(self._call(self.images.delete, request=request), zone=None, on_started=on_started)
 
     def list_images(self, labels: dict[str, str]) -> Iterator[ImageInfo]:
         """The project's images carrying all ``labels`` (pages are fetched as the iterator goes)."""
-        label_filter = " AND ".join(f'labels.{key} = "{value}"' for key, value in labels.items())
-        pager = self._call(self.images.list, request=compute_v1.ListImagesRequest(project=self.project, filter=label_filter))
+        request = compute_v1.ListImagesRequest(project=self.project, filter=_label_filter(labels))
+        pager = self._call(self.images.list, request=request)
         try:
             for image in pager:  # later pages are fetched here, outside _call
                 yield _image_info(image)
         except api_exceptions.GoogleAPICallError as exc:
             raise _translate(exc) from exc
 
+    def list_instances(self, labels: dict[str, str]) -> Iterator[InstanceInfo]:
+        """The project's instances in every zone carrying all ``labels`` (aggregated list, paged)."""
+        request = compute_v1.AggregatedListInstancesRequest(project=self.project, filter=_label_filter(labels))
+        pager = self._call(self.instances.aggregated_list, request=request)
+        try:
+            for _scope, scoped in pager:  # later pages are fetched here, outside _call
+                for instance in scoped.instances:
+                    yield _instance_info(instance)
+        except api_exceptions.GoogleAPICallError as exc:
+            raise _translate(exc) from exc
+
     # ---- operations ----------------------------------------------------------------
 
     def wait_for(self, operation_name: str, *, zone: str | None) -> None:
-        """Wait for a GCP operation we started earlier (e.g. before a restart), by its name."""
+        """Wait for a GCP operation we started earlier (e.g. before a restart), by its name.
+
+        Raises GceNotFound when GCP no longer knows the operation, and GceError
+        when the operation ended with an error, exactly as the original call would have.
+        """
         operation = self._poll(operation_name, zone)
         self._wait(operation, zone=zone, on_started=None)
 
@@ -285,16 +320,56 @@ class Compute:
         return self._call(method, project=self.project, operation=name, timeout=180)
 
     def _call(self, method, **kwargs):  # type: ignore[no-untyped-def]
-        """Call a client method with our retry policy, turning API errors into GceError."""
+        """Call a client method with our retry policy, turning every failure into a GceError."""
+        kwargs.setdefault("timeout", self.call_timeout)
         try:
             return method(retry=self.retry, **kwargs)
         except api_exceptions.RetryError as exc:
             cause = exc.cause
             if isinstance(cause, api_exceptions.GoogleAPICallError):
-                raise _translate(cause) from exc
-            raise GceError(f"GCP did not answer in time: {exc}") from exc
+                raise _translate(cause, gave_up=True) from exc
+            raise GceError(f"GCP did not answer in time ({cause or exc}); I gave up after retrying.") from exc
         except api_exceptions.GoogleAPICallError as exc:
             raise _translate(exc) from exc
+        except NETWORK_ERRORS as exc:  # only when the retry deadline is 0
+            raise GceError(f"I could not reach GCP: {exc}") from exc
+
+
+def instance_resource(spec: InstanceSpec) -> compute_v1.Instance:
+    """The insert body for ``spec``: labels on the VM and its boot disk, the startup script, an external IP."""
+    items = [compute_v1.Items(key="startup-script", value=spec.startup_script)]
+    items += [compute_v1.Items(key=key, value=value) for key, value in spec.metadata.items()]
+    return compute_v1.Instance(
+        name=spec.name,
+        machine_type=f"zones/{spec.zone}/machineTypes/{spec.machine_type}",
+        labels=spec.labels,
+        tags=compute_v1.Tags(items=list(spec.network_tags)),
+        metadata=compute_v1.Metadata(items=items),
+        disks=[
+            compute_v1.AttachedDisk(
+                boot=True,
+                auto_delete=True,
+                initialize_params=compute_v1.AttachedDiskInitializeParams(
+                    source_image=spec.source_image, labels=spec.labels
+                ),
+            )
+        ],
+        network_interfaces=[
+            compute_v1.NetworkInterface(
+                network="global/networks/default",
+                access_configs=[compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")],
+            )
+        ],
+    )
+
+
+def new_request_id() -> str:
+    """A fresh ``requestId``: GCP acts once per id, so a retried or resumed mutation never acts twice."""
+    return str(uuid.uuid4())
+
+
+def _label_filter(labels: dict[str, str]) -> str:
+    return " AND ".join(f'labels.{key} = "{value}"' for key, value in labels.items())
 
 
 def _short(url: str) -> str:

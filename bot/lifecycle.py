@@ -9,9 +9,9 @@ from typing import Any
 
 from bot import audit
 from bot.blocks import actor
-from bot.errors import Refused
-from storage.models import Operation, Verb, Vm, VmState
-from storage.store import ClaimLost, Store
+from bot.errors import AlreadyRequested, Refused
+from storage.models import FINISHED_STATES, Operation, Verb, Vm, VmState
+from storage.store import ClaimLost, DuplicateRequest, Store
 
 # None stands for "the store knows no VM of that name".
 ALLOWED_FROM: dict[Verb, frozenset[VmState | None]] = {
@@ -44,7 +44,7 @@ def check_allowed(verb: Verb, name: str, vm: Vm | None) -> None:
     state = vm.state if vm and vm.state is not VmState.DELETED else None
     if vm is not None and vm.active_operation is not None:
         op = vm.active_operation
-        where = " (see the thread in <#{}>)".format(op.channel) if op.channel else ""
+        where = f" (operation #{op.id}; see the thread in <#{op.channel}>)" if op.channel else f" (operation #{op.id})"
         raise Refused(
             f"`{name}` is busy: {actor(op.requested_by)} is running a {op.verb.value} on it{where}. "
             "Try again when it has finished."
@@ -66,14 +66,19 @@ def start_operation(
     channel: str | None = None,
     response_url: str | None = None,
     params: dict[str, Any] | None = None,
+    request_key: str | None = None,
 ) -> Operation:
     """Check the table, then record the operation and claim the VM; raise Refused if not allowed.
 
     The check gives the user a precise reason; the claim in the store is what
     actually decides a race, and losing it re-reads the VM for an up-to-date reason.
+    A ``request_key`` seen before (a redelivery, a second click) raises
+    AlreadyRequested naming the operation it made.
     """
-    check_allowed(verb, name, store.vm(name))
     try:
+        if request_key is not None and (earlier := store.operation_by_key(request_key)) is not None:
+            raise AlreadyRequested(already_requested(earlier))
+        check_allowed(verb, name, store.vm(name))
         op = store.begin(
             verb,
             name,
@@ -84,12 +89,35 @@ def start_operation(
             channel=channel,
             response_url=response_url,
             params=params,
+            request_key=request_key,
         )
+    except DuplicateRequest as duplicate:
+        raise AlreadyRequested(already_requested(duplicate.operation)) from None
     except ClaimLost:
+        refuse_repeat(store, request_key)
         check_allowed(verb, name, store.vm(name))
         raise Refused(f"Someone else just started an operation on `{name}`. `/vm status {name}` shows it.") from None
+    except Refused:
+        refuse_repeat(store, request_key)
+        raise
     audit.note_operation(op.id)  # the audit entry of the request being handled names this operation
     return op
+
+
+def refuse_repeat(store: Store, request_key: str | None) -> None:
+    """A refusal may be this very request's own doing (a double click that lost to its twin):
+    the twin's operation is committed before anyone can be refused because of it, so look again."""
+    if request_key is not None and (earlier := store.operation_by_key(request_key)) is not None:
+        raise AlreadyRequested(already_requested(earlier)) from None
+
+
+def already_requested(op: Operation) -> str:
+    """What someone repeating a request (or pressing a button again) reads: the operation it made."""
+    where = f"; its thread is in <#{op.channel}>" if op.channel else ""
+    what = f"{actor(op.requested_by)} asked to {op.verb.value} `{op.vm_name}`"
+    if op.state in FINISHED_STATES:
+        return f"Already done: that request was operation #{op.id} ({what}), which {op.state.value}{where}."
+    return f"Already on it: that request is operation #{op.id} ({what}), under way{where}."
 
 
 def check_image_name_free(store: Store, image: str) -> None:

@@ -50,7 +50,10 @@ class SlackThread:
         self.detail = ""
 
     def started(self, detail: str) -> None:
+        """Post the thread root, once: an operation resumed after a restart keeps its thread."""
         self.detail = detail
+        if self.thread_ts:
+            return
         message = blocks.operation_started(self.op, detail)
         self.pacer.wait_to_post(self.channel or "")
         response = self._call(self.client.chat_postMessage, channel=self.channel, **message.as_kwargs())
@@ -73,7 +76,7 @@ class SlackThread:
         root = blocks.operation_finished(self.op, ok=ok, headline=headline, took=took)
         self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
         self.pacer.wait_to_post(self.channel or "")
-        self._reply(blocks.text_only(detail))
+        self._reply(blocks.text_only(detail) if ok else blocks.operation_failed_reply(self.op, detail))
 
     def refused(self, text: str) -> None:
         """Tell only the person who asked (the operation was refused before its thread began).

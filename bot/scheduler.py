@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.reconcile import reconcile_job
 from bot.reporting import SweepThread
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def create_scheduler(bot: VmBot) -> Scheduler:
 def add_jobs(scheduler: Scheduler, bot: VmBot) -> None:
     """Every periodic job of the bot, one line each."""
     scheduler.every(bot.settings.sweep_interval, sweep_job, job_id="sweep")
+    scheduler.every(bot.settings.reconcile_interval, reconcile_job, job_id="reconcile")
 
 
 # ---- the jobs ---------------------------------------------------------------------------

@@ -53,6 +53,8 @@ class Settings:
     port: int = 3000
     workers: int = 8
     operation_timeout: float = 900.0
+    operation_lease: float = 60.0
+    reconcile_interval: float = 600.0
     web_port: int = 8080
     slack_channel_rate: float | None = 1.0  # chat.postMessage per second per channel; None: no pacing
     startup_script: Path = field(default=REPO_ROOT / "startup-script.py")
@@ -124,6 +126,8 @@ class Settings:
             port=int(number("PORT", cls.port)),
             workers=int(number("VMBOT_WORKERS", cls.workers)),
             operation_timeout=float(number("VMBOT_OPERATION_TIMEOUT", cls.operation_timeout, float)),
+            operation_lease=float(number("VMBOT_OPERATION_LEASE", cls.operation_lease, float)),
+            reconcile_interval=float(number("VMBOT_RECONCILE_INTERVAL", cls.reconcile_interval, float)),
             web_port=int(number("VMBOT_WEB_PORT", cls.web_port)),
             slack_channel_rate=channel_rate(env.get("VMBOT_SLACK_CHANNEL_RATE", "").strip()),
             startup_script=Path(env.get("VMBOT_STARTUP_SCRIPT") or REPO_ROOT / "startup-script.py"),

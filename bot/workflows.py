@@ -2,9 +2,16 @@
 
 Each workflow walks its steps over the GCP adapter (bot.gce) and the store, and
 tells a Progress what happens. It knows nothing of Slack, so a test can drive
-it directly. Every step is recorded before its GCP call starts, with the name of
-the GCP operation that carries it, and every failure leaves a record that says
-what state the VM is in.
+it directly. Every step is recorded before its GCP call starts, with the
+``requestId`` it will send and then the name of the GCP operation that carries
+it, and every failure leaves a record that says what state the VM is in.
+
+The workflows are resumable: ``run`` on an operation that a dead process left
+half-done looks at what GCP has now and what the steps recorded, skips what is
+done (a TERMINATED VM is not stopped again, a READY image is recorded rather
+than made again, a VM already gone is a finished delete), re-attaches to a GCP
+operation still running by its name, and otherwise repeats the call with the
+recorded ``requestId`` so GCP acts at most once.
 """
 
 from __future__ import annotations
@@ -16,18 +23,30 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from bot import logs
 from bot.errors import Refused
-from bot.gce import MANAGED_LABEL, Compute, GceError, InstanceInfo, InstanceSpec, OperationStarted
+from bot.gce import (
+    MANAGED_LABEL,
+    Compute,
+    GceAlreadyExists,
+    GceError,
+    GceNotFound,
+    ImageInfo,
+    InstanceInfo,
+    InstanceSpec,
+    OperationStarted,
+    new_request_id,
+)
 from bot.lifecycle import check_image_name_free
 from bot.reporting import Progress
 from bot.settings import Settings
-from storage.models import Operation, OperationState, Verb, VmState
+from storage.models import Operation, OperationState, OperationStep, Verb, VmState
 from storage.store import Store
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class StepFailed(Exception):
@@ -36,6 +55,17 @@ class StepFailed(Exception):
     def __init__(self, what: str, error: GceError) -> None:
         super().__init__(f"{what}: {error.message}")
         self.what, self.gcp = what, error.message
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """A step as this run carries it: new, or begun by a run that died (``gcp_operation`` then
+    names the GCP operation to re-attach to, if GCP had accepted the call)."""
+
+    id: int
+    request_id: str
+    gcp_operation: str | None
+    on_started: OperationStarted
 
 
 @dataclass
@@ -107,32 +137,52 @@ class Workflows:
         self.progress_for = progress_for
         self.startup_script = settings.startup_script.read_text()
         self.completions = Completions()
+        self._in_flight: set[int] = set()  # operations this process is running now
+        self._lock = threading.Lock()
+
+    def in_flight(self) -> set[int]:
+        with self._lock:
+            return set(self._in_flight)
 
     def run(self, op_id: int) -> None:
-        """Run a recorded operation to its end; never raises (a bug is logged and recorded).
+        """Run a recorded operation to its end, or on from where a dead run left it; never raises.
 
-        Whoever waits for it (the HTTP API's ``?wait=``) is woken once the store holds the outcome.
+        The lease in the store (``claim_operation``) makes sure one process runs it;
+        ``_in_flight`` makes sure one thread of this process does. Whoever waits for
+        it (the HTTP API's ``?wait=``) is woken once the store holds the outcome.
         """
-        try:
-            op = self.store.operation(op_id)
-            if op is None:
-                log.error("operation %s vanished before it ran", op_id)
+        with self._lock:
+            if op_id in self._in_flight:
                 return
-            with logs.context(operation_id=op.id, vm=op.vm_name, slack_user=op.requested_by):
-                log.info("%s of %s started", op.verb.value, op.vm_name)
-                self._run(op)
-                ended = self.store.operation(op_id)
-                state = ended.state if ended else None
-                level = logging.INFO if state is OperationState.SUCCEEDED else logging.WARNING
-                log.log(level, "%s of %s ended: %s", op.verb.value, op.vm_name, state.value if state else "unknown")
+            self._in_flight.add(op_id)
+        try:
+            op = self.store.claim_operation(op_id)
+            if op is None:
+                log.info("operation %s is finished or held by another bot process; not running it here", op_id)
+                return
+            try:
+                with logs.context(operation_id=op.id, vm=op.vm_name, slack_user=op.requested_by):
+                    how = "resumed" if op.state is OperationState.RUNNING else "started"
+                    log.info("%s of %s %s", op.verb.value, op.vm_name, how)
+                    self._run(op)
+                    ended = self.store.operation(op_id)
+                    state = ended.state if ended else None
+                    level = logging.INFO if state is OperationState.SUCCEEDED else logging.WARNING
+                    log.log(level, "%s of %s ended: %s", op.verb.value, op.vm_name, state.value if state else "unknown")
+            finally:
+                self.completions.finished(op_id)
         finally:
-            self.completions.finished(op_id)
+            with self._lock:
+                self._in_flight.discard(op_id)
 
     def _run(self, op: Operation) -> None:
         op_id = op.id
-        progress = self.progress_for(op)
+        resumed = op.state is OperationState.RUNNING
+        progress: Progress = _Resumed(self.progress_for(op), op) if resumed else self.progress_for(op)
+        if resumed:
+            log.info("resuming operation %s (%s %s) at step %s", op_id, op.verb.value, op.vm_name, op.step or "-")
         self.store.mark_running(op_id)
-        began = time.monotonic()
+        began = time.monotonic() - _elapsed_since(op.started_at if resumed else None)
         workflow = {Verb.CREATE: self.create, Verb.PARK: self.park, Verb.RESTORE: self.restore}[op.verb]
         try:
             outcome = workflow(op, progress)
@@ -141,9 +191,16 @@ class Workflows:
             self.store.finish(op_id, OperationState.REJECTED, error=str(refusal), vm_values=vm_values)
             progress.refused(str(refusal))
             return
+        except GceError as error:  # a check of GCP outside any step (before the first, or between two)
+            outcome = self._check_failed(op, error)
+            progress.started("stopped before its first step")  # so the failure has a thread to go in (once)
+            self.store.finish(op_id, OperationState.FAILED, error=outcome.detail, vm_values=outcome.vm_values)
+            progress.finished(ok=False, headline=outcome.headline, detail=outcome.detail, took=time.monotonic() - began)
+            return
         except Exception:
             log.exception("operation %s (%s %s) failed unexpectedly", op_id, op.verb.value, op.vm_name)
             message = f"Something went wrong on my side (operation #{op_id}); the details are in the bot's log."
+            progress.started("stopped by an error")
             self.store.finish(op_id, OperationState.FAILED, error="internal error; see the bot's log")
             progress.finished(ok=False, headline=message, detail=message, took=time.monotonic() - began)
             return
@@ -163,7 +220,7 @@ class Workflows:
         vm = self.store.vm(op.vm_name)
         assert vm is not None, "a create is recorded with its VM"
         name, zone, machine_type = vm.name, vm.zone, vm.machine_type
-        if self.compute.get_instance(zone, name) is not None:
+        if not _began(op, "create") and self.compute.get_instance(zone, name) is not None:
             raise Refused(
                 f"A VM named `{name}` already exists in project `{self.compute.project}` ({zone}), and I did not "
                 "create it. Pick another name."
@@ -171,8 +228,8 @@ class Workflows:
         image = self.settings.source_image
         progress.started(f"{machine_type} in {zone}")
         try:
-            with self._step(op, progress, "create", f"Creating `{name}` from `{image}`…") as on_started:
-                instance = self.compute.create_instance(self._spec(name, zone, machine_type, image), on_started=on_started)
+            with self._step(op, progress, "create", f"Creating `{name}` from `{image}`…") as step:
+                instance = self._insert(step, self._spec(name, zone, machine_type, image))
         except StepFailed as failure:
             return self._creation_failed(op, failure, zone, leaves_vm="does not exist", vm_state=VmState.DELETED)
         return self._running(name, instance, "created")
@@ -181,11 +238,16 @@ class Workflows:
         name = op.vm_name
         vm = self.store.vm(name)
         assert vm is not None, "a park is only recorded for a known VM"
-        image_name = op.params.get("image") or image_name_for(name, datetime.now(timezone.utc), op.id)
-        self._check_image_name_free(image_name)
+        recorded = self.store.image_of_operation(op.id)  # set when a run that died got as far as the image
+        if recorded is None:
+            image_name = op.params.get("image") or image_name_for(name, datetime.now(timezone.utc), op.id)
+            family = op.params.get("family") or name
+            self._check_image_name_free(image_name)
+        else:
+            image_name, family = recorded.name, recorded.family
         progress.started(f"{vm.machine_type} in {vm.zone}")
         instance = self.compute.get_instance(vm.zone, name)
-        if instance is None:
+        if instance is None and recorded is None:
             return Outcome(
                 False,
                 f"`{name}` could not be parked: it is not in GCP",
@@ -193,30 +255,41 @@ class Workflows:
                 "image. Its record is unchanged; `/vm status " + name + "` shows what I know.",
             )
         try:
-            if instance.status != "TERMINATED":
-                with self._step(op, progress, "stop", f"Stopping `{name}`…") as on_started:
-                    self.compute.stop_instance(vm.zone, name, on_started=on_started)
+            # Past the stop once the image is recorded: a resumed park must not stop a VM it is deleting.
+            if instance is not None and instance.status != "TERMINATED" and recorded is None:
+                with self._step(op, progress, "stop", f"Stopping `{name}`…") as step:
+                    self._mutate(step, vm.zone, lambda rid, cb: self.compute.stop_instance(
+                        vm.zone, name, request_id=rid, on_started=cb))  # fmt: skip
+            else:
+                self._settle(op, "stop")
         except StepFailed as failure:
             return self._park_failed(name, failure, "is still running; nothing was changed", VmState.RUNNING)
         self.store.update_vm(name, state=VmState.STOPPED, external_ip=None)
 
-        family = op.params.get("family") or name
-        self.store.add_image(name, image_name, family, op_id=op.id)
+        if recorded is None:
+            self.store.add_image(name, image_name, family, op_id=op.id)
         try:
-            with self._step(op, progress, "image", f"Imaging its boot disk into `{image_name}` (family `{family}`)…") as on_started:
-                image = self.compute.create_image(
-                    image_name, family=family, source_disk=instance.boot_disk or "", labels=labels_for(name), on_started=on_started
-                )
+            image = self._image(op, progress, name, image_name, family, instance)
         except StepFailed as failure:
-            self.store.image_failed(image_name)
+            self._drop_failed_image(image_name)
+            if instance is None:  # the VM vanished mid-park (deleted outside vmbot) and left no image
+                gone = "no longer exists in GCP and no image was kept"
+                return self._park_failed(name, failure, gone, VmState.DELETED)
             return self._park_failed(name, failure, "is stopped and still exists; no image was kept", VmState.STOPPED)
         dirty = self.store.image_ready(
             image_name, disk_size_gb=image.disk_size_gb, archive_size_bytes=image.archive_size_bytes
         )
 
         try:
-            with self._step(op, progress, "delete", f"Image ready. Deleting the VM `{name}`…") as on_started:
-                self.compute.delete_instance(vm.zone, name, on_started=on_started)
+            if instance is None:
+                self._settle(op, "delete")
+            else:
+                with self._step(op, progress, "delete", f"Image ready. Deleting the VM `{name}`…") as step:
+                    try:
+                        self._mutate(step, vm.zone, lambda rid, cb: self.compute.delete_instance(
+                            vm.zone, name, request_id=rid, on_started=cb))  # fmt: skip
+                    except GceNotFound:
+                        pass  # already gone: the delete a dead run started has finished
         except StepFailed as failure:
             return self._park_failed(
                 name, failure, f"is stopped and still exists; its image `{image_name}` is safe", VmState.STOPPED
@@ -237,7 +310,7 @@ class Workflows:
         image = self.store.newest_image(name)
         if image is None:
             raise Refused(f"`{name}` has no ready image to restore from. `/vm status {name}` shows its images.")
-        if self.compute.get_instance(vm.zone, name) is not None:
+        if not _began(op, "create") and self.compute.get_instance(vm.zone, name) is not None:
             raise Refused(
                 f"An instance named `{name}` already exists in {vm.zone} (made outside vmbot?), so I cannot restore "
                 f"over it. Delete it in GCP first, or see `/vm status {name}`."
@@ -245,15 +318,13 @@ class Workflows:
         progress.started(f"from image `{image.name}` · {vm.machine_type} in {vm.zone}")
         source = f"projects/{self.compute.project}/global/images/{image.name}"
         try:
-            with self._step(op, progress, "create", f"Creating `{name}` from image `{image.name}`…") as on_started:
-                instance = self.compute.create_instance(
-                    self._spec(name, vm.zone, vm.machine_type, source), on_started=on_started
-                )
+            with self._step(op, progress, "create", f"Creating `{name}` from image `{image.name}`…") as step:
+                instance = self._insert(step, self._spec(name, vm.zone, vm.machine_type, source))
         except StepFailed as failure:
             return self._creation_failed(op, failure, vm.zone, leaves_vm="is still parked", vm_state=VmState.PARKED)
         return self._running(name, instance, "restored")
 
-    # ---- shared pieces -------------------------------------------------------------------
+    # ---- resumable steps -------------------------------------------------------------------
 
     def _check_image_name_free(self, image_name: str) -> None:
         """Refuse, before the VM is touched, an image name already taken in the store or in GCP."""
@@ -265,16 +336,106 @@ class Workflows:
             )
 
     @contextmanager
-    def _step(self, op: Operation, progress: Progress, name: str, text: str) -> Iterator[OperationStarted]:
-        """Record a step and report it; turn a GCP failure into StepFailed naming the step."""
-        step_id = self.store.step_started(op.id, name)
+    def _step(self, op: Operation, progress: Progress, name: str, text: str) -> Iterator[StepRun]:
+        """Record a step (or pick up the one a dead run began) and report it; turn a GCP
+        failure into StepFailed naming the step."""
+        earlier = _unfinished(op, name)
+        if earlier is not None:
+            step_id, request_id = earlier.id, earlier.request_id or new_request_id()
+            self.store.step_resumed(step_id)
+        else:
+            request_id = new_request_id()
+            step_id = self.store.step_started(op.id, name, request_id=request_id)
         progress.step(text)
+        step = StepRun(
+            step_id,
+            request_id,
+            earlier.gcp_operation if earlier is not None else None,
+            lambda gcp_operation: self.store.step_gcp_operation(step_id, gcp_operation),
+        )
         try:
-            yield lambda gcp_operation: self.store.step_gcp_operation(step_id, gcp_operation)
+            yield step
         except GceError as error:
             self.store.step_finished(step_id, error=error.message)
             raise StepFailed(STEP_WORDS[name], error) from error
         self.store.step_finished(step_id)
+
+    def _settle(self, op: Operation, name: str) -> None:
+        """A step found done in GCP (by a run that died before recording it) is recorded as done."""
+        earlier = _unfinished(op, name)
+        if earlier is not None:
+            self.store.step_finished(earlier.id)
+
+    def _mutate(self, step: StepRun, zone: str | None, start: Callable[[str, OperationStarted], _T]) -> _T | None:
+        """Re-attach to the GCP operation a dead run started, else start it with the step's requestId.
+
+        Returns what ``start`` returned, or None after re-attaching.
+        """
+        if step.gcp_operation:
+            try:
+                self.compute.wait_for(step.gcp_operation, zone=zone)
+                return None
+            except GceNotFound:  # GCP has forgotten the operation; the same requestId is still safe to send
+                log.info("GCP operation %s is gone; repeating its request %s", step.gcp_operation, step.request_id)
+        return start(step.request_id, step.on_started)
+
+    def _insert(self, step: StepRun, spec: InstanceSpec) -> InstanceInfo:
+        """The create step of a create or restore: insert (or re-attach), then read the instance back."""
+        try:
+            instance = self._mutate(
+                step, spec.zone, lambda rid, cb: self.compute.create_instance(spec, request_id=rid, on_started=cb)
+            )
+        except GceAlreadyExists:
+            instance = None  # ours, made by the dead run (its requestId had expired in GCP); checked below
+        if instance is None:
+            instance = self.compute.get_instance(spec.zone, spec.name)
+            if instance is None or instance.labels.get("vmbot-vm") != spec.name:
+                raise GceError(f"GCP reported {spec.name} created, but it is not there")
+        return instance
+
+    def _image(
+        self, op: Operation, progress: Progress, name: str, image_name: str, family: str, instance: InstanceInfo | None
+    ) -> ImageInfo:
+        """The image step: record an image GCP already has READY, else make it (or re-attach) and wait."""
+        try:
+            image = self.compute.get_image(image_name)
+        except GceError as error:
+            raise StepFailed(STEP_WORDS["image"], error) from error
+        if image is not None and image.status == "READY":
+            self._settle(op, "image")
+            return image
+        text = f"Imaging its boot disk into `{image_name}` (family `{family}`)…"
+        with self._step(op, progress, "image", text) as step:
+            if image is None and instance is None:
+                raise GceError(f"the instance `{name}` is gone, so there is no boot disk to image")
+            made = self._mutate(
+                step,
+                None,
+                lambda rid, cb: self.compute.create_image(
+                    image_name,
+                    family=family,
+                    source_disk=(instance.boot_disk if instance else None) or "",
+                    labels=labels_for(name),
+                    request_id=rid,
+                    on_started=cb,
+                ),
+            )
+            image = made or self.compute.get_image(image_name)
+            if image is None or image.status != "READY":
+                status = image.status if image else "missing"
+                raise GceError(f"image {image_name} did not become READY (status {status})")
+        return image
+
+    def _drop_failed_image(self, image_name: str) -> None:
+        """A failed image must not linger in GCP unrecorded: mark it failed, and delete what GCP kept."""
+        self.store.image_failed(image_name)
+        try:
+            if self.compute.get_image(image_name) is not None:
+                self.compute.delete_image(image_name)
+        except GceError as error:
+            log.error("could not delete the failed image %s: %s (reconcile will report it)", image_name, error.message)
+
+    # ---- shared pieces -------------------------------------------------------------------
 
     def _spec(self, name: str, zone: str, machine_type: str, source_image: str) -> InstanceSpec:
         return InstanceSpec(
@@ -315,6 +476,22 @@ class Workflows:
             {"state": vm_state, "external_ip": None},
         )
 
+    def _check_failed(self, op: Operation, error: GceError) -> Outcome:
+        """GCP failed a read the workflow needed; the record keeps the state the last step left."""
+        name, verb = op.vm_name, op.verb.value
+        vm = self.store.vm(name)
+        if op.verb is Verb.CREATE and not _began(op, "create"):
+            leaves, values = "was not created", {"state": VmState.DELETED}
+        else:
+            leaves, values = f"is {vm.state.value if vm else 'unknown'}", {}
+        return Outcome(
+            False,
+            f"{verb.capitalize()} of `{name}` failed: GCP did not answer",
+            f"{verb.capitalize()} of `{name}` failed while checking GCP. "
+            f"GCP said: _{error.message}_. `{name}` {leaves}.",
+            values,
+        )
+
     @staticmethod
     def _park_failed(name: str, failure: StepFailed, leaves: str, vm_state: VmState) -> Outcome:
         return Outcome(
@@ -332,3 +509,49 @@ STEP_WORDS = {
     "image": "imaging its boot disk",
     "delete": "deleting the VM",
 }
+
+
+def _unfinished(op: Operation, name: str) -> OperationStep | None:
+    """The step called ``name`` that a dead run began and never finished, if any."""
+    steps = [step for step in op.steps if step.name == name]
+    if steps and steps[-1].state is OperationState.RUNNING:
+        return steps[-1]
+    return None
+
+
+def _began(op: Operation, name: str) -> bool:
+    return any(step.name == name for step in op.steps)
+
+
+def _elapsed_since(when: datetime | None) -> float:
+    if when is None:
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (datetime.now(timezone.utc) - when).total_seconds())
+
+
+class _Resumed:
+    """Progress for a run that carries on a dead run's operation: the thread (if the dead run had
+    started one) is not started again, and it says first that the work resumed after a restart."""
+
+    def __init__(self, progress: Progress, op: Operation) -> None:
+        self.progress, self.op = progress, op
+        self.said = False
+
+    def started(self, detail: str) -> None:
+        self.progress.started(detail)  # posts the thread root only if the dead run had not
+        if self.said:
+            return
+        self.said = True
+        where = STEP_WORDS.get(self.op.step or "", "the beginning")
+        self.progress.step(f":arrows_counterclockwise: Resumed after restart: carrying on from {where}.")
+
+    def step(self, text: str) -> None:
+        self.progress.step(text)
+
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
+        self.progress.finished(ok=ok, headline=headline, detail=detail, took=took)
+
+    def refused(self, text: str) -> None:
+        self.progress.refused(text)

@@ -18,6 +18,7 @@ from bot.gce import GceError
 from bot.lifecycle import check_allowed, check_image_name_free, start_operation
 from bot.parsing import Command, mentioned_vm, parse
 from bot.reporting import SweepThread
+from bot.reconcile import live_drift
 from storage.models import Verb, Verdict
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def handle_vm_command(bot: VmBot, payload: Payload, ack: Ack, respond: Respond) 
             message, follow_up = VERBS[command.verb](bot, command, payload, respond)
             verdict, detail = Verdict.ALLOWED, None
         except UserError as error:
-            message, follow_up = blocks.text_only(f":warning: {error}"), None
+            message, follow_up = blocks.text_only(f"{error.icon} {error}"), None
             verdict, detail = audit.verdict_for(error), str(error)
             request.vm_name = request.vm_name or mentioned_vm(request.text)
         except Exception:
@@ -59,6 +60,12 @@ def handle_vm_command(bot: VmBot, payload: Payload, ack: Ack, respond: Respond) 
     if follow_up is not None:
         bot.runner.submit(follow_up)
     ack(**message.as_kwargs())
+
+
+def request_key(payload: Payload) -> str | None:
+    """One key per slash command invocation: Slack sends the same trigger_id again when it redelivers."""
+    trigger = payload.get("trigger_id")
+    return f"command:{trigger}" if trigger else None
 
 
 def create(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -74,6 +81,7 @@ def create(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
         machine_type=machine_type,
         channel=payload["channel_id"],
         response_url=payload.get("response_url"),
+        request_key=request_key(payload),
     )
     ack = f":rocket: Creating `{command.name}` ({machine_type} in {zone}). I'll report in a thread in this channel."
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
@@ -105,6 +113,7 @@ def restore(bot: VmBot, command: Command, payload: Payload, respond: Respond) ->
         machine_type=vm.machine_type,
         channel=payload["channel_id"],
         response_url=payload.get("response_url"),
+        request_key=request_key(payload),
     )
     ack = f":recycle: Restoring `{command.name}` from its newest image. I'll report in a thread in this channel."
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
@@ -128,7 +137,9 @@ def status(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
         except GceError as error:
             respond(text=f":warning: I could not ask GCP about `{name}`: {blocks.escape(error.message)}", response_type="ephemeral")
             return
-        message = blocks.vm_status(bot.store.vm(name) or vm, live, bot.store.images(name), bot.store.operations_for(name))
+        now = bot.store.vm(name) or vm
+        drift = live_drift(now, live)
+        message = blocks.vm_status(now, live, bot.store.images(name), bot.store.operations_for(name), live_drift=drift)
         respond(**message.as_kwargs(), response_type="ephemeral")
 
     return blocks.text_only(f":mag: Looking up `{name}` in GCP…"), with_live_state

@@ -354,6 +354,7 @@ class _Operation:
     finish: Callable[[], None]
     midway: Callable[[], None] | None = None  # e.g. PROVISIONING -> STAGING, half-way through
     fault: _Fault | None = None
+    waits: int = 0  # ``wait`` calls begun on it (a held operation's waits are recorded only when they end)
 
     @property
     def done(self) -> bool:
@@ -402,6 +403,7 @@ class ComputeStandin:
         self._static_ips: set[str] = set()  # natIPs given in insert requests: reserved, they survive a stop
         self._last_nat: dict[str, str] = {}  # ephemeral natIP an interface had last, so a restart gets another
         self._held = False
+        self._released: set[str] = set()  # operations let through while the hold stays on
         self._stopped = False
         self._server: _QuietServer | None = None
         self._threads: list[threading.Thread] = []
@@ -569,14 +571,41 @@ class ComputeStandin:
             self._random_fault = None
 
     def hold_operations(self) -> None:
+        """Freeze every running operation (and those accepted later) until released."""
         with self._cond:
             self._held = True
 
-    def release_operations(self) -> None:
+    def release_operations(self, *names: str) -> None:
+        """Lift the hold; with ``names``, let only those operations finish and keep holding the rest."""
         with self._cond:
-            self._held = False
+            if names:
+                self._released.update(names)
+            else:
+                self._held = False
+                self._released.clear()
             self._advance(time.monotonic())
             self._cond.notify_all()
+
+    def waits(self, name: str) -> int:
+        """How many ``wait`` calls on operation ``name`` have begun (the one still blocked included)."""
+        with self._cond:
+            op = self._ops.get(name)
+            return op.waits if op else 0
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Wait until ``predicate()`` holds, re-checking after every request and every wait begun;
+        False on timeout. The predicate runs under the stand-in's lock and may use its inspection methods."""
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout=timeout)
+
+    def held_operations(self, op_type: str | None = None) -> list[dict[str, Any]]:
+        """Operations frozen by the hold right now (of ``op_type``: insert, stop, delete ...)."""
+        with self._cond:
+            return [
+                copy.deepcopy(op.body) for name, op in self._ops.items()
+                if not op.done and self._held and name not in self._released
+                and op_type in (None, op.body["operationType"])
+            ]  # fmt: skip
 
     # ---- HTTP dispatch ----
 
@@ -595,6 +624,7 @@ class ComputeStandin:
             except Exception as error:  # a stand-in bug: answer like GCP's internal error rather than hang
                 status, payload = 500, ApiError(500, "internalError", f"Stand-in failure: {error!r}").body()
             self._requests.append(RecordedRequest(method, path, query, body, status))
+            self._cond.notify_all()
             return status, payload
 
     def _injected_fault(self, method: str, path: str) -> None:
@@ -675,8 +705,8 @@ class ComputeStandin:
     def _advance(self, now: float) -> float | None:
         """Move every unheld operation along; return the monotonic time of the next step, if any."""
         next_step = None
-        for op in list(self._unfinished.values()):
-            if op.done or self._held:
+        for name, op in list(self._unfinished.items()):
+            if op.done or (self._held and name not in self._released):
                 continue
             if op.midway and now >= op.midway_at:
                 if not op.fault:
@@ -719,6 +749,8 @@ class ComputeStandin:
     def _wait(self, project: str, zone: str | None, name: str) -> dict[str, Any]:
         """Block on the condition (never poll) until DONE or ``wait_timeout_seconds``; return the op as it is."""
         op = self._operation(project, zone, name)
+        op.waits += 1
+        self._cond.notify_all()
         self._cond.wait_for(lambda: op.done or self._stopped, timeout=self.wait_timeout_seconds)
         return copy.deepcopy(op.body)
 

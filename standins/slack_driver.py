@@ -165,17 +165,24 @@ class SlackDriver:
 
     def command(self, text: str, *, user: str = "U100", user_name: str = "alice", channel: str = "C100",
                 channel_name: str = "ops", command: str = "/vm", timestamp: int | None = None,
-                retry_num: int | None = None, retry_reason: str | None = None) -> Reply:
-        """A slash command invocation, with every field Slack documents."""
+                retry_num: int | None = None, retry_reason: str | None = None,
+                trigger_id: str | None = None, response_url: str | None = None) -> Reply:
+        """A slash command invocation, with every field Slack documents.
+
+        A redelivery is the same invocation again: pass the first one's
+        ``trigger_id`` and ``response_url`` with ``retry_num``/``retry_reason``.
+        """
         return self.send_prepared(self.prepare_command(
             text, user=user, user_name=user_name, channel=channel, channel_name=channel_name, command=command,
-            timestamp=timestamp, retry_num=retry_num, retry_reason=retry_reason))
+            timestamp=timestamp, retry_num=retry_num, retry_reason=retry_reason, trigger_id=trigger_id,
+            response_url=response_url))
 
     def prepare_command(self, text: str, *, user: str = "U100", user_name: str = "alice", channel: str = "C100",
                         channel_name: str = "ops", command: str = "/vm", timestamp: int | None = None,
-                        retry_num: int | None = None, retry_reason: str | None = None) -> Prepared:
+                        retry_num: int | None = None, retry_reason: str | None = None,
+                        trigger_id: str | None = None, response_url: str | None = None) -> Prepared:
         """``command()``'s request, signed but not sent: to time many sent at the same moment."""
-        response_url = self._response_url("commands", channel=channel, user=user)
+        response_url = response_url or self._response_url("commands", channel=channel, user=user)
         fields = {
             "token": self.verification_token,
             "team_id": self.team_id,
@@ -189,7 +196,7 @@ class SlackDriver:
             "api_app_id": self.api_app_id,
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": _trigger_id(),
+            "trigger_id": trigger_id or _trigger_id(),
         }
         retry: dict[str, str] = {}
         if retry_num is not None:

@@ -15,6 +15,9 @@ from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Enum, ForeignKey, In
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
+UNKNOWN_OWNER = "unknown"  # the owner of a VM reconcile adopted from GCP: nobody in Slack asked for it
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -75,6 +78,9 @@ class Vm(Base):
     active_operation_id: Mapped[int | None] = mapped_column(ForeignKey("operations.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # What the last reconcile found different in GCP (and fixed in this record), for /vm status.
+    drift: Mapped[str | None] = mapped_column(Text)
+    drift_at: Mapped[datetime | None]
 
     images: Mapped[list[Image]] = relationship(back_populates="vm", order_by="Image.created_at")
     active_operation: Mapped[Operation | None] = relationship(foreign_keys=[active_operation_id])
@@ -123,6 +129,13 @@ class Operation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The Slack request that asked for it (a trigger_id, a confirmation's nonce): unique, so a
+    # redelivered request or a double click finds the operation it already made.
+    request_key: Mapped[str | None] = mapped_column(String(128), unique=True, index=True)
+    # Which bot process runs it, until when: a process that dies stops renewing the lease,
+    # and any process may take the operation over once it has run out (see Store.claim_operation).
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
 
     steps: Mapped[list[OperationStep]] = relationship(back_populates="operation", order_by="OperationStep.id")
 
@@ -135,6 +148,9 @@ class OperationStep(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     operation_id: Mapped[int] = mapped_column(ForeignKey("operations.id"), index=True)
     name: Mapped[str] = mapped_column(String(32))
+    # Written before the GCP call: sending the same requestId again after a crash gets the
+    # original GCP operation back, even if the crash came before its name was recorded.
+    request_id: Mapped[str | None] = mapped_column(String(36))
     gcp_operation: Mapped[str | None] = mapped_column(String(128))
     state: Mapped[OperationState] = mapped_column(_enum(OperationState), default=OperationState.RUNNING)
     error: Mapped[str | None] = mapped_column(Text)

@@ -6,12 +6,15 @@ Every public method is one transaction. Rows returned are detached snapshots
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -20,6 +23,7 @@ from storage.housekeeping import HousekeepingQueries
 from storage.models import (
     FINISHED_STATES,
     AuditEntry,
+    UNKNOWN_OWNER,
     Image,
     ImageState,
     Operation,
@@ -38,6 +42,19 @@ class ClaimLost(Exception):
     """The VM was not in a state the verb may start from, or another operation holds it."""
 
 
+class DuplicateRequest(Exception):
+    """The request (same ``request_key``) already made an operation: ``operation``."""
+
+    def __init__(self, operation: Operation) -> None:
+        super().__init__(f"request already made operation #{operation.id}")
+        self.operation = operation
+
+
+def process_identity() -> str:
+    """Names this process in ``operations.lease_owner``: host, pid and a random part (pids get reused)."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 @dataclass(frozen=True)
 class VmSummary:
     """A VM as ``/vm list`` shows it."""
@@ -48,15 +65,25 @@ class VmSummary:
 
 
 class Store(HousekeepingQueries):
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    """``owner`` names this process in operation leases; ``lease_seconds`` is how long a lease lasts
+    without renewal (create_app sets it from the settings)."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], *, owner: str | None = None, lease_seconds: float = 60.0
+    ) -> None:
         self.sessions = sessions
+        self.owner = owner or process_identity()
+        self.lease_seconds = lease_seconds
 
     @classmethod
-    def from_url(cls, url: str, *, create: bool = True) -> Store:
+    def from_url(cls, url: str, *, create: bool = True, owner: str | None = None) -> Store:
         engine = make_engine(url)
         if create:
             create_schema(engine)
-        return cls(make_session_factory(engine))
+        return cls(make_session_factory(engine), owner=owner)
+
+    def _lease_end(self) -> datetime:
+        return utcnow() + timedelta(seconds=self.lease_seconds)
 
     @property
     def engine(self) -> Engine:
@@ -129,6 +156,21 @@ class Store(HousekeepingQueries):
                 s.scalars(select(Operation).where(Operation.state.not_in(FINISHED_STATES)).order_by(Operation.id))
             )
 
+    def operation_by_key(self, request_key: str) -> Operation | None:
+        with self.sessions() as s:
+            return s.scalar(select(Operation).where(Operation.request_key == request_key))
+
+    def image_of_operation(self, op_id: int) -> Image | None:
+        """The image a park made (or was making): its name is chosen once, so a resumed park reuses it."""
+        with self.sessions() as s:
+            query = select(Image).where(Image.created_by_operation_id == op_id).order_by(Image.id.desc()).limit(1)
+            return s.scalar(query)
+
+    def all_images(self) -> list[tuple[Image, str]]:
+        """Every image record with its VM's name (for reconcile)."""
+        with self.sessions() as s:
+            return [(image, name) for image, name in s.execute(select(Image, Vm.name).join(Vm).order_by(Image.id))]
+
     # ---- claiming a VM for an operation --------------------------------------
 
     def begin(
@@ -143,6 +185,7 @@ class Store(HousekeepingQueries):
         channel: str | None = None,
         response_url: str | None = None,
         params: dict[str, Any] | None = None,
+        request_key: str | None = None,
     ) -> Operation:
         """Record an operation and claim the VM for it, atomically.
 
@@ -150,10 +193,15 @@ class Store(HousekeepingQueries):
         meaning "no such VM yet"). Raises ClaimLost if the VM is in another
         state or already held by an operation: the unique VM name and the
         compare-and-set on ``active_operation_id`` make the database the judge,
-        across threads and processes.
+        across threads and processes. Raises DuplicateRequest if an operation
+        with the same ``request_key`` exists (the unique key decides that race).
+        The new operation is leased to this process, so no other process's
+        resume picks it up before it runs.
         """
         allowed = set(allowed_from)
         known_states = [state for state in allowed if state is not None]
+        if request_key is not None and (earlier := self.operation_by_key(request_key)) is not None:
+            raise DuplicateRequest(earlier)
         try:
             with self.sessions.begin() as s:
                 op = Operation(
@@ -163,6 +211,9 @@ class Store(HousekeepingQueries):
                     requested_by=requested_by,
                     channel=channel,
                     response_url=response_url,
+                    request_key=request_key,
+                    lease_owner=self.owner,
+                    lease_expires_at=self._lease_end(),
                 )
                 s.add(op)
                 s.flush()
@@ -195,30 +246,78 @@ class Store(HousekeepingQueries):
                     )
                     s.flush()
                 return op
-        except IntegrityError as exc:  # the name was taken between our read and our insert
+        except IntegrityError as exc:  # the name or the request key was taken between our read and our insert
+            earlier = self.operation_by_key(request_key) if request_key is not None else None
+            if earlier is not None:
+                raise DuplicateRequest(earlier) from exc
             raise ClaimLost(vm_name) from exc
+
+    # ---- leases: which process runs an operation ------------------------------------
+
+    def claim_operation(self, op_id: int) -> Operation | None:
+        """Lease an unfinished operation to this process; None if another live process holds it.
+
+        A compare-and-set: it succeeds when the lease is ours already, was never
+        taken, or has run out (its process died or hung), so exactly one process
+        runs each operation at a time.
+        """
+        now = utcnow()
+        with self.sessions.begin() as s:
+            claimed = s.execute(
+                update(Operation)
+                .where(
+                    Operation.id == op_id,
+                    Operation.state.not_in(FINISHED_STATES),
+                    or_(
+                        Operation.lease_owner.is_(None),
+                        Operation.lease_owner == self.owner,
+                        Operation.lease_expires_at.is_(None),
+                        Operation.lease_expires_at < now,
+                    ),
+                )
+                .values(lease_owner=self.owner, lease_expires_at=self._lease_end())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        return self.operation(op_id) if claimed else None
+
+    def renew_leases(self) -> int:
+        """Extend the lease of every unfinished operation this process holds; return how many."""
+        with self.sessions.begin() as s:
+            return s.execute(
+                update(Operation)
+                .where(Operation.lease_owner == self.owner, Operation.state.not_in(FINISHED_STATES))
+                .values(lease_expires_at=self._lease_end())
+                .execution_options(synchronize_session=False)
+            ).rowcount
 
     # ---- progress of an operation ----------------------------------------------
 
     def mark_running(self, op_id: int) -> None:
+        """The first start stamps ``started_at``; a resumed run keeps it, so durations stay true."""
         with self.sessions.begin() as s:
             s.execute(
                 update(Operation)
                 .where(Operation.id == op_id)
-                .values(state=OperationState.RUNNING, started_at=utcnow())
+                .values(state=OperationState.RUNNING, started_at=func.coalesce(Operation.started_at, utcnow()))
             )
 
     def set_thread(self, op_id: int, channel: str, thread_ts: str) -> None:
         with self.sessions.begin() as s:
             s.execute(update(Operation).where(Operation.id == op_id).values(channel=channel, thread_ts=thread_ts))
 
-    def step_started(self, op_id: int, name: str) -> int:
+    def step_started(self, op_id: int, name: str, *, request_id: str | None = None) -> int:
         with self.sessions.begin() as s:
-            step = OperationStep(operation_id=op_id, name=name)
+            step = OperationStep(operation_id=op_id, name=name, request_id=request_id)
             s.add(step)
             s.execute(update(Operation).where(Operation.id == op_id).values(step=name))
             s.flush()
             return step.id
+
+    def step_resumed(self, step_id: int) -> None:
+        """A step that a crashed run started is carried on by this run."""
+        with self.sessions.begin() as s:
+            step = s.get_one(OperationStep, step_id)
+            s.execute(update(Operation).where(Operation.id == step.operation_id).values(step=step.name))
 
     def step_gcp_operation(self, step_id: int, gcp_operation: str) -> None:
         with self.sessions.begin() as s:
@@ -369,3 +468,81 @@ class Store(HousekeepingQueries):
         """The newest entries of the whole trail, newest first."""
         with self.sessions() as s:
             return list(s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))
+
+    # ---- reconcile: bringing the record in line with GCP -------------------------------
+
+    def reconcile_vm(self, name: str, *, expected: VmState, drift: str | None, **values: Any) -> bool:
+        """Apply what GCP shows to a VM no operation holds, if its state is still ``expected``.
+
+        The compare-and-set keeps reconcile from overwriting an operation that
+        started or finished since reconcile read the record.
+        """
+        now = utcnow()
+        noted = {"drift": drift, "drift_at": now} if drift else {}
+        with self.sessions.begin() as s:
+            return bool(
+                s.execute(
+                    update(Vm)
+                    .where(Vm.name == name, Vm.state == expected, Vm.active_operation_id.is_(None))
+                    .values(updated_at=now, **noted, **values)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+            )
+
+    def adopt_vm(
+        self, name: str, *, zone: str, machine_type: str, state: VmState, external_ip: str | None, drift: str
+    ) -> bool:
+        """Record a VM made outside vmbot with our labels (or revive a deleted record); False if taken."""
+        now = utcnow()
+        try:
+            with self.sessions.begin() as s:
+                vm = s.scalar(select(Vm).where(Vm.name == name))
+                if vm is None:
+                    s.add(Vm(name=name, zone=zone, machine_type=machine_type, owner=UNKNOWN_OWNER, state=state,
+                             external_ip=external_ip, drift=drift, drift_at=now))  # fmt: skip
+                    return True
+                return bool(
+                    s.execute(
+                        update(Vm)
+                        .where(Vm.id == vm.id, Vm.state == VmState.DELETED, Vm.active_operation_id.is_(None))
+                        .values(zone=zone, machine_type=machine_type, state=state, external_ip=external_ip,
+                                drift=drift, drift_at=now, updated_at=now)  # fmt: skip
+                        .execution_options(synchronize_session=False)
+                    ).rowcount
+                )
+        except IntegrityError:
+            return False
+
+    def note_drift(self, vm_name: str, drift: str) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Vm).where(Vm.name == vm_name).values(drift=drift, drift_at=utcnow()))
+
+    def set_image_state(self, name: str, state: ImageState, *, expected: ImageState, by: str | None = None) -> bool:
+        """Compare-and-set an image's state (deleted ones get when and by whom)."""
+        now = utcnow()
+        extra: dict[str, Any] = {"deleted_at": now, "deleted_by": by} if state is ImageState.DELETED else {}
+        if state is ImageState.DIRTY:
+            extra["dirty_since"] = now
+        with self.sessions.begin() as s:
+            return bool(
+                s.execute(
+                    update(Image).where(Image.name == name, Image.state == expected).values(state=state, **extra)
+                ).rowcount
+            )
+
+    def adopt_image(
+        self, vm_name: str, name: str, *, family: str, state: ImageState, created_at: datetime | None,
+        disk_size_gb: int | None, archive_size_bytes: int | None,
+    ) -> bool:  # fmt: skip
+        """Record an image GCP has with our labels but the store did not know; False if impossible."""
+        try:
+            with self.sessions.begin() as s:
+                vm_id = s.scalar(select(Vm.id).where(Vm.name == vm_name))
+                if vm_id is None:
+                    return False
+                s.add(Image(vm_id=vm_id, name=name, family=family, state=state, created_at=created_at or utcnow(),
+                            disk_size_gb=disk_size_gb, archive_size_bytes=archive_size_bytes,
+                            dirty_since=utcnow() if state is ImageState.DIRTY else None))  # fmt: skip
+                return True
+        except IntegrityError:
+            return False

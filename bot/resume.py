@@ -1,0 +1,78 @@
+"""Carrying on after a crash: no operation is lost when a bot process dies.
+
+Every operation is leased to the process running it (``operations.lease_owner``
+and ``lease_expires_at``). The Resumer of each process renews its own leases
+every third of ``VMBOT_OPERATION_LEASE`` and, at start-up and on every tick,
+hands the job runner each unfinished operation whose lease has run out, so a
+restarted process (or any other process on the same database) picks up what a
+dead one left half-done. ``Workflows.run`` claims the lease with a
+compare-and-set before doing anything, so one process runs each operation.
+
+It is started by ``VmBot.start()`` (``python -m bot``), not by ``create_app``:
+tests that build an app do not get a background thread unless they ask.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+
+from bot.runner import JobRunner
+from bot.workflows import Workflows
+from storage.models import Operation
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Resumer:
+    def __init__(self, store: Store, workflows: Workflows, runner: JobRunner) -> None:
+        self.store, self.workflows, self.runner = store, workflows, runner
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def interval(self) -> float:
+        return max(self.store.lease_seconds / 3, 0.05)
+
+    def start(self) -> list[int]:
+        """Resume what can be resumed now, then keep leases and watch for orphans in a daemon thread."""
+        resumed = self.resume_unfinished()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="vmbot-resumer")
+            self._thread.start()
+        return resumed
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def resume_unfinished(self) -> list[int]:
+        """Hand the runner every unfinished operation no live process holds; return their ids."""
+        running_here = self.workflows.in_flight()
+        orphans = [
+            op.id for op in self.store.unfinished_operations() if op.id not in running_here and self._lease_free(op)
+        ]
+        for op_id in orphans:
+            log.info("operation %s was left unfinished; resuming it", op_id)
+            self.runner.submit(self.workflows.run, op_id)
+        return orphans
+
+    def _lease_free(self, op: Operation) -> bool:
+        if op.lease_owner in (None, self.store.owner) or op.lease_expires_at is None:
+            return True
+        expires = op.lease_expires_at
+        if expires.tzinfo is None:  # SQLite hands back naive UTC
+            expires = expires.replace(tzinfo=timezone.utc)
+        return expires < datetime.now(timezone.utc)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.store.renew_leases()
+                self.resume_unfinished()
+            except Exception:  # a database hiccup must not end the loop; the next tick tries again
+                log.exception("could not renew operation leases or look for unfinished operations")
