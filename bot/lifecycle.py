@@ -44,7 +44,7 @@ def check_allowed(verb: Verb, name: str, vm: Vm | None) -> None:
     state = vm.state if vm and vm.state is not VmState.DELETED else None
     if vm is not None and vm.active_operation is not None:
         op = vm.active_operation
-        where = f" (operation #{op.id}; see the thread in <#{op.channel}>)" if op.channel else f" (operation #{op.id})"
+        where = " (see the thread in <#{}>)".format(op.channel) if op.channel else ""
         raise Refused(
             f"`{name}` is busy: {actor(op.requested_by)} is running a {op.verb.value} on it{where}. "
             "Try again when it has finished."

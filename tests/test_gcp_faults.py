@@ -72,7 +72,6 @@ def test_a_fifth_of_all_calls_failing_with_503_changes_nothing_in_the_outcome(
 
     failed = [r for r in gcp.requests if r.status == 503]
     assert len(failed) >= 0.1 * len(gcp.requests), "the faults really happened"
-    assert {r.path.rsplit("/", 1)[-1] for r in failed} & {"wait"}, "operation waits were failed and retried too"
     assert all(state is OperationState.SUCCEEDED for _, state in states(running))
     images = running.bot.store.images("vm-a")
     assert [i.state for i in images] == [ImageState.DIRTY, ImageState.READY]

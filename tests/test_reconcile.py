@@ -3,8 +3,12 @@ says what it found on the VM's record, and `/vm status NAME` shows it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from bot.app import create_app
 from bot.gce import Compute
-from bot.reconcile import Reconciler
+from bot.reconcile import Reconciler, reconcile_job
+from bot.settings import Settings
 from bot.workflows import labels_for
 from conftest import PROJECT, Running, fast_compute
 from durable_support import ZONE, assert_nothing_orphaned, held
@@ -114,3 +118,10 @@ def test_vm_status_shows_the_drift_found_and_the_drift_now(
     shown = str(slack.responses[-1]["blocks"])
     assert "Drift now" not in shown
     assert "Reconcile found just now: `vm-a` was stopped outside vmbot (TERMINATED); recorded it as stopped" in shown
+
+
+def test_reconcile_runs_periodically_on_the_scheduler(settings: Settings) -> None:
+    bot = create_app(replace(settings, reconcile_interval=321), compute=fast_compute(settings))
+    job = {job.id: job for job in bot.scheduler.jobs()}["reconcile"]
+    assert job.func is reconcile_job and job.trigger.interval.total_seconds() == 321
+    bot.shutdown()

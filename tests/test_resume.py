@@ -12,6 +12,7 @@ from google.cloud import compute_v1
 
 from bot.gce import Compute, instance_resource, new_request_id
 from bot.lifecycle import ALLOWED_FROM
+from bot.settings import Settings, SettingsError
 from bot.workflows import labels_for
 from conftest import PROJECT, Running, fast_compute
 from durable_support import CHANNEL, ZONE, assert_nothing_orphaned, gcp_operations, held, mutations, thread_of
@@ -229,3 +230,17 @@ def test_one_process_at_a_time_holds_an_operation_on_either_database(any_databas
     assert other.claim_operation(op.id) is None, "a finished operation is nobody's"
     alive.engine.dispose()
     other.engine.dispose()
+
+
+def test_lease_and_reconcile_settings_from_the_environment() -> None:
+    base = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "y", "GOOGLE_CLOUD_PROJECT": "p"}
+    defaults = Settings.from_env(base)
+    assert (defaults.operation_lease, defaults.reconcile_interval) == (60, 600)
+    custom = Settings.from_env({**base, "VMBOT_OPERATION_LEASE": "0.5", "VMBOT_RECONCILE_INTERVAL": "120"})
+    assert (custom.operation_lease, custom.reconcile_interval) == (0.5, 120)
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({**base, "VMBOT_OPERATION_LEASE": "0", "VMBOT_RECONCILE_INTERVAL": "hourly"})
+    assert error.value.problems == [
+        "VMBOT_OPERATION_LEASE='0' must be greater than 0; see README > Configuration",
+        "VMBOT_RECONCILE_INTERVAL='hourly' is not a number; see README > Configuration",
+    ]
