@@ -294,9 +294,10 @@ def vm_status(
         + f" · {_ago(op.created_at)}"
         for op in operations
     ]
-    drift = [f":warning: Drift now: {escape(live_drift)}"] if live_drift else []
+    # Drift texts are ours (bot.reconcile), built from GCP resource names and statuses: shown as they are.
+    drift = [f":warning: Drift now: {live_drift}"] if live_drift else []
     if vm.drift and vm.drift_at:
-        drift.append(f":mag: Reconcile found {_ago(vm.drift_at)}: {escape(vm.drift)}")
+        drift.append(f":mag: Reconcile found {_ago(vm.drift_at)}: {vm.drift}")
     blocks = [section("\n".join(facts + drift))]
     if ops:
         blocks.append(context("*Last operations*\n" + "\n".join(ops)))

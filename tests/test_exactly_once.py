@@ -7,6 +7,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+import pytest
+
 from bot.lifecycle import ALLOWED_FROM
 from bot.settings import Settings
 from conftest import SIGNING_SECRET, Running
@@ -16,6 +18,15 @@ from standins.slack_api import SlackStandin
 from standins.slack_driver import Reply, SlackDriver
 from storage.models import OperationState, Verb, VmState
 from storage.store import DuplicateRequest, Store
+
+
+# Everyone racing here may park and restore the VM: only its owner (U100) and admins may (test_permissions).
+RACERS = frozenset({f"U{n}" for n in (*range(200, 210), 300, 301, *range(400, 405))})
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return replace(settings, admins=RACERS)
 
 
 def create_vm(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:

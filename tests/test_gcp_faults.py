@@ -233,3 +233,16 @@ def test_retry_gets_the_checks_of_a_fresh_request_and_works_once(
     assert [verb for verb, _ in states(running)] == [Verb.CREATE, Verb.PARK, Verb.PARK]
     assert_nothing_orphaned(gcp, running.bot.store)
 
+
+
+def test_retry_by_someone_who_may_not_park_is_refused_and_audited(
+    driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
+) -> None:
+    create(driver, running)
+    gcp.fail_operation("POST", r"/stop$", code="QUOTA_EXCEEDED", message=QUOTA)
+    park(driver, running)
+    told = press_retry(driver, slack, running, user="U999")
+    assert told == ":warning: Only `vm-a`'s owner <@U100> may park it. Ask them to."
+    assert [verb for verb, _ in states(running)] == [Verb.CREATE, Verb.PARK], "no new operation"
+    entry = running.bot.store.audit_log(limit=1)[0]
+    assert (entry.user_id, entry.kind, entry.verb, entry.verdict.value) == ("U999", "button", "park", "refused")
