@@ -1,0 +1,25 @@
+"""`python -m bot demo`, scripted as a newcomer would type it: create, park (press 1, confirm), restore."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_a_scripted_demo_creates_parks_and_restores() -> None:
+    typed = "/vm create test-vm-22\n/vm park test-vm-22\n1\ny\n/vm restore test-vm-22\n/vm list\nquit\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--operation-seconds", "0.05"],
+        input=typed, capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "Creating `test-vm-22`" in out
+    assert "`test-vm-22` is created: RUNNING, external IP 203.0.113." in out
+    assert "[1] Park test-vm-22   [2] Cancel" in out and "Park this VM?" in out
+    assert "`test-vm-22` is parked: only image `test-vm-22-" in out
+    assert "`test-vm-22` is restored: RUNNING" in out
+    assert "Traceback" not in out + done.stderr
