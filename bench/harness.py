@@ -8,9 +8,7 @@ back from the stand-ins (Slack messages and their ``ts``, Compute operations).
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import requests
 
+from standins.bot_process import bot_environment, free_port
 from standins.compute import ComputeStandin
 from standins.slack_api import Message, SlackStandin
 from standins.slack_driver import SlackDriver
@@ -32,30 +31,16 @@ SIGNING_SECRET = "bench-signing-secret"
 START_TIMEOUT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class BotProcess:
     """``python -m bot`` serving HTTP, pointed at the stand-ins, with its log in a file."""
 
     def __init__(self, *, slack: SlackStandin, gcp: ComputeStandin, workers: int, workdir: Path) -> None:
         self.port = free_port()
         self.log_path = workdir / "bot.log"
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "VMBOT_", "GOOGLE_"))},
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "GOOGLE_CLOUD_PROJECT": PROJECT,
-            "SLACK_API_URL": slack.api_url,
-            "VMBOT_COMPUTE_ENDPOINT": gcp.url,
-            "DATABASE_URL": f"sqlite:///{workdir / 'vmbot.db'}",
-            "PORT": str(self.port),
-            "VMBOT_WORKERS": str(workers),
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = bot_environment(
+            slack=slack, gcp=gcp, database=workdir / "vmbot.db", port=self.port, project=PROJECT,
+            signing_secret=SIGNING_SECRET, VMBOT_WORKERS=str(workers),
+        )
         self._log = self.log_path.open("wb")
         # The schema is migrated first, as on every start-up but a release's first: the bot then finds it
         # at head and never loads Alembic (storage.schema_version).

@@ -9,10 +9,8 @@ so each kill lands while the step's GCP operation is still running and the bot i
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BOT_TOKEN, PROJECT, SIGNING_SECRET
+from conftest import PROJECT, SIGNING_SECRET
 from durable_support import CHANNEL, ZONE, assert_nothing_orphaned, gcp_operations
+from standins.bot_process import bot_environment, free_port
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
@@ -77,28 +76,14 @@ class BotProcess:
                 self._cond.notify_all()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def bot(gcp: ComputeStandin, slack: SlackStandin, tmp_path: Path) -> Iterator[BotProcess]:
     port = free_port()
-    env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "SLACK_API_URL": slack.api_url,
-        "VMBOT_COMPUTE_ENDPOINT": gcp.url,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'vmbot.db'}",
-        "PORT": str(port),
-        "VMBOT_OPERATION_LEASE": LEASE,
-        "VMBOT_SLACK_CHANNEL_RATE": "off",  # the stand-in has no limit: every step is its own reply
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = bot_environment(
+        slack=slack, gcp=gcp, database=tmp_path / "vmbot.db", port=port, project=PROJECT,
+        signing_secret=SIGNING_SECRET, VMBOT_OPERATION_LEASE=LEASE,
+        VMBOT_SLACK_CHANNEL_RATE="off",  # the stand-in has no limit: every step is its own reply
+    )
     process = BotProcess(env)
     process.port = port  # type: ignore[attr-defined]
     try:
