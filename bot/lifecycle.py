@@ -73,11 +73,12 @@ def start_operation(
     The check gives the user a precise reason; the claim in the store is what
     actually decides a race, and losing it re-reads the VM for an up-to-date reason.
     A ``request_key`` seen before (a redelivery, a second click) raises
-    AlreadyRequested naming the operation it made.
+    AlreadyRequested naming the operation it made, whether the store's unique key
+    or the state check notices first.
     """
+    # No look-up of request_key first: the unique key in ``store.begin`` catches a repeat, and a
+    # refusal looks again (refuse_repeat), so the usual request pays for no extra query on the ack path.
     try:
-        if request_key is not None and (earlier := store.operation_by_key(request_key)) is not None:
-            raise AlreadyRequested(already_requested(earlier))
         check_allowed(verb, name, store.vm(name))
         op = store.begin(
             verb,
