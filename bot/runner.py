@@ -53,12 +53,8 @@ class TrackedPool(ThreadPoolExecutor):
 
 
 class JobRunner:
-    def __init__(self, workers: int, listener_threads: int = 10) -> None:
+    def __init__(self, workers: int) -> None:
         self._pool = TrackedPool(workers, "vmbot-job")
-        # Bolt runs each Slack listener on this pool and answers Slack as soon as the listener acks,
-        # so a listener may still be about to submit its job when Slack has its answer. Tracking
-        # listeners lets drain() wait for those jobs too. (Bolt's own default is 10 threads.)
-        self.listeners = TrackedPool(listener_threads, "vmbot-listener")
         self._quiet = threading.Condition()
         self._answering = 0
 
@@ -86,11 +82,12 @@ class JobRunner:
         return fn(*args)
 
     def drain(self, timeout: float | None = None) -> bool:
-        """Wait until every listener and job started so far has ended, and the jobs those listeners
-        submitted meanwhile; False if ``timeout`` passed first."""
+        """Wait until every job submitted so far has ended, and the jobs those submitted meanwhile;
+        False if ``timeout`` passed first. (A listener queues its job before Slack has its answer,
+        so once a request is answered, its job is here.)"""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            pending = self.listeners.pending() | self._pool.pending()
+            pending = self._pool.pending()
             if not pending:
                 return True
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -98,7 +95,6 @@ class JobRunner:
                 return False
 
     def shutdown(self, *, wait: bool = True) -> None:
-        self.listeners.shutdown(wait=wait, cancel_futures=not wait)
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
 

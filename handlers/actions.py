@@ -42,22 +42,24 @@ class PressReply:
 
 
 def register(app: App, bot: VmBot) -> None:
-    # Decide, record and queue the press before acking (a few ms of store work): once Slack
-    # has its answer, the outcome is settled and a park is on the job runner, never on its way.
+    # Decide, record and queue the press, then ack (a few ms of store work): once Slack has its
+    # answer, the outcome is settled and a park is on the job runner, never on its way. The reply
+    # goes to the response_url from the job runner too: it is a call to Slack, and Slack has the
+    # ack only when the listener returns (create_app: process_before_response).
     def on_park_confirm(ack: Ack, body: Payload, action: Payload, respond: Respond) -> None:
         reply = confirm_park(bot, body, action)
+        bot.runner.submit(reply.send, respond)
         ack()
-        reply.send(respond)
 
     def on_park_cancel(ack: Ack, body: Payload, action: Payload, respond: Respond) -> None:
         reply = cancel_park(bot, body, action)
+        bot.runner.submit(reply.send, respond)
         ack()
-        reply.send(respond)
 
     def on_operation_retry(ack: Ack, body: Payload, action: Payload, respond: Respond) -> None:
-        reply = retry_operation(bot, body, action)
+        reply = PressReply(retry_operation(bot, body, action), replaces_question=False)
+        bot.runner.submit(reply.send, respond)
         ack()
-        respond(response_type="ephemeral", replace_original=False, text=reply)
 
     app.action("park_confirm")(on_park_confirm)
     app.action("park_cancel")(on_park_cancel)
