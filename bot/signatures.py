@@ -93,6 +93,8 @@ class ReplayGuard(Middleware):
 
 def _payload_is_an_object(form: str) -> bool:
     """Interactions arrive as ``payload=<JSON>``; anything else there would crash Bolt's parser."""
+    if not form.startswith("payload=") and "&payload=" not in form:
+        return True  # no payload field (a slash command): no need to parse the form here
     payloads = parse_qs(form, keep_blank_values=True).get("payload")
     if not payloads:
         return True
