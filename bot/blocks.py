@@ -216,6 +216,15 @@ def operation_finished(op: Operation, *, ok: bool, headline: str, took: float) -
     )
 
 
+def invite_me(op: Operation) -> str:
+    """Whispered when an operation's thread cannot be posted because the bot is not in the channel."""
+    return (
+        f":wave: I can't post in <#{op.channel}>, so I can't report on the {op.verb.value} of `{op.vm_name}` "
+        f"(operation #{op.id}) in a thread here. It goes on anyway: `/vm status {op.vm_name}` shows how it is going. "
+        "Invite me to this channel (`/invite @vmbot`) to get threads next time."
+    )
+
+
 def operation_refused(op: Operation, reason: str) -> Message:
     """A refusal told in the channel, for a requester with no Slack user to whisper to (an API script)."""
     return text_only(f":warning: {actor(op.requested_by)} asked to {op.verb.value} `{op.vm_name}`: refused. {reason}")

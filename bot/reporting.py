@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# What chat.postMessage answers where the bot is not a member: a public channel (the bot has no
+# chat:write.public), or a private one it cannot even see.
+NOT_A_MEMBER = frozenset({"not_in_channel", "channel_not_found"})
+
 
 class Progress(Protocol):
     def started(self, detail: str) -> None: ...
@@ -56,10 +60,19 @@ class SlackThread:
             return
         message = blocks.operation_started(self.op, detail)
         self.pacer.wait_to_post(self.channel or "")
-        response = self._call(self.client.chat_postMessage, channel=self.channel, **message.as_kwargs())
-        if response is not None:
-            self.thread_ts = response["ts"]
-            self.store.set_thread(self.op.id, response["channel"], response["ts"])
+        try:
+            response = self.client.chat_postMessage(channel=self.channel, **message.as_kwargs())
+        except SlackApiError as exc:
+            log.warning("Slack chat_postMessage failed for operation %s: %s", self.op.id, exc)
+            if exc.response.get("error") in NOT_A_MEMBER and blocks.is_slack_user(self.op.requested_by):
+                # Slash commands work in any channel, posts only where the bot was invited (manifest.yml).
+                self._whisper(blocks.invite_me(self.op))
+            return
+        except (SlackRequestError, OSError) as exc:
+            log.warning("Slack chat_postMessage failed for operation %s: %s", self.op.id, exc)
+            return
+        self.thread_ts = response["ts"]
+        self.store.set_thread(self.op.id, response["channel"], response["ts"])
 
     def step(self, text: str) -> None:
         if not self.thread_ts:
@@ -87,6 +100,10 @@ class SlackThread:
             message = blocks.operation_refused(self.op, text)
             self._call(self.client.chat_postMessage, channel=self.channel, **message.as_kwargs())
             return
+        self._whisper(text)
+
+    def _whisper(self, text: str) -> None:
+        """Tell the person who asked, and only them: through the request's response_url, else ephemerally."""
         if self.op.response_url:
             try:
                 webhook_client(self.op.response_url).send(text=text, response_type="ephemeral")

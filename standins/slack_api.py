@@ -324,6 +324,7 @@ class SlackStandin:
         self._channel_buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
         self._users: dict[str, JsonDict] = {}
         self._channel_names: dict[str, str] = {}
+        self._kept_out: dict[str, str] = {}  # channel -> the error a post there gets (the bot is no member)
         self._last_ts_us = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -411,6 +412,13 @@ class SlackStandin:
     def add_channel(self, channel_id: str, name: str) -> None:
         with self._cond:
             self._channel_names[channel_id] = name
+
+    def keep_out(self, channel_id: str, *, private: bool = False) -> None:
+        """The bot is not a member of ``channel_id``: without chat:write.public, posts there fail with
+        ``not_in_channel``, or ``channel_not_found`` for a private channel (the bot cannot even see it).
+        Slash commands typed there still reach the app, as in Slack."""
+        with self._cond:
+            self._kept_out[channel_id] = "channel_not_found" if private else "not_in_channel"
 
     def new_response_url(self, *, channel: str | None = None, user: str | None = None,
                          message_ts: str | None = None) -> str:
@@ -596,6 +604,13 @@ class SlackStandin:
             raise _ApiError("channel_not_found")
         return channel
 
+    def _member_channel(self, params: JsonDict) -> str:
+        """``_channel``, for methods that post: refused where the bot is not a member (keep_out)."""
+        channel = self._channel(params)
+        if channel in self._kept_out:
+            raise _ApiError(self._kept_out[channel])
+        return channel
+
     @staticmethod
     def _content(params: JsonDict) -> tuple[str, list[JsonDict] | None]:
         """text + blocks; Slack requires at least one of them (no_text)."""
@@ -626,7 +641,7 @@ class SlackStandin:
                 "bot_id": self.bot_id, "is_enterprise_install": False}
 
     def _chat_post_message(self, params: JsonDict) -> JsonDict:
-        channel = self._channel(params)
+        channel = self._member_channel(params)
         text, blocks = self._content(params)
         self._take_channel_slot(channel)
         thread_ts = self._thread_root(channel, params.get("thread_ts"))
@@ -655,7 +670,7 @@ class SlackStandin:
                 "message": self.api_message(message)}
 
     def _chat_post_ephemeral(self, params: JsonDict) -> JsonDict:
-        channel = self._channel(params)
+        channel = self._member_channel(params)
         user = str(params.get("user") or "")
         if not USER_ID.match(user):
             raise _ApiError("user_not_found")
