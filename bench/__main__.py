@@ -83,10 +83,22 @@ def concurrently(count: int, action: Callable[[int], Any]) -> list[Any]:
         return list(pool.map(run, range(count)))
 
 
+WARM_UP = 5  # creates answered one at a time before row 1's burst
+
+
 def ack_latency(world: World, plan: Plan) -> tuple[Row, list[str]]:
-    """Row 1: N users type `/vm create` at the same moment (each in their own channel)."""
+    """Row 1: N users type `/vm create` at the same moment (each in their own channel).
+
+    A few creates go first, one at a time, and finish: a bot that has served
+    nobody yet compiles each SQL statement and warms each code path on its
+    first requests, which says little about how it answers a team at work.
+    """
     names = [f"bench-{i:02d}" for i in range(plan.acks)]
     with world.driver() as driver:
+        warm = [f"warm-{i}" for i in range(WARM_UP)]
+        for name in warm:
+            driver.command(f"create {name}", channel=channel_of(name), user=owner_of(name))
+        wait_finished(world.slack, {n: (channel_of(n), f"Creating {n}") for n in warm}, 60, "the warm-up creates")
         # Signed beforehand and sent from one thread with plain sockets (bench.burst): the time
         # measured is the bot's, not this process's.
         prepared = [driver.prepare_command(f"create {n}", channel=channel_of(n), user=owner_of(n)) for n in names]
@@ -100,7 +112,7 @@ def ack_latency(world: World, plan: Plan) -> tuple[Row, list[str]]:
     p50, p99, worst = percentile(ms, 50), percentile(ms, 99), max(ms)
     row = Row(
         "1",
-        f"Ack latency, {plan.acks} concurrent signed `/vm create`",
+        f"Ack latency, {plan.acks} concurrent signed `/vm create` (after {WARM_UP} one at a time)",
         f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms",
         "p99 < 100 ms",
         p99 < 100,
