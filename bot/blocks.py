@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from storage.models import UNKNOWN_OWNER
+from storage.models import UNKNOWN_OWNER, VmState
 
 if TYPE_CHECKING:
     from bot.gce import InstanceInfo
@@ -133,51 +133,88 @@ def read_button_value(value: str) -> tuple[str, str | None]:
 
 
 PARK_CONFIRMATION = "park_confirmation"
+DELETE_CONFIRMATION = "delete_confirmation"
 
 
 def park_confirmation(
     vm: Vm, requested_by: str, *, image: str | None = None, family: str | None = None, nonce: str | None = None
 ) -> Message:
-    """The ephemeral question a park starts with: two buttons, the dangerous one behind a confirm dialog.
-
-    The buttons' value holds the rest of the command (``NAME [image=..] [family=..]``),
-    so the confirmation carries the options and re-parses them with the same parser,
-    and the person who asked, who alone (with the admins) may press them.
-    The block_id carries a nonce naming this one question, so however often its
-    confirm button is pressed (or Slack delivers the press), it parks once.
-    """
+    """The ephemeral question a park starts with (see ``_question``); its buttons carry the park's options."""
     named = f" as image `{image}`" if image else ""
     what = (
         f"Parking `{vm.name}` stops it, saves an image of its boot disk{named} into image family "
         f"`{family or vm.name}`, then *deletes the VM*. Its external IP will change when it is restored."
     )
     args = " ".join([vm.name] + [f"{key}={item}" for key, item in (("image", image), ("family", family)) if item])
+    return _question(
+        "park", vm.name, args, requested_by, what, nonce=nonce,
+        summary=f"Park {vm.name}? It will be stopped, imaged and deleted.",
+        confirm=("Park this VM?", "Park it", "Keep it running"),
+    )
+
+
+def delete_confirmation(vm: Vm, requested_by: str, *, images: int, grace: float, nonce: str | None = None) -> Message:
+    """The ephemeral question a delete starts with (see ``_question``)."""
+    kept = f"its {images} image{'s' if images != 1 else ''}" if images else "any images it has"
+    after = f"after a grace period of {duration(grace)}" if grace else "at the next sweep"
+    machine = "" if vm.state is VmState.PARKED else "deletes the VM and its boot disk, and "
+    what = (
+        f"Deleting `{vm.name}` {machine}marks {kept} dirty: the sweeper deletes them {after}. "
+        f"*There is no way back*: `/vm restore {vm.name}` will not work afterwards."
+    )
+    return _question(
+        "delete", vm.name, vm.name, requested_by, what, nonce=nonce,
+        summary=f"Delete {vm.name}? It cannot be restored afterwards.",
+        confirm=("Delete this VM?", "Delete it", "Keep it"),
+    )
+
+
+def _question(
+    verb: str,
+    name: str,
+    args: str,
+    requested_by: str,
+    what: str,
+    *,
+    summary: str,
+    confirm: tuple[str, str, str],
+    nonce: str | None,
+) -> Message:
+    """A destructive verb's question: two buttons, the dangerous one behind a confirm dialog.
+
+    The buttons' value holds the rest of the command (``NAME [options]``), so the
+    confirmation re-parses it with the same parser, and the person who asked, who
+    alone (with the admins) may press them. The block_id carries a nonce naming
+    this one question, so however often its confirm button is pressed (or Slack
+    delivers the press), the verb runs once.
+    """
+    title, yes, no = confirm
     value = button_value(args, requested_by)
     return Message(
-        f"Park {vm.name}? It will be stopped, imaged and deleted.",
+        summary,
         [
             section(f":warning: {what}"),
             {
                 "type": "actions",
-                "block_id": f"{PARK_CONFIRMATION}:{nonce or uuid.uuid4().hex}",
+                "block_id": f"{verb}_confirmation:{nonce or uuid.uuid4().hex}",
                 "elements": [
                     {
                         "type": "button",
-                        "action_id": "park_confirm",
-                        "text": {"type": "plain_text", "text": f"Park {vm.name}"[:75]},
+                        "action_id": f"{verb}_confirm",
+                        "text": {"type": "plain_text", "text": f"{verb.capitalize()} {name}"[:75]},
                         "style": "danger",
                         "value": value,
                         "confirm": {
-                            "title": {"type": "plain_text", "text": "Park this VM?"},
+                            "title": {"type": "plain_text", "text": title},
                             "text": {"type": "mrkdwn", "text": what},
-                            "confirm": {"type": "plain_text", "text": "Park it"},
-                            "deny": {"type": "plain_text", "text": "Keep it running"},
+                            "confirm": {"type": "plain_text", "text": yes},
+                            "deny": {"type": "plain_text", "text": no},
                             "style": "danger",
                         },
                     },
                     {
                         "type": "button",
-                        "action_id": "park_cancel",
+                        "action_id": f"{verb}_cancel",
                         "text": {"type": "plain_text", "text": "Cancel"},
                         "value": value,
                     },
@@ -248,6 +285,14 @@ def operation_failed_reply(op: Operation, detail: str) -> Message:
             "title": {"type": "plain_text", "text": "Park again?"},
             "text": {"type": "mrkdwn", "text": f"This parks `{op.vm_name}` again: stop, image, *delete the VM*."},
             "confirm": {"type": "plain_text", "text": "Park it"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+            "style": "danger",
+        }
+    elif op.verb.value == "delete":
+        button["confirm"] = {
+            "title": {"type": "plain_text", "text": "Delete again?"},
+            "text": {"type": "mrkdwn", "text": f"This tries again to *delete `{op.vm_name}` for good*."},
+            "confirm": {"type": "plain_text", "text": "Delete it"},
             "deny": {"type": "plain_text", "text": "Cancel"},
             "style": "danger",
         }
@@ -374,7 +419,7 @@ def sweep_report(report: SweepReport) -> Message:
         )
     if report.orphans_error:
         blocks.append(section(f":warning: I could not list GCP's images to look for orphans: {escape(report.orphans_error)}"))
-    grace = f"a grace period of {_hours(report.grace)}" if report.grace else "no grace period"
+    grace = f"a grace period of {duration(report.grace)}" if report.grace else "no grace period"
     footer = [f"Keeping the newest {report.keep} image{'s' if report.keep != 1 else ''} per VM, {grace}"]
     footer.append("Dry run: nothing was changed." if report.dry_run else f"Sweep #{report.sweep_id}")
     blocks.append(context(" · ".join(footer)))
@@ -423,7 +468,8 @@ def _tally_text(title: str, tally: Tally) -> str:
     return f"{title}: {tally.count}\n{items}{more}"[:2990]
 
 
-def _hours(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A length of time as people say it: "24 h", "30 min", "45 s"."""
     return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 

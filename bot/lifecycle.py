@@ -32,6 +32,7 @@ _REFUSALS: dict[tuple[Verb, VmState | None], str] = {
         "`{name}` still exists (stopped: its last park did not finish). Finish parking it with `/vm park {name}`."
     ),
     (Verb.RESTORE, VmState.CREATING): "`{name}` is still being created.",
+    (Verb.DELETE, VmState.CREATING): "`{name}` is still being created; delete it once it is running.",
     (Verb.CREATE, VmState.CREATING): "`{name}` is being created already. Pick another name, or see `/vm status {name}`.",
     (Verb.CREATE, VmState.RUNNING): "`{name}` already exists (running). Pick another name, or see `/vm status {name}`.",
     (Verb.CREATE, VmState.STOPPED): "`{name}` already exists (stopped). Pick another name, or see `/vm status {name}`.",

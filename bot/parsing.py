@@ -48,6 +48,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         options=frozenset({"image", "family"}),
     ),
     "restore": Subcommand("restore NAME", "recreate a parked VM from its newest image", takes_name=True),
+    "delete": Subcommand(
+        "delete NAME",
+        "delete the VM and its boot disk for good; its images are swept after the grace period (asks first)",
+        takes_name=True,
+    ),
     "list": Subcommand("list", "the VMs I manage, with state, owner and newest image"),
     "status": Subcommand("status NAME", "one VM: its record, its live GCP state and its last operations", takes_name=True),
     "images": Subcommand("images NAME", "a VM's images: ready, dirty since when, deleted", takes_name=True),

@@ -4,8 +4,9 @@ Plain Python over the Store and Compute (no Slack, no scheduler), so a test or
 the benchmark drives it directly. What it may never delete, checked for every
 image right before it goes:
 
-* one of the newest ``keep`` images of its VM (retention), and above all the
-  newest image of a parked VM: it is that VM's only way back;
+* one of the newest ``keep`` images of its VM (retention; not for a deleted
+  VM, which is not coming back), and above all the newest image of a parked
+  VM: it is that VM's only way back;
 * any image of a VM that a restore holds right now (the restore reads it);
 * an image that does not carry ``managed-by=vmbot`` in GCP (looked up fresh,
   not taken from the store).
@@ -312,8 +313,8 @@ class Sweeper:
 
     def _protected(self, image: DirtyImage, guard: VmGuard | None) -> str | None:
         """Why ``image`` must stay, from what the store says about its VM; None if it may go."""
-        if guard is None:
-            return None
+        if guard is None or guard.state is VmState.DELETED:
+            return None  # retention is for VMs that may come back; someone deleted this one
         if guard.state is VmState.PARKED and guard.newest[:1] == (image.id,):
             return PARKED_NEWEST
         if guard.restoring:

@@ -1,4 +1,4 @@
-"""Create, park and restore: the plain-Python heart of vmbot.
+"""Create, park, restore and delete: the plain-Python heart of vmbot.
 
 Each workflow walks its steps over the GCP adapter (bot.gce) and the store, and
 tells a Progress what happens. It knows nothing of Slack, so a test can drive
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from bot import logs
+from bot import blocks, logs
 from bot.errors import Refused
 from bot.gce import (
     MANAGED_LABEL,
@@ -183,7 +183,8 @@ class Workflows:
             log.info("resuming operation %s (%s %s) at step %s", op_id, op.verb.value, op.vm_name, op.step or "-")
         self.store.mark_running(op_id)
         began = time.monotonic() - _elapsed_since(op.started_at if resumed else None)
-        workflow = {Verb.CREATE: self.create, Verb.PARK: self.park, Verb.RESTORE: self.restore}[op.verb]
+        workflows = {Verb.CREATE: self.create, Verb.PARK: self.park, Verb.RESTORE: self.restore, Verb.DELETE: self.delete}
+        workflow = workflows[op.verb]
         try:
             outcome = workflow(op, progress)
         except Refused as refusal:
@@ -323,6 +324,52 @@ class Workflows:
         except StepFailed as failure:
             return self._creation_failed(op, failure, vm.zone, leaves_vm="is still parked", vm_state=VmState.PARKED)
         return self._running(name, instance, "restored")
+
+    def delete(self, op: Operation, progress: Progress) -> Outcome:
+        """Delete the instance (its boot disk goes with it), then mark the VM's images dirty for the sweeper.
+
+        A parked VM has no instance: only its images are let go. The images are
+        not deleted here: the sweeper deletes them after the grace period, as it
+        does every image nobody needs, with all its checks.
+        """
+        name = op.vm_name
+        vm = self.store.vm(name)
+        assert vm is not None, "a delete is only recorded for a known VM"
+        parked = vm.state is VmState.PARKED
+        progress.started("parked: only its images remain" if parked else f"{vm.machine_type} in {vm.zone}")
+        instance = None if parked else self.compute.get_instance(vm.zone, name)
+        try:
+            if instance is None:
+                self._settle(op, "delete")  # parked, gone already, or deleted by a run that died
+            else:
+                with self._step(op, progress, "delete", f"Deleting the VM `{name}` and its boot disk…") as step:
+                    try:
+                        self._mutate(step, vm.zone, lambda rid, cb: self.compute.delete_instance(
+                            vm.zone, name, request_id=rid, on_started=cb))  # fmt: skip
+                    except GceNotFound:
+                        pass  # already gone: the delete a dead run started has finished
+        except StepFailed as failure:
+            return Outcome(
+                False,
+                f"Deleting `{name}` failed while {failure.what}",
+                f"Deleting `{name}` failed while {failure.what}. GCP said: _{failure.gcp}_. `{name}` still exists "
+                f"and nothing else was changed. `/vm delete {name}` tries again.",
+            )
+        dirty = self.store.mark_images_dirty(name)
+        grace = self.settings.sweep_grace
+        when = f"after their grace period ({blocks.duration(grace)})" if grace else "at the next sweep"
+        images = (
+            f" Its image{'s' if len(dirty) != 1 else ''} {', '.join(f'`{d}`' for d in dirty)} "
+            f"{'are' if len(dirty) != 1 else 'is'} dirty now: the sweeper deletes them {when}."
+            if dirty else ""
+        )
+        gone = "was parked; I no longer keep it" if parked else "and its boot disk are deleted"
+        return Outcome(
+            True,
+            f"`{name}` is deleted",
+            f"`{name}` {gone}.{images} The name `{name}` is free for `/vm create` again.",
+            {"state": VmState.DELETED, "external_ip": None},
+        )
 
     # ---- resumable steps -------------------------------------------------------------------
 

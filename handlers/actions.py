@@ -1,10 +1,10 @@
-"""Button presses: the park confirmation's ``park_confirm`` and ``park_cancel``, and ``operation_retry``
-on a failed operation's last thread message.
+"""Button presses: the ``*_confirm`` and ``*_cancel`` buttons of the questions that park and delete
+start with, and ``operation_retry`` on a failed operation's last thread message.
 
-Both park buttons carry the rest of the park command and the person who asked
+A question's buttons carry the rest of the command and the person who asked
 (``blocks.button_value``): only that person or an admin may press them, and every
-press, allowed or refused, goes into the audit trail. A confirmation parks once
-however often it is pressed: its block_id names the question (``click_key``).
+press, allowed or refused, goes into the audit trail. A confirmation runs its verb
+once however often it is pressed: its block_id names the question (``click_key``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App, Respond
 
 from bot import audit, blocks, permissions
-from bot.blocks import PARK_CONFIRMATION
 from bot.errors import Refused, UsageError, UserError
 from bot.lifecycle import check_image_name_free, refuse_repeat, start_operation
 from bot.parsing import Command, parse
@@ -41,18 +40,22 @@ class PressReply:
             respond(replace_original=False, response_type="ephemeral", text=self.text)
 
 
+QUESTION_VERBS = (Verb.PARK, Verb.DELETE)  # verbs that ask first; their buttons: VERB_confirm, VERB_cancel
+ANSWERS = {Verb.PARK: ":parking: Parking", Verb.DELETE: ":wastebasket: Deleting"}
+
+
 def register(app: App, bot: VmBot) -> None:
     # Decide, record and queue the press, then ack (a few ms of store work): once Slack has its
-    # answer, the outcome is settled and a park is on the job runner, never on its way. The reply
+    # answer, the outcome is settled and the work is on the job runner, never on its way. The reply
     # goes to the response_url from the job runner too: it is a call to Slack, and Slack has the
     # ack only when the listener returns (create_app: process_before_response).
-    def on_park_confirm(ack: Ack, body: Payload, action: Payload, respond: Respond) -> None:
-        reply = confirm_park(bot, body, action)
+    def on_confirm(ack: Ack, body: Payload, action: Payload, respond: Respond) -> None:
+        reply = confirm(bot, body, action, _verb_of(action))
         bot.runner.submit(reply.send, respond)
         ack()
 
-    def on_park_cancel(ack: Ack, body: Payload, action: Payload, respond: Respond) -> None:
-        reply = cancel_park(bot, body, action)
+    def on_cancel(ack: Ack, body: Payload, action: Payload, respond: Respond) -> None:
+        reply = cancel(bot, body, action, _verb_of(action))
         bot.runner.submit(reply.send, respond)
         ack()
 
@@ -61,51 +64,59 @@ def register(app: App, bot: VmBot) -> None:
         bot.runner.submit(reply.send, respond)
         ack()
 
-    app.action("park_confirm")(on_park_confirm)
-    app.action("park_cancel")(on_park_cancel)
+    for verb in QUESTION_VERBS:
+        app.action(f"{verb.value}_confirm")(on_confirm)
+        app.action(f"{verb.value}_cancel")(on_cancel)
     app.action("operation_retry")(on_operation_retry)
 
 
+def _verb_of(action: Payload) -> Verb:
+    return Verb(str(action["action_id"]).rpartition("_")[0])
+
+
 def click_key(body: Payload, action: Payload) -> str | None:
-    """The request key of a park confirmation: its question's nonce, so a double click or a
-    redelivered click parks once; failing that, the click's own trigger_id (redeliveries only)."""
+    """The request key of a confirmation: its question's nonce, so a double click or a redelivered
+    click runs the verb once; failing that, the click's own trigger_id (redeliveries only)."""
     prefix, _, nonce = str(action.get("block_id") or "").partition(":")
-    if prefix == PARK_CONFIRMATION and nonce:
-        return f"park_confirm:{nonce}"
+    verb, _, question = prefix.rpartition("_")
+    if question == "confirmation" and verb in {v.value for v in QUESTION_VERBS} and nonce:
+        return f"{verb}_confirm:{nonce}"
     trigger = body.get("trigger_id")
     return f"action:{trigger}" if trigger else None
 
 
-def read_press(body: Payload, action: Payload) -> tuple[audit.Request, Command | None, str | None]:
-    """The audit record of a press, the park command its button carries, and who asked for the button."""
+def read_press(body: Payload, action: Payload, verb: Verb) -> tuple[audit.Request, Command | None, str | None]:
+    """The audit record of a press, the command its button carries, and who asked for the button."""
     args, requested_by = blocks.read_button_value(str(action.get("value") or ""))
     try:
-        # The button carries "NAME [image=..] [family=..]" (blocks.park_confirmation): the same parser checks it.
-        command: Command | None = parse(f"park {args}")
+        # The button carries "NAME [options]" (blocks.park_confirmation ...): the same parser checks it.
+        command: Command | None = parse(f"{verb.value} {args}")
     except UsageError:
         command = None
-    request = audit.Request.of_button(body, action, verb=Verb.PARK.value, vm_name=command.name if command else None)
+    request = audit.Request.of_button(body, action, verb=verb.value, vm_name=command.name if command else None)
     return request, command, requested_by
 
 
-def check_press(bot: VmBot, request: audit.Request, command: Command | None, requested_by: str | None) -> Vm:
-    """Where, what and who: the checks every press of a park button passes before it counts."""
+def check_press(
+    bot: VmBot, request: audit.Request, command: Command | None, requested_by: str | None, verb: Verb
+) -> Vm:
+    """Where, what and who: the checks every press of a question's button passes before it counts."""
     permissions.check_channel(bot.settings, request.channel_id)
     if command is None or command.name is None:
-        raise Refused("I cannot read this button. Ask again with `/vm park NAME`.")
+        raise Refused(f"I cannot read this button. Ask again with `/vm {verb.value} NAME`.")
     vm = bot.store.vm(command.name)
     if vm is None:
         raise Refused(f"I don't know a VM called `{command.name}`. `/vm list` shows the VMs I manage.")
     permissions.require_requester_or_admin(bot.settings, request.user_id, requested_by, vm)
-    permissions.require_owner_or_admin(bot.settings, request.user_id, vm, "park")
+    permissions.require_owner_or_admin(bot.settings, request.user_id, vm, verb.value)
     return vm
 
 
-def confirm_park(bot: VmBot, body: Payload, action: Payload) -> PressReply:
-    """Start the park the button asks for, if this person may; what to answer them."""
-    request, command, requested_by = read_press(body, action)
+def confirm(bot: VmBot, body: Payload, action: Payload, verb: Verb) -> PressReply:
+    """Start what the button asks for (a park or a delete), if this person may; what to answer them."""
+    request, command, requested_by = read_press(body, action, verb)
     try:
-        vm = check_press(bot, request, command, requested_by)
+        vm = check_press(bot, request, command, requested_by, verb)
     except UserError as refusal:
         audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
         return PressReply(f":no_entry: {refusal}", replaces_question=False)
@@ -121,7 +132,7 @@ def confirm_park(bot: VmBot, body: Payload, action: Payload) -> PressReply:
                 raise
         op = start_operation(
             bot.store,
-            Verb.PARK,
+            verb,
             name,
             requested_by=request.user_id,
             zone=vm.zone,
@@ -136,13 +147,13 @@ def confirm_park(bot: VmBot, body: Payload, action: Payload) -> PressReply:
         return PressReply(f"{refusal.icon} {refusal}")
     audit.record(bot.store, request, Verdict.ALLOWED, operation_id=op.id)
     bot.runner.submit(bot.workflows.run, op.id)
-    return PressReply(f":parking: Parking `{name}`: follow the thread in <#{request.channel_id}>.")
+    return PressReply(f"{ANSWERS[verb]} `{name}`: follow the thread in <#{request.channel_id}>.")
 
 
-def cancel_park(bot: VmBot, body: Payload, action: Payload) -> PressReply:
-    request, command, requested_by = read_press(body, action)
+def cancel(bot: VmBot, body: Payload, action: Payload, verb: Verb) -> PressReply:
+    request, command, requested_by = read_press(body, action, verb)
     try:
-        check_press(bot, request, command, requested_by)
+        check_press(bot, request, command, requested_by, verb)
     except UserError as refusal:
         audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
         return PressReply(f":no_entry: {refusal}", replaces_question=False)

@@ -19,7 +19,7 @@ from bot.lifecycle import check_allowed, check_image_name_free, start_operation
 from bot.parsing import Command, mentioned_vm, parse
 from bot.reporting import SweepThread
 from bot.reconcile import live_drift
-from storage.models import Verb, Verdict
+from storage.models import ImageState, Verb, Verdict
 
 if TYPE_CHECKING:
     from bot.app import VmBot
@@ -97,6 +97,16 @@ def park(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tu
     if image:
         check_image_name_free(bot.store, image)  # GCP is asked as the park's first step, off the ack path
     return blocks.park_confirmation(vm, payload["user_id"], image=image, family=family), None
+
+
+def delete(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    """Only asks: the delete itself starts when the requester presses ``delete_confirm`` (handlers.actions)."""
+    assert command.name
+    vm = bot.store.vm(command.name)
+    check_allowed(Verb.DELETE, command.name, vm)
+    assert vm is not None
+    ready = sum(1 for image in bot.store.images(command.name) if image.state is ImageState.READY)
+    return blocks.delete_confirmation(vm, payload["user_id"], images=ready, grace=bot.settings.sweep_grace), None
 
 
 def restore(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -203,6 +213,7 @@ VERBS: dict[str, Callable[[VmBot, Command, Payload, Respond], tuple[blocks.Messa
     "create": create,
     "park": park,
     "restore": restore,
+    "delete": delete,
     "list": list_vms,
     "status": status,
     "images": images,

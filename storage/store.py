@@ -404,14 +404,19 @@ class Store(HousekeepingQueries):
         with self.sessions.begin() as s:
             s.execute(update(Image).where(Image.name == name).values(state=ImageState.FAILED))
 
-    def mark_images_dirty(self, vm_name: str, *, at: datetime | None = None) -> None:
+    def mark_images_dirty(self, vm_name: str, *, at: datetime | None = None) -> list[str]:
+        """Mark every READY image of the VM dirty (the sweeper's to delete); return their names."""
         with self.sessions.begin() as s:
             vm_id = select(Vm.id).where(Vm.name == vm_name).scalar_subquery()
-            s.execute(
-                update(Image)
-                .where(Image.vm_id == vm_id, Image.state == ImageState.READY)
-                .values(state=ImageState.DIRTY, dirty_since=at or utcnow())
-            )
+            ready = select(Image.id, Image.name).where(Image.vm_id == vm_id, Image.state == ImageState.READY)
+            rows = s.execute(ready.order_by(Image.created_at, Image.id)).all()
+            if rows:
+                s.execute(
+                    update(Image)
+                    .where(Image.id.in_([image_id for image_id, _ in rows]), Image.state == ImageState.READY)
+                    .values(state=ImageState.DIRTY, dirty_since=at or utcnow())
+                )
+            return [name for _, name in rows]
 
     # ---- seen request signatures (replay guard) -----------------------------------
 

@@ -83,6 +83,7 @@ NORMAL_ANSWERS = {
     "history": r"History of ",
     "create": r":rocket: Creating ",
     "park": r"Park ",
+    "delete": r"Delete ",
     "restore": r":recycle: Restoring ",
     "images": r"`[a-z0-9-]+` has no images yet|[0-9]+ images? of ",
     "sweep": r":broom: ",
