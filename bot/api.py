@@ -164,6 +164,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{PREFIX}/vms/{{name}}", "get_vm"),
     Route("POST", f"{PREFIX}/vms/{{name}}/park", "park_vm"),
     Route("POST", f"{PREFIX}/vms/{{name}}/restore", "restore_vm"),
+    Route("POST", f"{PREFIX}/vms/{{name}}/delete", "delete_vm"),
     Route("GET", f"{PREFIX}/operations/{{id}}", "get_operation"),
 )
 PUBLIC_ROUTES = frozenset({f"{PREFIX}/openapi.json"})  # the description needs no token (the API must be on)
@@ -337,6 +338,16 @@ class Api:
         vm = self._known_vm(Verb.RESTORE, name)
         self._check_permission(request.actor, vm, Verb.RESTORE)
         op = self._start(Verb.RESTORE, name, request.actor, zone=vm.zone, machine_type=vm.machine_type, channel=channel)
+        return self._accepted(op, wait)
+
+    def delete_vm(self, request: Request) -> tuple[int, Json, list[tuple[str, str]]]:
+        """No question asked here: a script that calls this has decided (the CLI asks for --yes)."""
+        wait = _wait_seconds(request.query_options({"wait"}))
+        name = _vm_name(request.args["name"])
+        channel = self._notify_channel(request.json(allowed={"notify_channel"}))
+        vm = self._known_vm(Verb.DELETE, name)
+        self._check_permission(request.actor, vm, Verb.DELETE)
+        op = self._start(Verb.DELETE, name, request.actor, zone=vm.zone, machine_type=vm.machine_type, channel=channel)
         return self._accepted(op, wait)
 
     # ---- shared pieces ----------------------------------------------------------------------------

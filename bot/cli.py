@@ -101,6 +101,13 @@ def cmd_restore(client: Client, args: argparse.Namespace, out: Output) -> int:
     return _mutate(client, args, out, f"{PREFIX}/vms/{quote(args.name, safe='')}/restore", {})
 
 
+def cmd_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
+    if not args.yes:
+        out.error(f"deleting {args.name} cannot be undone: add --yes to delete it for good")
+        return EXIT_USAGE
+    return _mutate(client, args, out, f"{PREFIX}/vms/{quote(args.name, safe='')}/delete", {})
+
+
 def cmd_list(client: Client, args: argparse.Namespace, out: Output) -> int:
     answer = client.call("GET", f"{PREFIX}/vms")
     if args.json:
@@ -253,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     mutation.add_argument("--notify-channel", metavar="CHANNEL_ID", help="post the operation's thread in this Slack channel")
 
     parser = argparse.ArgumentParser(prog="python -m bot.cli", description="Drive vmbot's HTTP API.", parents=[common])
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="create|park|restore|list|status")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="create|park|restore|delete|list|status")
     create = verbs.add_parser("create", parents=[common, mutation], help="create a VM")
     create.add_argument("name")
     create.add_argument("--zone")
@@ -264,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     park.add_argument("--family", help="the image family (default: the VM's name)")
     restore = verbs.add_parser("restore", parents=[common, mutation], help="recreate a parked VM from its newest image")
     restore.add_argument("name")
+    delete = verbs.add_parser("delete", parents=[common, mutation], help="delete a VM and its boot disk for good")
+    delete.add_argument("name")
+    delete.add_argument("--yes", action="store_true", help="yes, delete it: there is no way back")
     verbs.add_parser("list", parents=[common], help="the VMs vmbot manages")
     status = verbs.add_parser("status", parents=[common], help="one VM, its images and its last operations")
     status.add_argument("name")
@@ -281,7 +291,10 @@ def _seconds(raw: str) -> float:
     return value
 
 
-COMMANDS = {"create": cmd_create, "park": cmd_park, "restore": cmd_restore, "list": cmd_list, "status": cmd_status}
+COMMANDS = {
+    "create": cmd_create, "park": cmd_park, "restore": cmd_restore, "delete": cmd_delete,
+    "list": cmd_list, "status": cmd_status,
+}
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:

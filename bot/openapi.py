@@ -87,7 +87,7 @@ SPEC: Json = {
         "title": "vmbot HTTP API",
         "version": "1",
         "description": (
-            "Create, park and restore Compute Engine VMs from scripts, through the same workflows, store and "
+            "Create, park, restore and delete Compute Engine VMs from scripts, through the same workflows, store and "
             "audit as the Slack /vm command. Mutations answer 202 at once with an operation to poll. "
             "Errors are {\"error\": {\"code\", \"message\"}} with a stable code and change nothing."
         ),
@@ -166,6 +166,20 @@ SPEC: Json = {
                 **_mutation(
                     "Restore a parked VM",
                     "Recreates the VM from its newest image, with its zone and machine type.",
+                    {"type": "object", "additionalProperties": False, "properties": {"notify_channel": NOTIFY_CHANNEL}},
+                    403,
+                    404,
+                ),
+                "parameters": [NAME_PARAMETER, WAIT_PARAMETER],
+            },
+        },
+        f"{PREFIX}/vms/{{name}}/delete": {
+            "post": {
+                **_mutation(
+                    "Delete a VM for good",
+                    "Deletes the instance and its boot disk (a parked VM has none) and marks every image of the VM "
+                    "dirty: the sweeper deletes them after the grace period. The VM cannot be restored afterwards; "
+                    "its name is free for a create.",
                     {"type": "object", "additionalProperties": False, "properties": {"notify_channel": NOTIFY_CHANNEL}},
                     403,
                     404,

@@ -393,3 +393,21 @@ def test_live_state_on_request(api: ApiClient, gcp: ComputeStandin) -> None:
     gcp.fail_request("GET", r"/instances/test-vm-22$", status=403, reason="forbidden", message="Required 'compute.instances.get' permission")
     status, code, message = error(api.get(f"{VMS}/test-vm-22", params={"live": "true"}))
     assert (status, code) == (502, "gcp_error") and "Required 'compute.instances.get' permission" in message
+
+
+def test_delete_a_vm_and_be_refused_what_cannot_be_deleted(api: ApiClient, running: Running, gcp: ComputeStandin) -> None:
+    api.done(VMS, {"name": "test-vm-22"})
+    api.done(f"{VMS}/test-vm-22/park")
+    image = running.bot.store.newest_image("test-vm-22")
+
+    op = api.done(f"{VMS}/test-vm-22/delete")
+    assert (op["verb"], op["state"], op["steps"]) == ("delete", "succeeded", [])  # parked: no instance to delete
+    assert "is deleted" in op["result"]
+    assert running.bot.store.vm("test-vm-22").state is VmState.DELETED
+    assert running.bot.store.image(image.name).state is ImageState.DIRTY
+
+    gone = api.post(f"{VMS}/test-vm-22/delete")
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "vm_not_found")
+    api.done(VMS, {"name": "test-vm-22"})
+    op = api.done(f"{VMS}/test-vm-22/delete")
+    assert [step["name"] for step in op["steps"]] == ["delete"] and gcp.instances(PROJECT) == []

@@ -18,6 +18,7 @@ from conftest import PROJECT, Running
 from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE, main
 from bot.settings import Settings
 from standins.compute import ComputeStandin
+from storage.models import VmState
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -138,3 +139,19 @@ def test_as_a_command(running: Running) -> None:
     assert (listed.returncode, json.loads(listed.stdout)) == (0, {"vms": []})
     refused = subprocess.run([sys.executable, "-m", "bot.cli", "status", "nope"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == EXIT_FAILED and "vm_not_found" in refused.stderr
+
+
+def test_delete_asks_for_yes_then_deletes_for_good(cli: Cli, gcp: ComputeStandin, running: Running) -> None:
+    code, _, err = cli("create", "test-vm-22")
+    assert code == EXIT_OK, err
+
+    code, out, err = cli("delete", "test-vm-22")
+    assert (code, out) == (EXIT_USAGE, "")
+    assert err == "error: deleting test-vm-22 cannot be undone: add --yes to delete it for good\n"
+    assert gcp.instance(PROJECT, "us-central1-a", "test-vm-22") is not None
+
+    code, out, err = cli("delete", "test-vm-22", "--yes")
+    assert code == EXIT_OK, err
+    assert out.startswith("test-vm-22 is deleted  (operation #2)")
+    assert gcp.instance(PROJECT, "us-central1-a", "test-vm-22") is None
+    assert running.bot.store.vm("test-vm-22").state is VmState.DELETED
