@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.burst import post_all
+from standins.slack_driver import Prepared
 from bench.harness import REPO_ROOT, Bench, World, gcp_seconds, wait_finished
 
 PARK_STEPS = 3  # stop, image, delete: the GCP operations of one park
@@ -118,6 +119,28 @@ def ack_latency(world: World, plan: Plan) -> tuple[Row, list[str]]:
         p99 < 100,
     )
     return row, names
+
+
+def ack_floor(world: World, plan: Plan) -> list[Row]:
+    """Rows 1a and 1b, for scale (no target): the same burst of requests that start no operation.
+
+    1a: ``GET /healthz``, only HTTP and a thread (no Slack signature, no database).
+    1b: ``/vm help``, a signed command that writes its replay-guard and audit rows but no operation.
+    """
+    rows = []
+    healthz = [Prepared(b"", {}, None) for _ in range(plan.acks)]
+    with world.driver() as driver:
+        helps = [driver.prepare_command("help", channel=f"CHELP{i}", user=f"UHELP{i}") for i in range(plan.acks)]
+    for number, what, url, requests in (
+        ("1a", f"For scale: {plan.acks} concurrent `GET /healthz` (HTTP only)", world.bot.base_url + "/healthz", healthz),
+        ("1b", f"For scale: {plan.acks} concurrent signed `/vm help` (no operation)", world.bot.events_url, helps),
+    ):
+        answers = post_all(url, requests, method="GET" if number == "1a" else "POST")
+        if any(a.status != 200 for a in answers):
+            raise RuntimeError(f"row {number}: {[a.status for a in answers if a.status != 200][:3]}")
+        ms = [a.elapsed * 1000 for a in answers]
+        rows.append(Row(number, what, f"p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms", "-", None))
+    return rows
 
 
 def channel_of(name: str, prefix: str = "C") -> str:
@@ -263,17 +286,17 @@ def run(plan: Plan, keep_log: Path | None = None) -> list[Row]:
             world.bot.reset_peak_rss()  # the peak from here to the end of row 3
             row, created = ack_latency(world, plan)
             rows.append(row)
+            rows.extend(ack_floor(world, plan))
             single = created[: plan.samples]
             row, one = park_overhead(world, single)
             rows.append(row)
             rows.append(parallel_parks(world, created[plan.samples : plan.samples + plan.parks], one))
             peak = world.bot.peak_rss_mb()
-            rows_4 = one_channel(world, plan.channel_ops)
+            rows.extend(one_channel(world, plan.channel_ops))
         except Exception:
             print(f"--- the bot's log ({world.bot.log_path}) ---\n{world.bot.log_tail()}", file=sys.stderr)
             raise
         rows.append(Row("5", "Peak RSS of the bot process during 1-3 (VmHWM)", f"{peak:.0f} MB", "< 150 MB", peak < 150))
-        rows[3:3] = rows_4
     rows.append(sweeper(plan.sweep_images))
     return sorted(rows, key=lambda r: r.number)
 

@@ -42,11 +42,11 @@ class Answer:
         return str(parsed.get("text", self.body)) if isinstance(parsed, dict) else self.body
 
 
-def post_all(url: str, requests: Sequence[Prepared], timeout: float = 30.0) -> list[Answer]:
-    """POST every prepared request to ``url`` at (nearly) the same moment; answers in request order."""
+def post_all(url: str, requests: Sequence[Prepared], timeout: float = 30.0, *, method: str = "POST") -> list[Answer]:
+    """Send every prepared request to ``url`` at (nearly) the same moment; answers in request order."""
     parts = urlsplit(url)
     address = (parts.hostname or "127.0.0.1", parts.port or 80)
-    raw = [_http_request(parts.path or "/", parts.netloc, prepared) for prepared in requests]
+    raw = [_http_request(method, parts.path or "/", parts.netloc, prepared) for prepared in requests]
     selector = selectors.DefaultSelector()
     sent: list[float] = []
     received: list[bytearray] = [bytearray() for _ in requests]
@@ -79,9 +79,9 @@ def post_all(url: str, requests: Sequence[Prepared], timeout: float = 30.0) -> l
     return [_answer(bytes(data), end - start) for data, start, end in zip(received, sent, ended) if end is not None]
 
 
-def _http_request(path: str, host: str, prepared: Prepared) -> bytes:
+def _http_request(method: str, path: str, host: str, prepared: Prepared) -> bytes:
     headers = {"Host": host, **prepared.headers, "Content-Length": str(len(prepared.body)), "Connection": "close"}
-    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     return head.encode("latin-1") + b"\r\n" + prepared.body
 
 
