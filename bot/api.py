@@ -332,22 +332,20 @@ class Api:
         return self._accepted(op, wait)
 
     def restore_vm(self, request: Request) -> tuple[int, Json, list[tuple[str, str]]]:
-        wait = _wait_seconds(request.query_options({"wait"}))
-        name = _vm_name(request.args["name"])
-        channel = self._notify_channel(request.json(allowed={"notify_channel"}))
-        vm = self._known_vm(Verb.RESTORE, name)
-        self._check_permission(request.actor, vm, Verb.RESTORE)
-        op = self._start(Verb.RESTORE, name, request.actor, zone=vm.zone, machine_type=vm.machine_type, channel=channel)
-        return self._accepted(op, wait)
+        return self._act_on(request, Verb.RESTORE)
 
     def delete_vm(self, request: Request) -> tuple[int, Json, list[tuple[str, str]]]:
         """No question asked here: a script that calls this has decided (the CLI asks for --yes)."""
+        return self._act_on(request, Verb.DELETE)
+
+    def _act_on(self, request: Request, verb: Verb) -> tuple[int, Json, list[tuple[str, str]]]:
+        """A verb on a known VM that takes no options (restore, delete), as its owner or an admin."""
         wait = _wait_seconds(request.query_options({"wait"}))
         name = _vm_name(request.args["name"])
         channel = self._notify_channel(request.json(allowed={"notify_channel"}))
-        vm = self._known_vm(Verb.DELETE, name)
-        self._check_permission(request.actor, vm, Verb.DELETE)
-        op = self._start(Verb.DELETE, name, request.actor, zone=vm.zone, machine_type=vm.machine_type, channel=channel)
+        vm = self._known_vm(verb, name)
+        self._check_permission(request.actor, vm, verb)
+        op = self._start(verb, name, request.actor, zone=vm.zone, machine_type=vm.machine_type, channel=channel)
         return self._accepted(op, wait)
 
     # ---- shared pieces ----------------------------------------------------------------------------

@@ -169,6 +169,17 @@ def delete_confirmation(vm: Vm, requested_by: str, *, images: int, grace: float,
     )
 
 
+def confirm_dialog(title: str, text: str, yes: str, no: str) -> Block:
+    """Slack's "are you sure?" dialog in front of a dangerous button."""
+    return {
+        "title": {"type": "plain_text", "text": title},
+        "text": {"type": "mrkdwn", "text": text},
+        "confirm": {"type": "plain_text", "text": yes},
+        "deny": {"type": "plain_text", "text": no},
+        "style": "danger",
+    }
+
+
 def _question(
     verb: str,
     name: str,
@@ -204,13 +215,7 @@ def _question(
                         "text": {"type": "plain_text", "text": f"{verb.capitalize()} {name}"[:75]},
                         "style": "danger",
                         "value": value,
-                        "confirm": {
-                            "title": {"type": "plain_text", "text": title},
-                            "text": {"type": "mrkdwn", "text": what},
-                            "confirm": {"type": "plain_text", "text": yes},
-                            "deny": {"type": "plain_text", "text": no},
-                            "style": "danger",
-                        },
+                        "confirm": confirm_dialog(title, what, yes, no),
                     },
                     {
                         "type": "button",
@@ -281,21 +286,11 @@ def operation_failed_reply(op: Operation, detail: str) -> Message:
         "value": str(op.id),
     }
     if op.verb.value == "park":
-        button["confirm"] = {
-            "title": {"type": "plain_text", "text": "Park again?"},
-            "text": {"type": "mrkdwn", "text": f"This parks `{op.vm_name}` again: stop, image, *delete the VM*."},
-            "confirm": {"type": "plain_text", "text": "Park it"},
-            "deny": {"type": "plain_text", "text": "Cancel"},
-            "style": "danger",
-        }
+        what = f"This parks `{op.vm_name}` again: stop, image, *delete the VM*."
+        button["confirm"] = confirm_dialog("Park again?", what, "Park it", "Cancel")
     elif op.verb.value == "delete":
-        button["confirm"] = {
-            "title": {"type": "plain_text", "text": "Delete again?"},
-            "text": {"type": "mrkdwn", "text": f"This tries again to *delete `{op.vm_name}` for good*."},
-            "confirm": {"type": "plain_text", "text": "Delete it"},
-            "deny": {"type": "plain_text", "text": "Cancel"},
-            "style": "danger",
-        }
+        what = f"This tries again to *delete `{op.vm_name}` for good*."
+        button["confirm"] = confirm_dialog("Delete again?", what, "Delete it", "Cancel")
     return Message(detail, [section(detail), {"type": "actions", "block_id": f"retry:{op.id}", "elements": [button]}])
 
 

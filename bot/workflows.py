@@ -282,15 +282,8 @@ class Workflows:
         )
 
         try:
-            if instance is None:
-                self._settle(op, "delete")
-            else:
-                with self._step(op, progress, "delete", f"Image ready. Deleting the VM `{name}`…") as step:
-                    try:
-                        self._mutate(step, vm.zone, lambda rid, cb: self.compute.delete_instance(
-                            vm.zone, name, request_id=rid, on_started=cb))  # fmt: skip
-                    except GceNotFound:
-                        pass  # already gone: the delete a dead run started has finished
+            text = f"Image ready. Deleting the VM `{name}`…"
+            self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
         except StepFailed as failure:
             return self._park_failed(
                 name, failure, f"is stopped and still exists; its image `{image_name}` is safe", VmState.STOPPED
@@ -339,15 +332,8 @@ class Workflows:
         progress.started("parked: only its images remain" if parked else f"{vm.machine_type} in {vm.zone}")
         instance = None if parked else self.compute.get_instance(vm.zone, name)
         try:
-            if instance is None:
-                self._settle(op, "delete")  # parked, gone already, or deleted by a run that died
-            else:
-                with self._step(op, progress, "delete", f"Deleting the VM `{name}` and its boot disk…") as step:
-                    try:
-                        self._mutate(step, vm.zone, lambda rid, cb: self.compute.delete_instance(
-                            vm.zone, name, request_id=rid, on_started=cb))  # fmt: skip
-                    except GceNotFound:
-                        pass  # already gone: the delete a dead run started has finished
+            text = f"Deleting the VM `{name}` and its boot disk…"
+            self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
         except StepFailed as failure:
             return Outcome(
                 False,
@@ -425,6 +411,19 @@ class Workflows:
             except GceNotFound:  # GCP has forgotten the operation; the same requestId is still safe to send
                 log.info("GCP operation %s is gone; repeating its request %s", step.gcp_operation, step.request_id)
         return start(step.request_id, step.on_started)
+
+    def _delete_instance(self, op: Operation, progress: Progress, zone: str, name: str, text: str, *, exists: bool) -> None:
+        """The delete step of a park or a delete. An instance GCP no longer has (parked, or deleted by a
+        run that died) is a finished delete; StepFailed if GCP refuses."""
+        if not exists:
+            self._settle(op, "delete")
+            return
+        with self._step(op, progress, "delete", text) as step:
+            try:
+                self._mutate(step, zone, lambda rid, cb: self.compute.delete_instance(
+                    zone, name, request_id=rid, on_started=cb))  # fmt: skip
+            except GceNotFound:
+                pass  # already gone: the delete a dead run started has finished
 
     def _insert(self, step: StepRun, spec: InstanceSpec) -> InstanceInfo:
         """The create step of a create or restore: insert (or re-attach), then read the instance back."""
