@@ -7,6 +7,8 @@ hands the job runner each unfinished operation whose lease has run out, so a
 restarted process (or any other process on the same database) picks up what a
 dead one left half-done. ``Workflows.run`` claims the lease with a
 compare-and-set before doing anything, so one process runs each operation.
+An operation whose process died after recording its end but before posting
+its result gets the result posted the same way (``Workflows.report_again``).
 
 It is started by ``VmBot.start()`` (``python -m bot``), not by ``create_app``:
 tests that build an app do not get a background thread unless they ask.
@@ -39,6 +41,7 @@ class Resumer:
     def start(self) -> list[int]:
         """Resume what can be resumed now, then keep leases and watch for orphans in a daemon thread."""
         resumed = self.resume_unfinished()
+        self.report_unreported()
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, daemon=True, name="vmbot-resumer")
             self._thread.start()
@@ -61,6 +64,17 @@ class Resumer:
             self.runner.submit(self.workflows.run, op_id)
         return orphans
 
+    def report_unreported(self) -> list[int]:
+        """Hand the runner every ended operation whose result no live process is about to post; return their ids."""
+        running_here = self.workflows.in_flight()
+        owed = [
+            op.id for op in self.store.unreported_operations() if op.id not in running_here and self._lease_free(op)
+        ]
+        for op_id in owed:
+            log.info("operation %s ended but its result was never posted; posting it", op_id)
+            self.runner.submit(self.workflows.report_again, op_id)
+        return owed
+
     def _lease_free(self, op: Operation) -> bool:
         if op.lease_owner in (None, self.store.owner) or op.lease_expires_at is None:
             return True
@@ -74,5 +88,6 @@ class Resumer:
             try:
                 self.store.renew_leases()
                 self.resume_unfinished()
+                self.report_unreported()
             except Exception:  # a database hiccup must not end the loop; the next tick tries again
                 log.exception("could not renew operation leases or look for unfinished operations")

@@ -195,25 +195,50 @@ class Workflows:
         except GceError as error:  # a check of GCP outside any step (before the first, or between two)
             outcome = self._check_failed(op, error)
             progress.started("stopped before its first step")  # so the failure has a thread to go in (once)
-            self.store.finish(op_id, OperationState.FAILED, error=outcome.detail, vm_values=outcome.vm_values)
-            progress.finished(ok=False, headline=outcome.headline, detail=outcome.detail, took=time.monotonic() - began)
+            self._end(op_id, progress, outcome, began)
             return
         except Exception:
             log.exception("operation %s (%s %s) failed unexpectedly", op_id, op.verb.value, op.vm_name)
             message = f"Something went wrong on my side (operation #{op_id}); the details are in the bot's log."
             progress.started("stopped by an error")
-            self.store.finish(op_id, OperationState.FAILED, error="internal error; see the bot's log")
-            progress.finished(ok=False, headline=message, detail=message, took=time.monotonic() - began)
+            self._end(op_id, progress, Outcome(False, message, message), began, error="internal error; see the bot's log")
             return
-        state = OperationState.SUCCEEDED if outcome.ok else OperationState.FAILED
+        self._end(op_id, progress, outcome, began)
+
+    def _end(self, op_id: int, progress: Progress, outcome: Outcome, began: float, *, error: str | None = None) -> None:
+        """Record the outcome with what the thread's end will say, say it, and record that it was said.
+
+        A process that dies between the two records leaves the report for the
+        next one to post (``report_again``), so no thread misses its result.
+        """
         self.store.finish(
             op_id,
-            state,
+            OperationState.SUCCEEDED if outcome.ok else OperationState.FAILED,
             result=outcome.headline if outcome.ok else None,
-            error=None if outcome.ok else outcome.detail,
+            error=None if outcome.ok else (error or outcome.detail),
             vm_values=outcome.vm_values,
+            report={"ok": outcome.ok, "headline": outcome.headline, "detail": outcome.detail},
         )
         progress.finished(ok=outcome.ok, headline=outcome.headline, detail=outcome.detail, took=time.monotonic() - began)
+        self.store.reported(op_id)
+
+    def report_again(self, op_id: int) -> None:
+        """Post the result of an operation whose process died after recording its end, before saying it.
+
+        The Resumer calls it; ``claim_report`` makes sure one process posts it, once.
+        """
+        if not self.store.claim_report(op_id):
+            return
+        op = self.store.operation(op_id)
+        if op is None or not op.report:
+            return
+        log.info("posting the result of operation %s, which ended before a restart", op_id)
+        progress = self.progress_for(op)
+        progress.step(":arrows_counterclockwise: Resumed after restart: the work had ended. Its result:")
+        took = _elapsed_since(op.started_at) - _elapsed_since(op.finished_at)
+        report = op.report
+        progress.finished(ok=bool(report.get("ok")), headline=str(report.get("headline", "")),
+                          detail=str(report.get("detail", "")), took=took)  # fmt: skip
 
     # ---- the workflows ---------------------------------------------------------------
 

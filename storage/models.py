@@ -136,6 +136,10 @@ class Operation(Base):
     # and any process may take the operation over once it has run out (see Store.claim_operation).
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
+    # What the end of its Slack thread says ({"ok", "headline", "detail"}), written with the outcome,
+    # and when it was posted: a process that dies in between leaves it for the next one to post.
+    report: Mapped[dict | None] = mapped_column(JSON)
+    reported_at: Mapped[datetime | None]
 
     steps: Mapped[list[OperationStep]] = relationship(back_populates="operation", order_by="OperationStep.id")
 

@@ -181,6 +181,17 @@ class Store(HousekeepingQueries):
                 s.scalars(select(Operation).where(Operation.state.not_in(FINISHED_STATES)).order_by(Operation.id))
             )
 
+    def unreported_operations(self) -> list[Operation]:
+        """Ended operations whose thread never got its result (their process died in between)."""
+        with self.sessions() as s:
+            query = select(Operation).where(
+                Operation.state.in_(FINISHED_STATES),
+                Operation.reported_at.is_(None),
+                Operation.report.is_not(None),
+                Operation.thread_ts.is_not(None),
+            )
+            return list(s.scalars(query.order_by(Operation.id)))
+
     def operation_by_key(self, request_key: str) -> Operation | None:
         with self.sessions() as s:
             return s.scalar(select(Operation).where(Operation.request_key == request_key))
@@ -354,16 +365,43 @@ class Store(HousekeepingQueries):
         result: str | None = None,
         error: str | None = None,
         vm_values: dict[str, Any] | None = None,
+        report: dict[str, Any] | None = None,
     ) -> None:
-        """End an operation, release its VM and apply the VM's final values in one transaction."""
+        """End an operation, release its VM and apply the VM's final values in one transaction.
+
+        ``report`` is what the end of its Slack thread will say; ``reported`` records
+        that it was said, so a process that dies in between leaves it to the next one.
+        """
         with self.sessions.begin() as s:
             op = s.get_one(Operation, op_id)
             op.state, op.result, op.error, op.finished_at = state, result, error, utcnow()
+            op.report = report
             s.execute(
                 update(Vm)
                 .where(Vm.name == op.vm_name, Vm.active_operation_id == op_id)
                 .values(active_operation_id=None, updated_at=utcnow(), **(vm_values or {}))
                 .execution_options(synchronize_session=False)
+            )
+
+    def reported(self, op_id: int) -> None:
+        """The operation's thread has its result."""
+        with self.sessions.begin() as s:
+            s.execute(update(Operation).where(Operation.id == op_id).values(reported_at=utcnow()))
+
+    def claim_report(self, op_id: int) -> bool:
+        """Take on posting an ended operation's result that was never posted; False if someone has.
+
+        Marked before posting: of two processes resuming at once only one posts,
+        and a process that dies while posting leaves no second copy behind it.
+        """
+        with self.sessions.begin() as s:
+            return bool(
+                s.execute(
+                    update(Operation)
+                    .where(Operation.id == op_id, Operation.reported_at.is_(None))
+                    .values(reported_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                ).rowcount
             )
 
     # ---- images ----------------------------------------------------------------

@@ -244,3 +244,44 @@ def test_lease_and_reconcile_settings_from_the_environment() -> None:
         "VMBOT_OPERATION_LEASE='0' must be greater than 0; see README > Configuration",
         "VMBOT_RECONCILE_INTERVAL='hourly' is not a number; see README > Configuration",
     ]
+
+
+class Died(BaseException):
+    """The process dies here (BaseException: nothing on the way catches it)."""
+
+
+def test_a_result_recorded_but_never_posted_is_posted_after_a_restart_once(
+    driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.reporting import SlackThread
+
+    def dies(self: SlackThread, **_: object) -> None:
+        raise Died
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SlackThread, "finished", dies)
+        driver.command("create vm-a")
+        running.bot.runner.drain(timeout=30)
+    op = running.bot.store.operations_for("vm-a")[0]
+    assert op.state is OperationState.SUCCEEDED and op.reported_at is None
+    replies = [m.text for m in thread_of(slack, op)[1:]]
+    assert not any("is created" in text for text in replies), "it died before saying so"
+
+    restart(running)
+
+    replies = [m.text for m in thread_of(slack, op)[1:]]
+    assert replies[-2] == ":arrows_counterclockwise: Resumed after restart: the work had ended. Its result:"
+    assert "`vm-a` is created" in replies[-1]
+    assert slack.messages(CHANNEL)[-1].text == "Create vm-a: done"
+    assert running.bot.store.operation(op.id).reported_at is not None
+    assert running.bot.resumer.report_unreported() == [], "posted once"
+
+
+def test_results_posted_as_they_ended_are_not_posted_again(
+    driver: SlackDriver, slack: SlackStandin, running: Running
+) -> None:
+    created(driver, running)
+    before = len(slack.calls)
+    restart(running)
+    assert running.bot.resumer.report_unreported() == []
+    assert [c.method for c in slack.calls[before:] if c.method.startswith("chat.")] == []

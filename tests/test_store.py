@@ -122,3 +122,25 @@ def test_the_migrate_command_brings_an_empty_postgresql_database_to_head(
         context = MigrationContext.configure(connection)
         assert context.get_current_revision() is not None
         assert compare_metadata(context, Base.metadata) == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_upgrading_to_reports_owes_no_result_for_operations_that_ended_before(database_url: str) -> None:
+    """0005 adds operations.report/reported_at: operations already ended must not be posted again."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        config = migrate.alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004_durable")
+        connection.execute(text(
+            "INSERT INTO operations (verb, vm_name, params, requested_by, channel, thread_ts, state, created_at, finished_at) "
+            "VALUES ('create', 'vm-old', '{}', 'U1', 'C1', '1.000100', 'succeeded', :at, :at)"
+        ), {"at": "2026-11-20 10:00:00"})
+    migrate.upgrade(engine)
+    store = Store.from_url(database_url, create=False)
+    assert store.unreported_operations() == []
+    assert store.operations_for("vm-old")[0].reported_at is not None
+    engine.dispose()
