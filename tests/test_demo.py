@@ -23,3 +23,15 @@ def test_a_scripted_demo_creates_parks_and_restores() -> None:
     assert "`test-vm-22` is parked: only image `test-vm-22-" in out
     assert "`test-vm-22` is restored: RUNNING" in out
     assert "Traceback" not in out + done.stderr
+
+
+def test_the_demo_terminal_knows_every_emoji_the_bot_writes() -> None:
+    """A message the demo cannot render would show a raw `:code:` to a newcomer."""
+    import re
+
+    from bot.demo import EMOJI
+    from bot.settings import REPO_ROOT
+
+    source = "\n".join(path.read_text() for folder in ("bot", "handlers") for path in (REPO_ROOT / folder).glob("*.py"))
+    written = set(re.findall(r"""(?<=[\s"'{]):[a-z][a-z0-9_]*:(?=[\s"'}])""", source))
+    assert written and written <= set(EMOJI), sorted(written - set(EMOJI))
