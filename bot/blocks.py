@@ -155,11 +155,15 @@ def park_confirmation(
 
 def delete_confirmation(vm: Vm, requested_by: str, *, images: int, grace: float, nonce: str | None = None) -> Message:
     """The ephemeral question a delete starts with (see ``_question``)."""
-    kept = f"its {images} image{'s' if images != 1 else ''}" if images else "any images it has"
     after = f"after a grace period of {duration(grace)}" if grace else "at the next sweep"
-    machine = "" if vm.state is VmState.PARKED else "deletes the VM and its boot disk, and "
+    parts = [] if vm.state is VmState.PARKED else ["deletes the VM and its boot disk"]
+    if images:
+        several = images != 1
+        parts.append(f"marks its {_images(images)} dirty: the sweeper deletes {'them' if several else 'it'} {after}")
+    else:
+        parts.append("keeps nothing: it has no images")
     what = (
-        f"Deleting `{vm.name}` {machine}marks {kept} dirty: the sweeper deletes them {after}. "
+        f"Deleting `{vm.name}` {', and '.join(parts)}. "
         f"*There is no way back*: `/vm restore {vm.name}` will not work afterwards."
     )
     return _question(

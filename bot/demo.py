@@ -39,6 +39,7 @@ You are @{USER_NAME} in #{CHANNEL_NAME}. Try:
   /vm create test-vm-22      then  /vm park test-vm-22   then press the button's number
   /vm restore test-vm-22     /vm list     /vm status test-vm-22     /vm help
   /vm images test-vm-22      /vm sweep dry-run     /vm sweep   (the demo sweeps dirty images at once: no grace)
+  /vm delete test-vm-22      (for good: asks first, like park)
 Also: `wait` (until running operations end), `quit`.
 """
 
