@@ -258,9 +258,9 @@ class Store(HousekeepingQueries):
                 ).one()
                 vm = {"owner": requested_by, "zone": zone, "machine_type": machine_type}
                 claim = {"b_name": vm_name, "b_states": known_states, "b_op": op.id, "b_now": now}
-                # A create may take a deleted VM's name: the VM starts a new life.
-                statement = _CLAIM_VM_FOR_CREATE if verb is Verb.CREATE else _CLAIM_VM
-                claimed = db.execute(statement, claim | {f"b_{key}": value for key, value in vm.items()}).rowcount
+                if verb is Verb.CREATE:  # it may take a deleted VM's name: that VM starts a new life
+                    claim |= {f"b_{key}": value for key, value in vm.items()}
+                claimed = db.execute(_CLAIM_VM_FOR_CREATE if verb is Verb.CREATE else _CLAIM_VM, claim).rowcount
                 if not claimed:
                     if None not in allowed:
                         raise ClaimLost(vm_name)
