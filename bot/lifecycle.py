@@ -77,7 +77,7 @@ def start_operation(
     raises AlreadyRequested naming the operation it made, whether the store's
     unique key or the lost claim notices first.
     """
-    # No reads before the claim: on the ack path of every create, park and restore, the usual
+    # No reads before the claim: on the ack path of every create, park, restore and delete, the usual
     # request pays for one write transaction and nothing else (`python -m bench`, row 1).
     try:
         op = store.begin(
