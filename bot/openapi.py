@@ -81,6 +81,12 @@ def _mutation(summary: str, description: str, body: Json | None, *errors: int) -
     return operation
 
 
+def _vm_verb(summary: str, description: str) -> Json:
+    """A verb on a known VM that takes no options (restore, delete): POST with an optional notify_channel."""
+    body = {"type": "object", "additionalProperties": False, "properties": {"notify_channel": NOTIFY_CHANNEL}}
+    return {"post": {**_mutation(summary, description, body, 403, 404), "parameters": [NAME_PARAMETER, WAIT_PARAMETER]}}
+
+
 SPEC: Json = {
     "openapi": "3.0.3",
     "info": {
@@ -161,32 +167,15 @@ SPEC: Json = {
                 "parameters": [NAME_PARAMETER, WAIT_PARAMETER],
             },
         },
-        f"{PREFIX}/vms/{{name}}/restore": {
-            "post": {
-                **_mutation(
-                    "Restore a parked VM",
-                    "Recreates the VM from its newest image, with its zone and machine type.",
-                    {"type": "object", "additionalProperties": False, "properties": {"notify_channel": NOTIFY_CHANNEL}},
-                    403,
-                    404,
-                ),
-                "parameters": [NAME_PARAMETER, WAIT_PARAMETER],
-            },
-        },
-        f"{PREFIX}/vms/{{name}}/delete": {
-            "post": {
-                **_mutation(
-                    "Delete a VM for good",
-                    "Deletes the instance and its boot disk (a parked VM has none) and marks every image of the VM "
-                    "dirty: the sweeper deletes them after the grace period. The VM cannot be restored afterwards; "
-                    "its name is free for a create.",
-                    {"type": "object", "additionalProperties": False, "properties": {"notify_channel": NOTIFY_CHANNEL}},
-                    403,
-                    404,
-                ),
-                "parameters": [NAME_PARAMETER, WAIT_PARAMETER],
-            },
-        },
+        f"{PREFIX}/vms/{{name}}/restore": _vm_verb(
+            "Restore a parked VM", "Recreates the VM from its newest image, with its zone and machine type."
+        ),
+        f"{PREFIX}/vms/{{name}}/delete": _vm_verb(
+            "Delete a VM for good",
+            "Deletes the instance and its boot disk (a parked VM has none) and marks every image of the VM "
+            "dirty: the sweeper deletes them after the grace period. The VM cannot be restored afterwards; "
+            "its name is free for a create.",
+        ),
         f"{PREFIX}/operations/{{id}}": {
             "get": {
                 "summary": "One operation: its state, current step, result or error",
