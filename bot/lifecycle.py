@@ -52,6 +52,11 @@ def check_allowed(verb: Verb, name: str, vm: Vm | None) -> None:
         )
     if state in ALLOWED_FROM[verb] or (state is None and None in ALLOWED_FROM[verb]):
         return
+    if vm is not None and vm.state is VmState.DELETED:  # known, but gone: deleted, or its create failed
+        raise Refused(
+            f"There is no VM `{name}` now (`/vm history {name}` shows what happened to it). "
+            f"To make a new one: `/vm create {name}`."
+        )
     default = f"`{name}` is {state.value if state else 'unknown'}, so `/vm {verb.value} {name}` cannot run now."
     raise Refused(_REFUSALS.get((verb, state), default).format(name=name))
 

@@ -72,7 +72,11 @@ def test_delete_a_running_vm_after_confirming_then_reuse_its_name(
     assert slack.messages("C100")[-1].text == "Delete vm-a: done"
     assert last_reply(slack).startswith("`vm-a` and its boot disk are deleted. Its image `" + image.name + "` is dirty")
     assert any("Deleting `vm-a`: follow the thread" in r.get("text", "") for r in slack.responses)
-    assert "`/vm list`" in driver.command("restore vm-a").text, "no way back"
+    assert driver.command("restore vm-a").text == (
+        ":warning: There is no VM `vm-a` now (`/vm history vm-a` shows what happened to it). "
+        "To make a new one: `/vm create vm-a`."
+    ), "no way back"
+    assert "There is no VM `vm-a` now" in driver.command("delete vm-a").text
     assert "vm-a" not in driver.command("list").text
 
     # The sweeper takes the deleted VM's last image too: retention is for VMs that may come back.
