@@ -35,8 +35,11 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qsl, urlsplit
+
+if TYPE_CHECKING:
+    from standins.slack_socket import SocketModeStandin
 
 RATE_LIMITED_TOKEN = "xoxb-429"  # always answered 429, like bolt-python's mock server
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]+$")
@@ -45,6 +48,7 @@ MAX_BLOCKS = 50  # Slack refuses messages with more blocks (invalid_blocks)
 RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_TTL = 30 * 60.0
 DEFAULT_CHANNEL_BURST = 3
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})  # the methods that take the app-level token
 
 JsonDict = dict[str, Any]
 
@@ -336,7 +340,10 @@ class SlackStandin:
             "chat.delete": self._chat_delete,
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
+            "apps.connections.open": self._apps_connections_open,
         }
+        self.app_token: str | None = None  # the app-level token apps.connections.open takes (Socket Mode)
+        self.socket_mode: SocketModeStandin | None = None
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -353,6 +360,9 @@ class SlackStandin:
         self._thread.start()
 
     def stop(self) -> None:
+        if self.socket_mode is not None:
+            self.socket_mode.stop()
+            self.socket_mode = None
         if self._server is None:
             return
         self._server.shutdown()
@@ -550,7 +560,10 @@ class SlackStandin:
             raise _ApiError("ratelimited", status=429, retry_after=pending.pop(0))
         if not request.token:
             raise _ApiError("not_authed")
-        if request.token != self.bot_token:
+        app_level = method in APP_TOKEN_METHODS
+        if request.token == (self.bot_token if app_level else self.app_token):
+            raise _ApiError("not_allowed_token_type")  # a bot token for Socket Mode, or the reverse
+        if request.token != (self.app_token if app_level else self.bot_token):
             raise _ApiError("invalid_auth")
         if request.body_error:
             raise _ApiError(request.body_error)
@@ -634,6 +647,22 @@ class SlackStandin:
         self._channel_buckets[channel] = (tokens - 1.0, now)
 
     # ---- Web API methods ---------------------------------------------------
+
+    def _apps_connections_open(self, params: JsonDict) -> JsonDict:
+        """Socket Mode's WebSocket URL (see enable_socket_mode)."""
+        if self.socket_mode is None:
+            raise _ApiError("internal_error")
+        return {"url": self.socket_mode.url()}
+
+    def enable_socket_mode(self, app_token: str = "xapp-1-standin") -> SocketModeStandin:
+        """Serve Socket Mode: ``apps.connections.open`` with ``app_token`` hands out this stand-in's URL."""
+        from standins.slack_socket import SocketModeStandin
+
+        with self._cond:
+            self.app_token = app_token
+            if self.socket_mode is None:
+                self.socket_mode = SocketModeStandin()
+            return self.socket_mode
 
     def _auth_test(self, params: JsonDict) -> JsonDict:
         return {"url": f"https://{self.team_domain}.slack.com/", "team": self.team_domain.title(),
