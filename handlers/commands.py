@@ -105,7 +105,7 @@ def delete(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
     vm = bot.store.vm(command.name)
     check_allowed(Verb.DELETE, command.name, vm)
     assert vm is not None
-    ready = sum(1 for image in bot.store.images(command.name) if image.state is ImageState.READY)
+    ready = bot.store.count_images(command.name, ImageState.READY)  # they become dirty
     return blocks.delete_confirmation(vm, payload["user_id"], images=ready, grace=bot.settings.sweep_grace), None
 
 

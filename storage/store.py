@@ -152,6 +152,13 @@ class Store(HousekeepingQueries):
                 .limit(1)
             )
 
+    def count_images(self, vm_name: str, state: ImageState) -> int:
+        """How many of a VM's images are in ``state`` (one query, however many there are)."""
+        with self.sessions() as s:
+            vm_id = select(Vm.id).where(Vm.name == vm_name).scalar_subquery()
+            query = select(func.count()).select_from(Image).where(Image.vm_id == vm_id, Image.state == state)
+            return int(s.scalar(query) or 0)
+
     def image(self, name: str) -> Image | None:
         with self.sessions() as s:
             return s.scalar(select(Image).where(Image.name == name).options(selectinload(Image.vm)))
