@@ -76,8 +76,8 @@ def create_app(
     store: Store | None = None,
     pacer: ChannelPacer | None = None,
 ) -> VmBot:
-    client = retry_rate_limits(web_client or create_web_client(settings))
     pacer = pacer or ChannelPacer(settings.slack_channel_rate)
+    client = retry_rate_limits(web_client or create_web_client(settings), pacer)
     store = store or Store.from_url(settings.database_url)
     store.lease_seconds = settings.operation_lease
     compute = compute or Compute(

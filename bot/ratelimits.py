@@ -17,6 +17,7 @@ Two rules, from Slack's rate-limit documentation:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -42,11 +43,68 @@ def retry_handlers() -> list[RetryHandler]:
     return [ConnectionErrorRetryHandler(), RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)]
 
 
-def retry_rate_limits(client: WebClient) -> WebClient:
-    """Make ``client`` honour 429 + Retry-After (once; a client passed in by a caller may lack it)."""
-    if not any(isinstance(handler, RateLimitErrorRetryHandler) for handler in client.retry_handlers):
+def retry_rate_limits(client: WebClient, pacer: ChannelPacer | None = None) -> WebClient:
+    """Make ``client`` honour 429 + Retry-After (once; a client passed in by a caller may lack it).
+
+    With a ``pacer``, a 429 on ``chat.postMessage`` is retried in its channel's
+    queue (``PacedRateLimitRetry``) rather than on its own.
+    """
+    others = [handler for handler in client.retry_handlers if not isinstance(handler, RateLimitErrorRetryHandler)]
+    if pacer is not None:
+        client.retry_handlers = [*others, PacedRateLimitRetry(pacer)]
+    elif len(others) == len(client.retry_handlers):
         client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES))
     return client
+
+
+class PacedRateLimitRetry(RateLimitErrorRetryHandler):
+    """slack_sdk's 429 handling, except that a ``chat.postMessage`` that met a 429 takes a new turn
+    in its channel's queue (after Retry-After) instead of retrying on its own.
+
+    A 429 means Slack found the channel's budget spent although the pacer did
+    not (posts arrive a little after they are counted). Retrying on its own,
+    the post would meet the posts already queued for their turns, and could
+    lose to them every time until its retries ran out; queued, it goes next.
+    """
+
+    def __init__(self, pacer: ChannelPacer, max_retry_count: int = RATE_LIMIT_RETRIES) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.pacer = pacer
+
+    def prepare_for_next_attempt(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> None:
+        channel = _posted_channel(request)
+        if response is None or response.status_code != 429 or channel is None or self.pacer.per_second is None:
+            super().prepare_for_next_attempt(state=state, request=request, response=response, error=error)
+            return
+        state.next_attempt_requested = True
+        self.pacer.spent(channel)
+        self.pacer.sleep(_retry_after(response))
+        self.pacer.wait_to_post(channel)
+        state.increment_current_attempt()
+
+
+def _posted_channel(request: Any) -> str | None:
+    """The channel of a chat.postMessage request (slack_sdk sends its arguments as a JSON body)."""
+    if not str(request.url).endswith("/chat.postMessage"):
+        return None
+    fields = request.body_params
+    if not isinstance(fields, dict):
+        try:
+            fields = json.loads(request.data or b"")
+        except ValueError:
+            return None
+    channel = fields.get("channel") if isinstance(fields, dict) else None
+    return str(channel) if channel else None
+
+
+def _retry_after(response: Any) -> float:
+    for name, values in response.headers.items():
+        if name.lower() == "retry-after" and values:
+            try:
+                return float(values[0] if isinstance(values, list) else values)
+            except ValueError:
+                break
+    return 1.0
 
 
 def webhook_client(url: str, *, proxy: str | None = None, ssl: SSLContext | None = None) -> WebhookClient:
@@ -122,6 +180,14 @@ class ChannelPacer:
             self._buckets[channel] = (tokens, now)
         if tokens < 0:
             self.sleep(-tokens / self.per_second)
+
+    def spent(self, channel: str) -> None:
+        """Slack says the channel's budget is spent (a 429): count it so, whatever we had counted."""
+        if self.per_second is None:
+            return
+        with self._lock:
+            tokens, now = self._tokens(channel)
+            self._buckets[channel] = (min(tokens, 0.0), now)
 
     def _tokens(self, channel: str) -> tuple[float, float]:
         assert self.per_second is not None

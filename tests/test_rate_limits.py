@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
+from slack_sdk import WebClient
 from slack_sdk.http_retry import builtin_handlers
 
 from bot.app import create_app, create_web_client
-from bot.ratelimits import ChannelPacer
+from bot.ratelimits import ChannelPacer, retry_rate_limits
 from bot.reporting import SlackThread
 from bot.server import make_http_server
 from bot.settings import Settings, SettingsError
@@ -194,6 +195,22 @@ def test_pacer_allows_a_burst_then_one_post_per_second_per_channel() -> None:
     clock.now += 2.5
     assert not pacer.try_post("C1"), "queued posts come before a step's reply"
     assert sleeps == [1.0, 2.0, 3.0]
+
+
+def test_a_post_that_meets_a_429_takes_a_new_turn_in_its_channels_queue(slack: SlackStandin) -> None:
+    """Retried on its own it could lose to the posts already queued, every time, until it gave up."""
+    clock, sleeps = FakeClock(), []
+    pacer = ChannelPacer(1.0, burst=2, clock=clock, sleep=sleeps.append)
+    client = retry_rate_limits(WebClient(token=BOT_TOKEN, base_url=slack.api_url), pacer)
+    pacer.wait_to_post("C1")  # the bot counts the post it is about to send ...
+    slack.rate_limit("chat.postMessage", times=1, retry_after=2)  # ... but Slack finds the budget spent
+
+    posted = client.chat_postMessage(channel="C1", text="root")
+
+    assert posted["ok"] and [c.status for c in slack.calls_to("chat.postMessage")] == [429, 200]
+    assert sleeps == [2.0, 1.0], "Retry-After, then the next free turn (the 429 spent the channel's budget)"
+    pacer.wait_to_post("C1")
+    assert sleeps[-1] == 2.0, "and the posts after it queue behind it"
 
 
 def test_pacing_off() -> None:
