@@ -91,9 +91,15 @@ class ReplayGuard(Middleware):
         return BoltResponse(status=401, body=REFUSED_BODY)
 
 
+def has_payload_field(form: str) -> bool:
+    """Whether a form body has a ``payload`` field, as interactions do (a slash command has none;
+    percent-encoding keeps the word out of field names, so it can only be a field here)."""
+    return form.startswith("payload=") or "&payload=" in form
+
+
 def _payload_is_an_object(form: str) -> bool:
     """Interactions arrive as ``payload=<JSON>``; anything else there would crash Bolt's parser."""
-    if not form.startswith("payload=") and "&payload=" not in form:
+    if not has_payload_field(form):
         return True  # no payload field (a slash command): no need to parse the form here
     payloads = parse_qs(form, keep_blank_values=True).get("payload")
     if not payloads:

@@ -125,3 +125,15 @@ def test_cancel_says_so_and_does_nothing(driver: SlackDriver, slack: SlackStandi
     assert slack.responses[-1].get("replace_original") is True
     assert gcp.requests == []
     assert running.bot.store.vm("test-vm-22").state is VmState.RUNNING
+
+
+def test_a_command_that_says_payload_is_still_a_command(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> None:
+    """slack_bolt reads any form with the text "payload" in it as an interaction (bot.server.SlackFormHandler)."""
+    ack = driver.command("create payload-api")
+    assert ack.status == 200 and ack.text.startswith(":rocket: Creating `payload-api`")
+    assert running.bot.runner.drain(timeout=30)
+    assert gcp.instance(PROJECT, "us-central1-a", "payload-api")["status"] == "RUNNING"
+    question = driver.command("park payload-api")
+    assert driver.click("park_confirm", blocks=question.blocks).status == 200, "and a click still is a click"
+    assert running.bot.runner.drain(timeout=30)
+    assert running.bot.store.vm("payload-api").state is VmState.PARKED

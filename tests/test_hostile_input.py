@@ -131,6 +131,7 @@ def seeded(driver: SlackDriver, running: Running) -> SlackDriver:
 @example(text="park test-vm-22 <!channel>", user=BYSTANDER)
 @example(text="frob`<http://evil.example|x>`", user=BYSTANDER)
 @example(text="create brand-new zone=us-central1-a zone=x", user=OWNER)
+@example(text="create payload", user=OWNER)  # slack_bolt took any form with "payload" in it for an interaction
 def test_any_command_text_gets_a_clear_answer_and_only_valid_ones_act(
     seeded: SlackDriver, running: Running, gcp: ComputeStandin, slack: SlackStandin, text: str, user: str
 ) -> None:
