@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from bot.runner import JobRunner
@@ -55,25 +56,22 @@ class Resumer:
 
     def resume_unfinished(self) -> list[int]:
         """Hand the runner every unfinished operation no live process holds; return their ids."""
-        running_here = self.workflows.in_flight()
-        orphans = [
-            op.id for op in self.store.unfinished_operations() if op.id not in running_here and self._lease_free(op)
-        ]
-        for op_id in orphans:
-            log.info("operation %s was left unfinished; resuming it", op_id)
-            self.runner.submit(self.workflows.run, op_id)
-        return orphans
+        orphans = self.store.unfinished_operations()
+        return self._hand_over(orphans, self.workflows.run, "was left unfinished; resuming it")
 
     def report_unreported(self) -> list[int]:
         """Hand the runner every ended operation whose result no live process is about to post; return their ids."""
+        owed = self.store.unreported_operations()
+        return self._hand_over(owed, self.workflows.report_again, "ended but its result was never posted; posting it")
+
+    def _hand_over(self, operations: list[Operation], job: Callable[[int], None], why: str) -> list[int]:
+        """Submit ``job(op.id)`` for each operation neither this process is running nor a live one holds."""
         running_here = self.workflows.in_flight()
-        owed = [
-            op.id for op in self.store.unreported_operations() if op.id not in running_here and self._lease_free(op)
-        ]
-        for op_id in owed:
-            log.info("operation %s ended but its result was never posted; posting it", op_id)
-            self.runner.submit(self.workflows.report_again, op_id)
-        return owed
+        ids = [op.id for op in operations if op.id not in running_here and self._lease_free(op)]
+        for op_id in ids:
+            log.info("operation %s %s", op_id, why)
+            self.runner.submit(job, op_id)
+        return ids
 
     def _lease_free(self, op: Operation) -> bool:
         if op.lease_owner in (None, self.store.owner) or op.lease_expires_at is None:
