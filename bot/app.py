@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,18 +105,28 @@ def create_app(
     bot.scheduler = create_scheduler(bot)
     commands.register(app, bot)
     actions.register(app, bot)
-    app.error(on_error)
+    app.error(listener_error_handler(runner))
     return bot
 
 
-def on_error(error: Exception, body: dict[str, Any]) -> None:
-    """The one place an unexpected error is logged (with its traceback); the user gets a short apology."""
-    reference = uuid.uuid4().hex[:8]
-    user = body.get("user_id") or (body.get("user") or {}).get("id")
-    log.error("unhandled error in a Slack listener (ref %s)", reference, exc_info=error, extra={"slack_user": user})
-    response_url = body.get("response_url")
-    if response_url:
-        webhook_client(response_url).send(
-            text=f":bangbang: Sorry, something went wrong on my side (ref `{reference}`). Nothing was changed.",
-            response_type="ephemeral",
-        )
+def listener_error_handler(runner: JobRunner) -> Callable[[Exception, dict[str, Any]], None]:
+    """The one place an unexpected error in a listener is logged (with its traceback); the user gets a
+    short apology through the response_url, sent from the job runner: Slack has the ack only when the
+    listener's handling ends, so it must not wait on a call to Slack (create_app: process_before_response)."""
+
+    def on_error(error: Exception, body: dict[str, Any]) -> None:  # Bolt passes arguments by these names
+        reference = uuid.uuid4().hex[:8]
+        user = body.get("user_id") or (body.get("user") or {}).get("id")
+        log.error("unhandled error in a Slack listener (ref %s)", reference, exc_info=error, extra={"slack_user": user})
+        response_url = body.get("response_url")
+        if response_url:
+            runner.submit(apologize, response_url, reference)
+
+    return on_error
+
+
+def apologize(response_url: str, reference: str) -> None:
+    webhook_client(response_url).send(
+        text=f":bangbang: Sorry, something went wrong on my side (ref `{reference}`). Nothing was changed.",
+        response_type="ephemeral",
+    )

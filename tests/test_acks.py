@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import Running
+from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
 from storage.models import OperationState, VmState
 
@@ -48,3 +49,20 @@ def test_a_command_is_acked_while_its_response_url_hangs(driver: SlackDriver, ru
     looked_up = driver.command("status vm-b", response_url=silent_url)
     assert looked_up.status == 200 and "Looking up" in looked_up.text
     assert running.bot.store.vm("vm-b").state in (VmState.CREATING, VmState.RUNNING)
+
+
+def test_an_unexpected_error_is_answered_at_once_and_apologized_for_later(
+    driver: SlackDriver, running: Running, slack: SlackStandin, silent_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(name: str) -> None:
+        raise RuntimeError("the store fell over")
+
+    monkeypatch.setattr(running.bot.store, "vm", broken)
+    answered = driver.command("status vm-a")
+    assert answered.status == 500
+    assert running.bot.runner.drain(timeout=30)
+    apologies = [r["text"] for r in slack.responses if "went wrong on my side" in r.get("text", "")]
+    assert len(apologies) == 1 and apologies[0].startswith(":bangbang: Sorry, something went wrong on my side (ref `")
+
+    hanging = driver.command("status vm-a", response_url=silent_url)
+    assert hanging.status == 500, "answered although the apology's response_url never answers"
