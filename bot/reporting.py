@@ -62,14 +62,12 @@ class SlackThread:
         self.pacer.wait_to_post(self.channel or "")
         try:
             response = self.client.chat_postMessage(channel=self.channel, **message.as_kwargs())
-        except SlackApiError as exc:
+        except (SlackApiError, SlackRequestError, OSError) as exc:
             log.warning("Slack chat_postMessage failed for operation %s: %s", self.op.id, exc)
-            if exc.response.get("error") in NOT_A_MEMBER and blocks.is_slack_user(self.op.requested_by):
+            not_a_member = isinstance(exc, SlackApiError) and exc.response.get("error") in NOT_A_MEMBER
+            if not_a_member and blocks.is_slack_user(self.op.requested_by):
                 # Slash commands work in any channel, posts only where the bot was invited (manifest.yml).
                 self._whisper(blocks.invite_me(self.op))
-            return
-        except (SlackRequestError, OSError) as exc:
-            log.warning("Slack chat_postMessage failed for operation %s: %s", self.op.id, exc)
             return
         self.thread_ts = response["ts"]
         self.store.set_thread(self.op.id, response["channel"], response["ts"])
