@@ -29,7 +29,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -535,7 +535,7 @@ def _plain(message: str) -> str:
 def _time(when: datetime | None) -> str | None:
     if when is None:
         return None
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).isoformat()
+    return when.isoformat()
 
 
 def vm_json(vm: Vm, newest_image: Image | str | None) -> Json:

@@ -449,7 +449,7 @@ def _image_line(image: Image, grace: float) -> str:
     line = f"`{image.name}`  {IMAGE_STATE_EMOJI.get(state, '')} {state}"
     if state == "dirty" and image.dirty_since:
         line += f" since {_when(image.dirty_since)} ({_ago(image.dirty_since)})"
-        line += f" · may be swept from {_when(_utc(image.dirty_since) + timedelta(seconds=grace))}"
+        line += f" · may be swept from {_when(image.dirty_since + timedelta(seconds=grace))}"
     elif state == "deleted" and image.deleted_at:
         line += f" {_when(image.deleted_at)}" + (f" by {escape(image.deleted_by)}" if image.deleted_by else "")
     else:
@@ -476,12 +476,8 @@ def _images(count: int) -> str:
     return f"{count} image{'s' if count != 1 else ''}"
 
 
-def _utc(when: datetime) -> datetime:
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
 def _when(when: datetime) -> str:
-    return f"{_utc(when).astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    return f"{when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
 # ---- the audit trail -------------------------------------------------------------------
@@ -540,8 +536,6 @@ def _duration(seconds: float) -> str:
 
 
 def _ago(when: datetime) -> str:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
     seconds = int((datetime.now(timezone.utc) - when).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:

@@ -76,10 +76,7 @@ class Resumer:
     def _lease_free(self, op: Operation) -> bool:
         if op.lease_owner in (None, self.store.owner) or op.lease_expires_at is None:
             return True
-        expires = op.lease_expires_at
-        if expires.tzinfo is None:  # SQLite hands back naive UTC
-            expires = expires.replace(tzinfo=timezone.utc)
-        return expires < datetime.now(timezone.utc)
+        return op.lease_expires_at < datetime.now(timezone.utc)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

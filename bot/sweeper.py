@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from bot.gce import MANAGED_LABEL, Compute, GceError, GceNotFound
 from bot.settings import Settings
@@ -229,7 +229,7 @@ class Sweeper:
         holder = f"{process_id()}/{uuid.uuid4().hex[:8]}"  # one per sweep: two sweeps of one process exclude each other too
         if not self.store.take_lease(SWEEP_LEASE, holder, self.lease_seconds):
             lease = self.store.lease(SWEEP_LEASE)
-            since = f" since {_aware(lease.taken_at):%Y-%m-%d %H:%M} UTC" if lease else ""
+            since = f" since {lease.taken_at:%Y-%m-%d %H:%M} UTC" if lease else ""
             report.skipped = f"another sweep is running ({lease.holder if lease else 'unknown'}{since})"
             return
         with LeaseKeeper(self.store, SWEEP_LEASE, holder, self.lease_seconds) as keeper:
@@ -255,7 +255,7 @@ class Sweeper:
 
     def _swept_recently(self, trigger: str, seconds: float) -> bool:
         last = self.store.last_sweep(trigger=trigger)
-        return bool(last and last.finished_at and _aware(last.finished_at) > utcnow() - timedelta(seconds=seconds))
+        return bool(last and last.finished_at and last.finished_at > utcnow() - timedelta(seconds=seconds))
 
     def _run(self, report: SweepReport, now: datetime, keeper: LeaseKeeper | None) -> None:
         cutoff = now - timedelta(seconds=self.grace)
@@ -351,8 +351,8 @@ class Sweeper:
         if count:
             tally = report.kept.setdefault(GRACE, Tally())
             tally.count += count
-            tally.samples.extend((name, f"dirty since {_aware(since):%Y-%m-%d %H:%M} UTC") for name, since in names)
-            report.next_eligible = _aware(first) + timedelta(seconds=self.grace) if first else None
+            tally.samples.extend((name, f"dirty since {since:%Y-%m-%d %H:%M} UTC") for name, since in names)
+            report.next_eligible = first + timedelta(seconds=self.grace) if first else None
 
     def _find_orphans(self, report: SweepReport) -> None:
         """List GCP images labelled ``managed-by=vmbot`` that the store does not know (a GCP page at a time)."""
@@ -372,9 +372,3 @@ class Sweeper:
         for name in names:
             if name not in known:
                 report.orphans.add(name)
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; the store writes UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-

@@ -235,7 +235,7 @@ class Workflows:
         log.info("posting the result of operation %s, which ended before a restart", op_id)
         progress = self.progress_for(op)
         progress.step(":arrows_counterclockwise: Resumed after restart: the work had ended. Its result:")
-        took = _elapsed_since(op.started_at) - _elapsed_since(op.finished_at)
+        took = (op.finished_at - op.started_at).total_seconds() if op.started_at and op.finished_at else 0.0
         report = op.report
         progress.finished(ok=bool(report.get("ok")), headline=str(report.get("headline", "")),
                           detail=str(report.get("detail", "")), took=took)  # fmt: skip
@@ -597,8 +597,6 @@ def _began(op: Operation, name: str) -> bool:
 def _elapsed_since(when: datetime | None) -> float:
     if when is None:
         return 0.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (datetime.now(timezone.utc) - when).total_seconds())
 
 
