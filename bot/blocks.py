@@ -103,7 +103,7 @@ def help_message() -> Message:
     return Message(
         "vmbot: create, park and restore GCP VMs from Slack.\n" + body,
         [
-            section("*vmbot* creates, parks and restores Compute Engine VMs from Slack."),
+            section("*vmbot* creates, parks, restores and deletes Compute Engine VMs from Slack."),
             section(body),
             context(
                 "Parking keeps only an image of the VM's disk (cheap) and deletes the VM; "

@@ -368,10 +368,11 @@ class Workflows:
             )
         dirty = self.store.mark_images_dirty(name)
         grace = self.settings.sweep_grace
-        when = f"after their grace period ({blocks.duration(grace)})" if grace else "at the next sweep"
+        several = len(dirty) != 1
+        when = f"after {'their' if several else 'its'} grace period ({blocks.duration(grace)})" if grace else "at the next sweep"
         images = (
-            f" Its image{'s' if len(dirty) != 1 else ''} {', '.join(f'`{d}`' for d in dirty)} "
-            f"{'are' if len(dirty) != 1 else 'is'} dirty now: the sweeper deletes them {when}."
+            f" Its image{'s' if several else ''} {', '.join(f'`{d}`' for d in dirty)} "
+            f"{'are' if several else 'is'} dirty now: the sweeper deletes {'them' if several else 'it'} {when}."
             if dirty else ""
         )
         gone = "was parked; I no longer keep it" if parked else "and its boot disk are deleted"

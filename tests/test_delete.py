@@ -71,6 +71,7 @@ def test_delete_a_running_vm_after_confirming_then_reuse_its_name(
     assert gcp.image(PROJECT, image.name) is not None, "the sweeper deletes images, after their grace period"
     assert slack.messages("C100")[-1].text == "Delete vm-a: done"
     assert last_reply(slack).startswith("`vm-a` and its boot disk are deleted. Its image `" + image.name + "` is dirty")
+    assert "the sweeper deletes it after its grace period" in last_reply(slack)
     assert any("Deleting `vm-a`: follow the thread" in r.get("text", "") for r in slack.responses)
     assert driver.command("restore vm-a").text == (
         ":warning: There is no VM `vm-a` now (`/vm history vm-a` shows what happened to it). "
