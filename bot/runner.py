@@ -1,11 +1,13 @@
 """A bounded pool of background threads for GCP work, so handlers never wait on GCP.
 
-Answering Slack comes first: while a Slack request is being answered
-(``answering()``), jobs wait to start. A burst of commands is then acknowledged
-before the work it starts competes with it for the interpreter (Python runs
-one thread at a time), and the work begins a few milliseconds later, which
-nobody waiting on a GCP operation notices. ``MAX_DEFER`` bounds the wait, so a
-steady stream of requests cannot starve the work.
+Answering comes first: while an HTTP request is in flight, jobs wait to
+start. A burst of commands is then acknowledged before the work it starts
+competes with it for the interpreter (Python runs one thread at a time), and
+the work begins a few milliseconds later, which nobody waiting on a GCP
+operation notices. ``MAX_DEFER`` bounds the wait, so a steady stream of
+requests cannot starve the work. The HTTP server reports each request
+(``request_arrived``/``request_left``: bot.pooled_server does it from accept
+to answer); under gunicorn, bot.wsgi wraps the app in ``answering()``.
 """
 
 from __future__ import annotations
@@ -58,18 +60,31 @@ class JobRunner:
         self._quiet = threading.Condition()
         self._answering = 0
 
-    @contextmanager
-    def answering(self) -> Iterator[None]:
-        """Around the handling of one Slack request: jobs hold back until no request is in flight."""
+    def request_arrived(self) -> None:
+        """A request is in flight: jobs hold back until none is (or ``MAX_DEFER`` has passed)."""
         with self._quiet:
             self._answering += 1
+
+    def request_left(self) -> None:
+        """A request was answered, or stopped computing to wait on something: it holds no job back any more."""
+        with self._quiet:
+            self._answering -= 1
+            if not self._answering:
+                self._quiet.notify_all()
+
+    @property
+    def requests_in_flight(self) -> int:
+        with self._quiet:
+            return self._answering
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around the handling of one request, for a server that does not report requests itself."""
+        self.request_arrived()
         try:
             yield
         finally:
-            with self._quiet:
-                self._answering -= 1
-                if not self._answering:
-                    self._quiet.notify_all()
+            self.request_left()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         future = self._pool.submit(self._after_answers, fn, *args)

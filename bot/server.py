@@ -1,7 +1,7 @@
 """HTTP serving: one WSGI app with ``/slack/events``, ``/healthz`` and the HTTP API (``/api/v1``, bot.api).
 
-``python -m bot`` serves it with a threading wsgiref server; App Engine serves
-the very same app (bot.wsgi) with gunicorn.
+``python -m bot`` serves it with bot.pooled_server (a few threads, arrival
+order); App Engine serves the very same app (bot.wsgi) with gunicorn.
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qsl
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler
 
 from slack_bolt import BoltContext, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
@@ -22,6 +21,7 @@ from slack_bolt.request.internals import build_context
 from bot.api import PREFIX as API_PREFIX
 from bot.api import Api
 from bot.app import VmBot
+from bot.pooled_server import PooledWSGIServer
 from bot.signatures import guard_requests, has_payload_field
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,7 @@ def wsgi_app(bot: VmBot) -> WsgiApp:
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/slack/events":
-            with bot.runner.answering():
-                return slack(environ, start_response)
+            return slack(environ, start_response)
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             return api(environ, start_response)
         if path == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
@@ -73,15 +72,19 @@ def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> l
     return [data]
 
 
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-
 class QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("%s %s", self.address_string(), format % args)
 
 
-def make_http_server(bot: VmBot, host: str, port: int) -> WSGIServer:
-    return make_server(host, port, wsgi_app(bot), server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+def make_http_server(bot: VmBot, host: str, port: int) -> PooledWSGIServer:
+    """The app on ``bot.settings.http_threads`` threads; jobs hold back while requests are answered (bot.runner)."""
+    server = PooledWSGIServer(
+        (host, port),
+        QuietHandler,
+        threads=bot.settings.http_threads,
+        on_arrival=bot.runner.request_arrived,
+        on_leave=bot.runner.request_left,
+    )
+    server.set_app(wsgi_app(bot))
+    return server

@@ -13,6 +13,7 @@ same steps, so App Engine runs the very app a local run serves:
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable, Mapping
@@ -41,7 +42,7 @@ def build(env: Mapping[str, str] | None = None) -> VmBot:
     from bot.app import create_app
 
     try:
-        return create_app(settings)
+        bot = create_app(settings)
     except DBAPIError as error:
         raise SettingsError([f"DATABASE_URL: cannot use the database: {_one_line(error.orig)}; {SEE}"]) from None
     except ArgumentError:
@@ -56,6 +57,20 @@ def build(env: Mapping[str, str] | None = None) -> VmBot:
                 f"run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS; {SEE}"
             ]
         ) from None
+    _freeze_start_up_objects()
+    return bot
+
+
+def _freeze_start_up_objects() -> None:
+    """Keep what start-up loaded out of the garbage collector's full passes.
+
+    The client libraries, the app and its settings live as long as the process,
+    yet a full collection walks them all: about 100 ms on this bot, a pause
+    that lands on whichever acknowledgement is running (`python -m bench`, row
+    1). Frozen, they are never scanned, and a full pass costs a few ms.
+    """
+    gc.collect()  # garbage from start-up goes now, not into the frozen set
+    gc.freeze()
 
 
 def report(error: SettingsError) -> None:

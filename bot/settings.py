@@ -52,6 +52,7 @@ class Settings:
     database_url: str = "sqlite:///vmbot.db"
     port: int = 3000
     workers: int = 8
+    http_threads: int = 2  # threads answering HTTP in arrival order (bot.pooled_server); more wait on a stall
     operation_timeout: float = 900.0
     operation_lease: float = 60.0
     reconcile_interval: float = 600.0
@@ -125,6 +126,7 @@ class Settings:
             database_url=env.get("DATABASE_URL") or cls.database_url,
             port=int(number("PORT", cls.port)),
             workers=int(number("VMBOT_WORKERS", cls.workers)),
+            http_threads=int(number("VMBOT_HTTP_THREADS", cls.http_threads)),
             operation_timeout=float(number("VMBOT_OPERATION_TIMEOUT", cls.operation_timeout, float)),
             operation_lease=float(number("VMBOT_OPERATION_LEASE", cls.operation_lease, float)),
             reconcile_interval=float(number("VMBOT_RECONCILE_INTERVAL", cls.reconcile_interval, float)),

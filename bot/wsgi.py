@@ -22,13 +22,14 @@ import atexit
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bot import logs, service
 from bot.settings import SettingsError
 
 if TYPE_CHECKING:
-    from bot.server import WsgiApp
+    from bot.server import StartResponse, WsgiApp
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,14 @@ def load() -> WsgiApp:
         )
 
     os.register_at_fork(after_in_child=forked)
-    return wsgi_app(bot)
+    app = wsgi_app(bot)
+
+    def answering(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        # gunicorn does not tell the job runner about requests as bot.pooled_server does.
+        with bot.runner.answering():
+            return app(environ, start_response)
+
+    return answering
 
 
 def _fail(error: SettingsError) -> NoReturn:
