@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from bot.runner import JobRunner
 from bot.settings import REPO_ROOT
 from conftest import Running
 from standins.compute import ComputeStandin
@@ -50,19 +48,6 @@ def route(path: str) -> str:
     """A request path without project and names: "zones/us-central1-a/instances/test-vm-1/stop" -> ".../instances/stop"."""
     parts = path.split("/compute/v1/projects/vmbot-test/")[1].split("/")
     return "/".join(part for part in parts if not part.startswith(("operation-", "test-vm-1")))
-
-
-def test_jobs_wait_while_slack_is_being_answered() -> None:
-    runner = JobRunner(2)
-    ran = threading.Event()
-    try:
-        with runner.answering():
-            runner.submit(ran.set)
-            assert not runner.drain(timeout=0.1), "the job held back while a request was in flight"
-            assert not ran.is_set()
-        assert runner.drain(timeout=10) and ran.is_set(), "and ran once the answer was out"
-    finally:
-        runner.shutdown()
 
 
 def test_only_the_compute_clients_the_bot_uses_are_loaded() -> None:
