@@ -193,15 +193,16 @@ class Api:
             if route.template not in PUBLIC_ROUTES:
                 actor = self._authenticate(environ.get("HTTP_AUTHORIZATION", ""))
             request = Request(method, path, _query(environ), _read_body(environ), actor, args)
-            with audit.operations_started() as started:
-                try:
-                    status, body, headers = getattr(self, route.handler)(request)
-                except Exception as error:
-                    if method == "POST":
-                        self._audit(request, started, error)
-                    raise
-                if method == "POST":
-                    self._audit(request, started, None)
+            if method != "POST":
+                status, body, headers = getattr(self, route.handler)(request)
+            else:
+                with audit.recording(_audit_request(request)) as recording:  # an operation is written with its entry
+                    try:
+                        status, body, headers = getattr(self, route.handler)(request)
+                    except Exception as error:
+                        self._audit(recording, error)
+                        raise
+                    self._audit(recording, None)
         except ApiError as error:
             status, body, headers = error.status, error.body(), error.headers
         except Exception:
@@ -248,13 +249,8 @@ class Api:
             raise _unauthorized("That token is not one of this vmbot's API tokens (VMBOT_API_TOKENS).")
         return actor
 
-    def _audit(self, request: Request, started: list[int], error: Exception | None) -> None:
-        """Record an authenticated mutation as the audit trail records a Slack command."""
-        body = request.raw_body.decode("utf-8", "replace").strip()
-        name = request.args.get("name") or _field(request.raw_body, "name")
-        name = name if name and NAME_RE.fullmatch(name) else None
-        entry = audit.Request("api", request.actor, None, f"{request.method} {request.path} {body}".strip(),
-                              verb=request.path.rsplit("/", 1)[-1] if request.args else "create", vm_name=name)
+    def _audit(self, recording: audit.Recording, error: Exception | None) -> None:
+        """Record an authenticated mutation's verdict as the audit trail records a Slack command's."""
         if error is None:
             verdict, detail = Verdict.ALLOWED, None
         elif isinstance(error, ApiError):
@@ -264,7 +260,7 @@ class Api:
             detail = escape(f"{error.code}: {error.message}")
         else:
             verdict, detail = Verdict.ERROR, "internal error; see the bot's log"
-        audit.record(self.bot.store, entry, verdict, detail=detail, operation_id=started[0] if started else None)
+        audit.record(self.bot.store, recording.request, verdict, detail=detail, operation_id=recording.operation_id)
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -498,6 +494,15 @@ def _option(body: Json, key: str, parsing_key: str) -> str | None:
     except UserError as error:
         raise ApiError("invalid_option", f"{key}: {error}") from None
     return value
+
+
+def _audit_request(request: Request) -> audit.Request:
+    """An API mutation as the audit trail describes it: who, the method and path, and the body sent."""
+    body = request.raw_body.decode("utf-8", "replace").strip()
+    name = request.args.get("name") or _field(request.raw_body, "name")
+    name = name if name and NAME_RE.fullmatch(name) else None
+    return audit.Request("api", request.actor, None, f"{request.method} {request.path} {body}".strip(),
+                         verb=request.path.rsplit("/", 1)[-1] if request.args else "create", vm_name=name)
 
 
 def _wait_seconds(query: dict[str, str]) -> float:

@@ -4,8 +4,13 @@ A handler describes the request (who, where, what they typed or pressed), decide
 and records the verdict with the operation it started, if any. Rows are only ever
 added (the Store has no update or delete for them, and the database refuses both).
 
-Which operation a request started is noted by ``lifecycle.start_operation``
-itself, through a context variable, so no verb function has to pass the id back.
+A handler handles its request inside ``recording(request)``. When the request
+starts an operation, ``lifecycle.start_operation`` writes the request's entry
+(allowed) in the same transaction as the operation: no operation exists without
+the entry saying who asked for it, even if the process dies the next moment,
+and the ack pays for one write instead of two. The handler's own ``record`` of
+that verdict then finds it written and adds nothing; through the recording it
+also learns the operation's id, so no verb function has to pass it back.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from storage.store import Store
 MAX_TEXT = 1000
 MAX_DETAIL = 2000
 
-_started: ContextVar[list[int] | None] = ContextVar("vmbot_operations_started", default=None)
+_current: ContextVar[Recording | None] = ContextVar("vmbot_audit_recording", default=None)
 
 
 @dataclass
@@ -48,22 +53,42 @@ class Request:
         return cls("button", str((body.get("user") or {}).get("id") or ""), channel, text, verb, vm_name)
 
 
+@dataclass
+class Recording:
+    """The entry of the request being handled: whether it is written yet, and with which operation."""
+
+    request: Request
+    operation_id: int | None = None  # the operation the request started, once it has
+    written: bool = False
+
+
 @contextmanager
-def operations_started() -> Iterator[list[int]]:
-    """Collect the ids of operations started inside the block (see ``note_operation``)."""
-    started: list[int] = []
-    token = _started.set(started)
+def recording(request: Request) -> Iterator[Recording]:
+    """Handle ``request`` inside this block: an operation started in it is written with its entry."""
+    current = Recording(request)
+    token = _current.set(current)
     try:
-        yield started
+        yield current
     finally:
-        _started.reset(token)
+        _current.reset(token)
 
 
-def note_operation(op_id: int) -> None:
-    """Called where operations are recorded: ties the request being handled to its operation."""
-    started = _started.get()
-    if started is not None:
-        started.append(op_id)
+def entry_for_new_operation() -> dict[str, Any] | None:
+    """The allowed entry of the request being handled, for the store to write with the operation it
+    starts (the operation's id is added there); None outside ``recording`` or once it is written."""
+    current = _current.get()
+    if current is None or current.written:
+        return None
+    return entry_values(current.request, Verdict.ALLOWED)
+
+
+def operation_started(operation_id: int, *, entry_written: bool) -> None:
+    """Called by ``lifecycle.start_operation`` once the store has written the operation (and the
+    entry, when ``entry_for_new_operation`` gave one) in one transaction."""
+    current = _current.get()
+    if current is not None:
+        current.operation_id = operation_id
+        current.written = current.written or entry_written
 
 
 def verdict_for(error: UserError) -> Verdict:
@@ -77,19 +102,30 @@ def record(
     *,
     detail: str | None = None,
     operation_id: int | None = None,
-) -> AuditEntry:
-    """Append one entry; values are cut to the columns' sizes (the text a person typed can be long)."""
-    return store.record_audit(
-        user_id=_cut(request.user_id, 64),
-        channel_id=_cut(request.channel_id, 32) if request.channel_id else None,
-        kind=request.kind,
-        text=_cut(request.text, MAX_TEXT),
-        verdict=verdict,
-        verb=request.verb[:32] if request.verb else None,
-        vm_name=request.vm_name[:63] if request.vm_name else None,
-        detail=_cut(detail, MAX_DETAIL) if detail else None,
-        operation_id=operation_id,
-    )
+) -> AuditEntry | None:
+    """Append one entry, unless it is this request's allowed entry, already written with its operation."""
+    current = _current.get()
+    if current is not None and current.request is request and current.written:
+        if verdict is Verdict.ALLOWED and detail is None and operation_id == current.operation_id:
+            return None
+    return store.record_audit(**entry_values(request, verdict, detail=detail, operation_id=operation_id))
+
+
+def entry_values(
+    request: Request, verdict: Verdict, *, detail: str | None = None, operation_id: int | None = None
+) -> dict[str, Any]:
+    """An entry's columns; values are cut to the columns' sizes (the text a person typed can be long)."""
+    return {
+        "user_id": _cut(request.user_id, 64),
+        "channel_id": _cut(request.channel_id, 32) if request.channel_id else None,
+        "kind": request.kind,
+        "text": _cut(request.text, MAX_TEXT),
+        "verdict": verdict,
+        "verb": request.verb[:32] if request.verb else None,
+        "vm_name": request.vm_name[:63] if request.vm_name else None,
+        "detail": _cut(detail, MAX_DETAIL) if detail else None,
+        "operation_id": operation_id,
+    }
 
 
 def _cut(text: str, limit: int) -> str:

@@ -115,39 +115,40 @@ def check_press(
 def confirm(bot: VmBot, body: Payload, action: Payload, verb: Verb) -> PressReply:
     """Start what the button asks for (a park or a delete), if this person may; what to answer them."""
     request, command, requested_by = read_press(body, action, verb)
-    try:
-        vm = check_press(bot, request, command, requested_by, verb)
-    except UserError as refusal:
-        audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
-        return PressReply(f":no_entry: {refusal}", replaces_question=False)
-    assert command is not None and command.name is not None
-    name = command.name
-    params = {key: command.options[key] for key in ("image", "family") if key in command.options}
-    try:
-        if "image" in params:
-            try:
-                check_image_name_free(bot.store, params["image"])
-            except Refused:
-                refuse_repeat(bot.store, click_key(body, action))  # taken by this very park, clicked twice?
-                raise
-        op = start_operation(
-            bot.store,
-            verb,
-            name,
-            requested_by=request.user_id,
-            zone=vm.zone,
-            machine_type=vm.machine_type,
-            channel=request.channel_id,
-            response_url=body.get("response_url"),
-            params=params,
-            request_key=click_key(body, action),
-        )
-    except UserError as refusal:
-        audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
-        return PressReply(f"{refusal.icon} {refusal}")
-    audit.record(bot.store, request, Verdict.ALLOWED, operation_id=op.id)
-    bot.runner.submit(bot.workflows.run, op.id)
-    return PressReply(f"{ANSWERS[verb]} `{name}`: follow the thread in <#{request.channel_id}>.")
+    with audit.recording(request):  # the operation it starts is written with its audit entry
+        try:
+            vm = check_press(bot, request, command, requested_by, verb)
+        except UserError as refusal:
+            audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
+            return PressReply(f":no_entry: {refusal}", replaces_question=False)
+        assert command is not None and command.name is not None
+        name = command.name
+        params = {key: command.options[key] for key in ("image", "family") if key in command.options}
+        try:
+            if "image" in params:
+                try:
+                    check_image_name_free(bot.store, params["image"])
+                except Refused:
+                    refuse_repeat(bot.store, click_key(body, action))  # taken by this very park, clicked twice?
+                    raise
+            op = start_operation(
+                bot.store,
+                verb,
+                name,
+                requested_by=request.user_id,
+                zone=vm.zone,
+                machine_type=vm.machine_type,
+                channel=request.channel_id,
+                response_url=body.get("response_url"),
+                params=params,
+                request_key=click_key(body, action),
+            )
+        except UserError as refusal:
+            audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
+            return PressReply(f"{refusal.icon} {refusal}")
+        audit.record(bot.store, request, Verdict.ALLOWED, operation_id=op.id)
+        bot.runner.submit(bot.workflows.run, op.id)
+        return PressReply(f"{ANSWERS[verb]} `{name}`: follow the thread in <#{request.channel_id}>.")
 
 
 def cancel(bot: VmBot, body: Payload, action: Payload, verb: Verb) -> PressReply:
@@ -168,33 +169,34 @@ def retry_operation(bot: VmBot, body: Payload, action: Payload) -> str:
     failed = bot.store.operation(int(action["value"])) if str(action.get("value", "")).isdigit() else None
     verb = failed.verb.value if failed else None
     request = audit.Request.of_button(body, action, verb=verb or "retry", vm_name=failed.vm_name if failed else None)
-    try:
-        if failed is None or failed.state is not OperationState.FAILED:
-            raise Refused("There is no failed operation to retry here.")
-        permissions.check_channel(bot.settings, request.channel_id)
-        vm = bot.store.vm(failed.vm_name)
-        if vm is not None and verb in permissions.OWNER_OR_ADMIN:
-            permissions.require_owner_or_admin(bot.settings, request.user_id, vm, verb)
-        # An image name the failed park asked for is taken now (names are never reused): let it pick one.
-        params = {k: v for k, v in failed.params.items() if not (k == "image" and bot.store.image(v) is not None)}
-        op = start_operation(
-            bot.store,
-            failed.verb,
-            failed.vm_name,
-            requested_by=request.user_id,
-            zone=vm.zone if vm else bot.settings.zone,
-            machine_type=vm.machine_type if vm else bot.settings.machine_type,
-            channel=failed.channel or request.channel_id,
-            response_url=body.get("response_url"),
-            params=params,
-            request_key=f"retry:{failed.id}",
+    with audit.recording(request):  # the operation it starts is written with its audit entry
+        try:
+            if failed is None or failed.state is not OperationState.FAILED:
+                raise Refused("There is no failed operation to retry here.")
+            permissions.check_channel(bot.settings, request.channel_id)
+            vm = bot.store.vm(failed.vm_name)
+            if vm is not None and verb in permissions.OWNER_OR_ADMIN:
+                permissions.require_owner_or_admin(bot.settings, request.user_id, vm, verb)
+            # An image name the failed park asked for is taken now (names are never reused): let it pick one.
+            params = {k: v for k, v in failed.params.items() if not (k == "image" and bot.store.image(v) is not None)}
+            op = start_operation(
+                bot.store,
+                failed.verb,
+                failed.vm_name,
+                requested_by=request.user_id,
+                zone=vm.zone if vm else bot.settings.zone,
+                machine_type=vm.machine_type if vm else bot.settings.machine_type,
+                channel=failed.channel or request.channel_id,
+                response_url=body.get("response_url"),
+                params=params,
+                request_key=f"retry:{failed.id}",
+            )
+        except UserError as refusal:
+            audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
+            return f"{refusal.icon} {refusal}"
+        audit.record(bot.store, request, Verdict.ALLOWED, operation_id=op.id)
+        bot.runner.submit(bot.workflows.run, op.id)
+        return (
+            f":repeat: Retrying the {failed.verb.value} of `{failed.vm_name}` as operation #{op.id}: "
+            f"follow the new thread in <#{op.channel}>."
         )
-    except UserError as refusal:
-        audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
-        return f"{refusal.icon} {refusal}"
-    audit.record(bot.store, request, Verdict.ALLOWED, operation_id=op.id)
-    bot.runner.submit(bot.workflows.run, op.id)
-    return (
-        f":repeat: Retrying the {failed.verb.value} of `{failed.vm_name}` as operation #{op.id}: "
-        f"follow the new thread in <#{op.channel}>."
-    )

@@ -38,7 +38,7 @@ def register(app: App, bot: VmBot) -> None:
 def handle_vm_command(bot: VmBot, payload: Payload, ack: Ack, respond: Respond) -> None:
     """Check where, parse, check who, run the verb; record the verdict in the audit trail, then ack."""
     request = audit.Request.of_command(payload)
-    with audit.operations_started() as started:
+    with audit.recording(request) as recording:
         try:
             permissions.check_channel(bot.settings, request.channel_id)
             command = parse(request.text)
@@ -52,9 +52,9 @@ def handle_vm_command(bot: VmBot, payload: Payload, ack: Ack, respond: Respond) 
             request.vm_name = request.vm_name or mentioned_vm(request.text)
         except Exception:
             audit.record(bot.store, request, Verdict.ERROR, detail="internal error; see the bot's log",
-                         operation_id=started[0] if started else None)
+                         operation_id=recording.operation_id)
             raise
-    audit.record(bot.store, request, verdict, detail=detail, operation_id=started[0] if started else None)
+        audit.record(bot.store, request, verdict, detail=detail, operation_id=recording.operation_id)
     # Queue the follow-up before acking: once Slack has its answer the work is on the runner
     # (so `runner.drain()` sees it), never still on its way there.
     if follow_up is not None:

@@ -60,6 +60,7 @@ _NEW_VM = insert(vms)
 _NEW_SIGNATURE = insert(SeenRequest.__table__)
 _PRUNE_SIGNATURES = delete(SeenRequest.__table__).where(SeenRequest.__table__.c.timestamp < bindparam("oldest"))
 _NEW_AUDIT_ENTRY = insert(AuditEntry.__table__).returning(AuditEntry.__table__.c.id)
+_AUDIT_ENTRY_OF_OPERATION = insert(AuditEntry.__table__)  # written with the operation: its id is not needed
 
 
 class ClaimLost(Exception):
@@ -229,6 +230,7 @@ class Store(HousekeepingQueries):
         response_url: str | None = None,
         params: dict[str, Any] | None = None,
         request_key: str | None = None,
+        audit_entry: dict[str, Any] | None = None,
     ) -> Operation:
         """Record an operation and claim the VM for it, atomically.
 
@@ -239,7 +241,9 @@ class Store(HousekeepingQueries):
         across threads and processes. Raises DuplicateRequest if an operation
         with the same ``request_key`` exists (the unique key decides that race).
         The new operation is leased to this process, so no other process's
-        resume picks it up before it runs.
+        resume picks it up before it runs. ``audit_entry`` (the columns of the
+        request's audit entry, bot.audit) is written in the same transaction,
+        naming the operation.
         """
         allowed = set(allowed_from)
         known_states = [state for state in allowed if state is not None]
@@ -273,6 +277,8 @@ class Store(HousekeepingQueries):
                         raise ClaimLost(vm_name)
                     db.execute(_NEW_VM, vm | {"name": vm_name, "state": VmState.CREATING, "active_operation_id": op.id,
                                               "created_at": now, "updated_at": now})
+                if audit_entry is not None:
+                    db.execute(_AUDIT_ENTRY_OF_OPERATION, audit_entry | {"at": now, "operation_id": op.id})
             return Operation(**op._asdict())
         except IntegrityError as exc:  # the name or the request key is taken
             earlier = self.operation_by_key(request_key) if request_key is not None else None

@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from bot.lifecycle import ALLOWED_FROM
 from bot.settings import REPO_ROOT
 from storage import migrate
-from storage.models import Base, ImageState, OperationState, Verb, VmState
+from storage.models import Base, ImageState, OperationState, Verb, Verdict, VmState
 from storage.store import ClaimLost, Store
 
 
@@ -40,6 +40,21 @@ def test_a_create_claims_a_new_name_once(store: Store) -> None:
     assert vm is not None and vm.state is VmState.CREATING and vm.active_operation_id == op.id
     with pytest.raises(ClaimLost):
         begin(store, Verb.CREATE, "vm-a", user="U2")
+
+
+def test_an_operation_and_its_audit_entry_are_written_together_or_not_at_all(store: Store) -> None:
+    def entry(user: str) -> dict[str, object]:
+        return {"user_id": user, "channel_id": "C1", "kind": "command", "text": "create vm-a", "verdict": Verdict.ALLOWED,
+                "verb": "create", "vm_name": "vm-a", "detail": None}
+
+    op = store.begin(Verb.CREATE, "vm-a", allowed_from=ALLOWED_FROM[Verb.CREATE], requested_by="U1",
+                     zone="us-central1-a", machine_type="e2-small", audit_entry=entry("U1"))
+    with pytest.raises(ClaimLost):  # the name is taken: neither the operation nor its entry is written
+        store.begin(Verb.CREATE, "vm-a", allowed_from=ALLOWED_FROM[Verb.CREATE], requested_by="U2",
+                    zone="us-central1-a", machine_type="e2-small", audit_entry=entry("U2"))
+
+    assert [(e.user_id, e.operation_id, e.at) for e in store.audit_log()] == [("U1", op.id, op.created_at)]
+    assert [o.requested_by for o in store.operations_for("vm-a")] == ["U1"]
 
 
 def test_ten_simultaneous_claims_yield_one_operation(store: Store) -> None:
