@@ -67,11 +67,6 @@ class JobRunner:
             held, self._held = self._held, []
         self._start(held)
 
-    @property
-    def requests_in_flight(self) -> int:
-        with self._lock:
-            return self._answering
-
     @contextmanager
     def answering(self) -> Iterator[None]:
         """Around the handling of one request, for a server that does not report requests itself."""
