@@ -11,10 +11,12 @@ row 1: p99 about 140 ms with a thread per connection, about 75 ms here).
 Two things keep this from turning into a queue behind one slow request:
 
 * A request that waits rather than computes (an API ``?wait=``, a database
-  lock) must not hold up the others. When every thread has been on its
-  request for longer than ``STALLED`` while connections are queued, the server
-  adds a thread; threads beyond ``threads`` end when the queue is empty.
-  ``serve_forever`` checks at least every poll interval (``service_actions``).
+  lock, a client that sends nothing) must not hold up the others. When every
+  thread has been on its request for longer than ``STALLED`` while connections
+  are queued, the server starts a thread for each queued connection; threads
+  beyond ``threads`` end when the queue is empty. ``serve_forever`` looks every
+  ``POLL_INTERVAL`` (``service_actions``). A connection that sends nothing for
+  ``IDLE_TIMEOUT`` is closed.
 * ``on_arrival`` and ``on_leave`` bracket each connection from its accept
   until it is answered, or until it stalls: the job runner holds new
   background work back meanwhile (``bot.runner``). All waiting connections are
@@ -23,24 +25,30 @@ Two things keep this from turning into a queue behind one slow request:
 
 from __future__ import annotations
 
+import logging
 import queue
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
+log = logging.getLogger(__name__)
+
 STALLED = 0.25  # seconds on one request after which a thread counts as waiting, not computing
+POLL_INTERVAL = 0.1  # seconds between looks for stalled requests when no connection arrives
+IDLE_TIMEOUT = 30.0  # seconds a connection may send nothing before it is closed
 
 
 @dataclass(eq=False)
 class _Connection:
     socket: socket.socket
     address: Any
-    started: float | None = None  # when a thread took it (monotonic)
-    counted: bool = field(default=True)  # between on_arrival and on_leave
+    started: float = 0.0  # when a thread took it (monotonic)
+    counted: bool = True  # between on_arrival and on_leave
 
 
 class PooledWSGIServer(WSGIServer):
@@ -65,46 +73,62 @@ class PooledWSGIServer(WSGIServer):
 
     # ---- taking connections (the serve_forever thread) ------------------------------------------
 
+    def serve_forever(self, poll_interval: float = POLL_INTERVAL) -> None:
+        super().serve_forever(poll_interval)
+
     def _handle_request_noblock(self) -> None:
         """Accept every connection that is waiting, not only the first (socketserver's way)."""
         while True:
             try:
                 request, address = self.get_request()
-            except OSError:  # BlockingIOError: none left
+            except OSError:  # BlockingIOError: none left (any other failure: the next loop tries again)
                 return
-            request.setblocking(True)
-            if self.verify_request(request, address):
+            request.settimeout(IDLE_TIMEOUT)
+            if not self.verify_request(request, address):
+                self.shutdown_request(request)
+                continue
+            try:
                 self.process_request(request, address)
-            else:
+            except Exception:  # noqa: BLE001 - as socketserver: this connection fails, the server goes on
+                self.handle_error(request, address)
                 self.shutdown_request(request)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.on_arrival()
         self._queue.put(_Connection(request, client_address))
-        self._add_thread_if_needed()
+        self._add_threads()
 
     def service_actions(self) -> None:
-        """After every accept and at least every poll interval: let stalled requests stop counting, add a thread."""
+        """After every accept and every poll interval: stalled requests stop counting; threads for the queue."""
         now = time.monotonic()
         with self._lock:
-            stalled = [c for c in self._running if c.counted and c.started is not None and now - c.started > STALLED]
-        for connection in stalled:
-            self._leave(connection)
-        self._add_thread_if_needed()
+            stalled = [c for c in self._running if c.counted and now - c.started > STALLED]
+        try:
+            for connection in stalled:
+                self._leave(connection)
+            self._add_threads()
+        except Exception:  # noqa: BLE001 - serve_forever must go on
+            log.exception("the HTTP server's housekeeping failed")
 
-    def _add_thread_if_needed(self) -> None:
+    def _add_threads(self) -> None:
+        """Core threads up to ``threads``; beyond them, one per queued connection once every thread has stalled."""
         now = time.monotonic()
         with self._lock:
             if self._workers < self.threads:
-                core = True
-            elif self._queue.empty() or len(self._running) < self._workers:
-                return  # nothing waits, or a thread is free to take it
-            elif all(c.started is not None and now - c.started > STALLED for c in self._running):
-                core = False
+                wanted, core = 1, True
+            elif len(self._running) < self._workers or any(now - c.started <= STALLED for c in self._running):
+                return  # a thread is free, or one is still computing and takes the next connection soon
             else:
+                wanted, core = self._queue.qsize(), False
+            self._workers += wanted
+        for started in range(wanted):
+            try:
+                threading.Thread(target=self._work, args=(core,), name="vmbot-http", daemon=True).start()
+            except RuntimeError:  # no thread to be had: the threads there are serve the queue
+                with self._lock:
+                    self._workers -= wanted - started
+                log.exception("could not start an HTTP thread (%s running)", self._workers)
                 return
-            self._workers += 1
-        threading.Thread(target=self._work, args=(core,), name="vmbot-http", daemon=True).start()
 
     # ---- answering (the pool's threads) ----------------------------------------------------------
 
@@ -141,6 +165,15 @@ class PooledWSGIServer(WSGIServer):
             counted, connection.counted = connection.counted, False
         if counted:
             self.on_leave()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, TimeoutError):
+            log.info("closed a connection from %s that sent nothing for %.0f s", client_address[0], IDLE_TIMEOUT)
+        elif isinstance(error, ConnectionError):
+            log.info("a connection from %s ended early: %s", client_address[0], error)
+        else:
+            log.exception("error answering %s", client_address[0])
 
     def server_close(self) -> None:
         super().server_close()

@@ -52,7 +52,7 @@ class Settings:
     database_url: str = "sqlite:///vmbot.db"
     port: int = 3000
     workers: int = 8
-    http_threads: int = 2  # threads answering HTTP in arrival order (bot.pooled_server), plus one while all wait
+    http_threads: int = 2  # threads answering HTTP in arrival order (bot.pooled_server); more while all of them wait
     operation_timeout: float = 900.0
     operation_lease: float = 60.0
     reconcile_interval: float = 600.0
