@@ -101,8 +101,11 @@ class JobRunner:
         for job in jobs:
             try:
                 queued = self._pool.submit(_run_into, job.future, job.run)
-            except RuntimeError:  # the pool was shut down meanwhile
-                job.future.cancel()
+            except RuntimeError:
+                if self._stopped:  # the pool was shut down meanwhile
+                    job.future.cancel()
+                else:  # no new thread could start; the job is queued for the threads there are
+                    log.exception("could not start a job thread")
                 continue
             queued.add_done_callback(lambda queued, job=job: queued.cancelled() and job.future.cancel())
 
