@@ -10,15 +10,18 @@ starts an operation, ``lifecycle.start_operation`` writes the request's entry
 the entry saying who asked for it, even if the process dies the next moment,
 and the ack pays for one write instead of two. The handler's own ``record`` of
 that verdict then finds it written and adds nothing; through the recording it
-also learns the operation's id, so no verb function has to pass it back.
+also learns the operation's id, so no verb function has to pass it back. A
+request that fails after starting its operation keeps that allowed entry and
+gets a second one, the error, naming the same operation.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import UsageError, UserError
@@ -60,6 +63,9 @@ class Recording:
     request: Request
     operation_id: int | None = None  # the operation the request started, once it has
     written: bool = False
+    # A job submitted inside the block runs in a copy of this context (bot.runner), on another thread:
+    # it is not this request, and what it starts is not this request's doing.
+    thread: int = field(default_factory=threading.get_ident)
 
 
 @contextmanager
@@ -73,10 +79,15 @@ def recording(request: Request) -> Iterator[Recording]:
         _current.reset(token)
 
 
+def _handled_here() -> Recording | None:
+    current = _current.get()
+    return current if current is not None and current.thread == threading.get_ident() else None
+
+
 def entry_for_new_operation() -> dict[str, Any] | None:
     """The allowed entry of the request being handled, for the store to write with the operation it
     starts (the operation's id is added there); None outside ``recording`` or once it is written."""
-    current = _current.get()
+    current = _handled_here()
     if current is None or current.written:
         return None
     return entry_values(current.request, Verdict.ALLOWED)
@@ -85,7 +96,7 @@ def entry_for_new_operation() -> dict[str, Any] | None:
 def operation_started(operation_id: int, *, entry_written: bool) -> None:
     """Called by ``lifecycle.start_operation`` once the store has written the operation (and the
     entry, when ``entry_for_new_operation`` gave one) in one transaction."""
-    current = _current.get()
+    current = _handled_here()
     if current is not None:
         current.operation_id = operation_id
         current.written = current.written or entry_written
@@ -104,7 +115,7 @@ def record(
     operation_id: int | None = None,
 ) -> AuditEntry | None:
     """Append one entry, unless it is this request's allowed entry, already written with its operation."""
-    current = _current.get()
+    current = _handled_here()
     if current is not None and current.request is request and current.written:
         if verdict is Verdict.ALLOWED and detail is None and operation_id == current.operation_id:
             return None

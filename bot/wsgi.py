@@ -60,7 +60,10 @@ def load() -> WsgiApp:
     app = wsgi_app(bot)
 
     def answering(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        # gunicorn does not tell the job runner about requests as bot.pooled_server does.
+        # gunicorn does not tell the job runner about requests as bot.pooled_server does. Only Slack's:
+        # an API `?wait=` long poll would hold every job for max_defer (the pooled server notices it stall).
+        if environ.get("PATH_INFO") != "/slack/events":
+            return app(environ, start_response)
         with bot.runner.answering():
             return app(environ, start_response)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import re
+import threading
 
 import pytest
 
+from bot import audit
 from bot.settings import Settings
 from conftest import Running, replace
 from standins.slack_driver import SlackDriver
@@ -104,3 +107,17 @@ def test_history_shows_hostile_text_as_text(driver: SlackDriver, running: Runnin
     # Every "<" left is markup the bot wrote itself: a user mention or a channel link.
     assert all(re.fullmatch(r"<[@#][UCW][A-Z0-9]+>", tag) for tag in re.findall(r"<[^>]*>", shown))
     assert shown.count("`") % 2 == 0
+
+
+def test_a_job_started_inside_a_request_is_not_that_request() -> None:
+    """The job runner runs a job in a copy of its submitter's context, so the job sees the request's
+    recording; an operation the job started must not be written as that request's doing."""
+    request = audit.Request("command", "U1", "C1", "create vm-a", verb="create", vm_name="vm-a")
+    seen: list[object] = []
+    with audit.recording(request):
+        assert audit.entry_for_new_operation() is not None  # the handler's own thread: its request
+        context = contextvars.copy_context()
+        job = threading.Thread(target=context.run, args=(lambda: seen.append(audit.entry_for_new_operation()),))
+        job.start()
+        job.join(10)
+    assert seen == [None]
