@@ -6,7 +6,7 @@ once, fifty threads share the interpreter: each answer waits for nearly all
 of them, and the switching between them costs CPU too. Two threads taking
 connections first come, first served answer the first command within a few
 milliseconds and the fiftieth after the CPU time of fifty (``python -m bench``,
-row 1: p99 about 140 ms with a thread per connection, about 75 ms here).
+row 1: p99 about 140 ms with a thread per connection, 60-75 ms here).
 
 Two things keep this from turning into a queue behind one slow request:
 
