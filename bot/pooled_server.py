@@ -156,9 +156,9 @@ class PooledWSGIServer(WSGIServer):
             self.handle_error(connection.socket, connection.address)
         finally:
             self.shutdown_request(connection.socket)
+            self._leave(connection)
             with self._lock:
                 self._running.discard(connection)
-            self._leave(connection)
 
     def _leave(self, connection: _Connection) -> None:
         with self._lock:

@@ -91,6 +91,7 @@ def test_a_burst_is_answered_by_the_pools_threads_not_one_per_connection(two_thr
     assert [a.status for a in answers] == [200] * 30
     threads = {id(thread) for _, thread in two_threads.app.answered}  # the list keeps each thread alive: no id reused
     assert len(threads) < 10, f"30 connections at once were answered by {len(threads)} threads"
+    settled(two_threads)
     assert two_threads.counter.in_flight == 0
 
 
@@ -129,6 +130,7 @@ def test_a_request_that_waits_holds_up_neither_the_others_nor_the_jobs(one_threa
     wait_until(lambda: one_thread.counter.in_flight == 0, "the waiting request to stop holding jobs back")
     one_thread.app.release.set()
     blocker.join(10)
+    settled(one_thread)
     assert [path for path, _ in one_thread.app.answered] == ["/healthz", "/wait"]
     assert one_thread.counter.in_flight == 0  # counted down once, not again when it was answered
 
@@ -166,6 +168,11 @@ def test_closing_the_server_ends_its_threads() -> None:
     for served in serve(2):
         post_all(served.url + "/", [Prepared(b"", {}, None)] * 4, method="GET")
     wait_until(lambda: threading.active_count() <= before, "the pool's threads to end")
+
+
+def settled(served: Served) -> None:
+    """Until the server's threads are done with every connection: a client has its answer a moment before."""
+    wait_until(lambda: not served.server._running, "the server to finish its connections")
 
 
 def wait_until(condition: Any, what: str, timeout: float = 10.0) -> None:
