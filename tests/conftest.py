@@ -111,6 +111,10 @@ class Running:
     events_url: str
     base_url: str
 
+    def settle(self, timeout: float = 60) -> None:
+        """Until every job the bot was given has ended, and the jobs those started (bot.runner.drain)."""
+        assert self.bot.runner.drain(timeout=timeout), "the bot's background work did not finish"
+
 
 @pytest.fixture
 def running(settings: Settings) -> Iterator[Running]:
@@ -136,4 +140,22 @@ def driver(running: Running, slack: SlackStandin) -> Iterator[SlackDriver]:
     slack_driver.close()
 
 
-__all__ = ["PROJECT", "Running", "fast_compute", "replace"]
+def create_vm(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:
+    """``/vm create NAME``, and its work to the end."""
+    driver.command(f"create {name}")
+    running.settle()
+
+
+def park_vm(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:
+    """``/vm park NAME``, its Park button pressed, and its work to the end."""
+    driver.click("park_confirm", blocks=driver.command(f"park {name}").blocks)
+    running.settle()
+
+
+def restore_vm(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:
+    """``/vm restore NAME``, and its work to the end."""
+    driver.command(f"restore {name}")
+    running.settle()
+
+
+__all__ = ["PROJECT", "Running", "create_vm", "fast_compute", "park_vm", "replace", "restore_vm"]

@@ -30,7 +30,7 @@ def silent_url() -> Iterator[str]:
 
 def test_a_press_is_acked_while_its_response_url_hangs(driver: SlackDriver, running: Running, silent_url: str) -> None:
     driver.command("create vm-a")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     question = driver.command("park vm-a")
     assert question.blocks, question.text
 
@@ -60,7 +60,7 @@ def test_an_unexpected_error_is_answered_at_once_and_apologized_for_later(
     monkeypatch.setattr(running.bot.store, "vm", broken)
     answered = driver.command("status vm-a")
     assert answered.status == 500
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     apologies = [r["text"] for r in slack.responses if "went wrong on my side" in r.get("text", "")]
     assert len(apologies) == 1 and apologies[0].startswith(":bangbang: Sorry, something went wrong on my side (ref `")
 

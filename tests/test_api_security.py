@@ -32,7 +32,7 @@ def api(running: Running) -> Iterator[ApiClient]:
 @pytest.fixture
 def slack_vm(driver: SlackDriver, running: Running) -> str:
     driver.command("create test-vm-22", user="U100")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     return "test-vm-22"
 
 
@@ -44,7 +44,7 @@ def test_a_token_may_not_park_a_vm_it_does_not_own(api: ApiClient, running: Runn
         "code": "forbidden",
         "message": "Only test-vm-22's owner U100 or an admin (deploy-bot (API)) may park it. Ask them to.",
     }
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert effects(running.bot.store) == before
     entry = running.bot.store.audit_log(limit=1)[0]
     assert (entry.kind, entry.user_id, entry.vm_name, entry.verdict) == ("api", "ci", slack_vm, Verdict.REFUSED)

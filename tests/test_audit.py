@@ -22,20 +22,16 @@ def settings(settings: Settings) -> Settings:
     return replace(settings, admins=frozenset({ADMIN}))
 
 
-def finish(running: Running) -> None:
-    assert running.bot.runner.drain(timeout=30)
-
-
 def test_every_command_and_press_is_recorded_with_its_verdict(driver: SlackDriver, running: Running) -> None:
     store = running.bot.store
     driver.command("create test-vm-22", user=OWNER)
-    finish(running)
+    running.settle()
     driver.command("crate test-vm-22", user=OWNER, channel="C200")
     driver.command(f"park test-vm-22", user=BYSTANDER)
     question = driver.command("park test-vm-22", user=OWNER)
     driver.click("park_confirm", blocks=question.blocks or [], user=BYSTANDER)
     driver.click("park_confirm", blocks=question.blocks or [], user=OWNER)
-    finish(running)
+    running.settle()
     driver.command("list", user=BYSTANDER)
 
     entries = list(reversed(store.audit_log()))
@@ -58,7 +54,7 @@ def test_every_command_and_press_is_recorded_with_its_verdict(driver: SlackDrive
 
 def test_history_shows_a_vms_trail_newest_first_in_pages(driver: SlackDriver, running: Running) -> None:
     driver.command("create test-vm-22", user=OWNER)
-    finish(running)
+    running.settle()
     for i in range(11):  # refused attempts by a bystander: 1 create + 11 = 12 entries
         driver.command("restore test-vm-22", user=f"U9{i:02d}")
     driver.command("status other-vm", user=OWNER)  # another VM's trail
@@ -93,7 +89,7 @@ def test_history_shows_a_vms_trail_newest_first_in_pages(driver: SlackDriver, ru
 
 def test_history_shows_hostile_text_as_text(driver: SlackDriver, running: Running) -> None:
     driver.command("create test-vm-22", user=OWNER)
-    finish(running)
+    running.settle()
     hostile = "park test-vm-22 <!channel> <@U0BOSS> <http://evil.example|click me> `code` &amp;"
     reply = driver.command(hostile, user=BYSTANDER)
     assert "got more than I expected" in reply.text

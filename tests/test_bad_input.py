@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PROJECT, Running
+from conftest import PROJECT, Running, park_vm
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
@@ -15,13 +15,7 @@ ZONE = "us-central1-a"
 
 def make_vm(driver: SlackDriver, running: Running, name: str = "test-vm-22") -> None:
     driver.command(f"create {name}")
-    assert running.bot.runner.drain(timeout=30)
-
-
-def park(driver: SlackDriver, running: Running, name: str = "test-vm-22") -> None:
-    question = driver.command(f"park {name}")
-    driver.click("park_confirm", blocks=question.blocks)
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
 
 @pytest.mark.parametrize(
@@ -65,7 +59,7 @@ def test_create_of_a_name_taken_in_gcp_is_refused_without_a_thread(
     before = gcp.instance(PROJECT, ZONE, "someone-elses")
     reply = driver.command("create someone-elses")
     assert reply.status == 200
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
     refusal = slack.responses[-1]
     assert "already exists in project `vmbot-test`" in refusal["text"] and "Pick another name" in refusal["text"]
@@ -83,7 +77,7 @@ def test_park_of_a_parked_vm_and_restore_of_a_running_one(driver: SlackDriver, g
     make_vm(driver, running)
     reply = driver.command("restore test-vm-22")
     assert "`test-vm-22` is running, so there is nothing to restore. To park it: `/vm park test-vm-22`." in reply.text
-    park(driver, running)
+    park_vm(driver, running, "test-vm-22")
     gcp.clear_requests()
     reply = driver.command("park test-vm-22")
     assert "`test-vm-22` is already parked. To bring it back: `/vm restore test-vm-22`." in reply.text
@@ -109,7 +103,7 @@ def test_park_or_restore_while_an_operation_runs(
     assert slack.wait_for(lambda: any("Already on it" in r.get("text", "") for r in slack.responses))
 
     gcp.release_operations()
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     ops = running.bot.store.operations_for("test-vm-22")
     assert [(o.verb.value, o.state) for o in ops] == [("park", OperationState.SUCCEEDED), ("create", OperationState.SUCCEEDED)]
 
@@ -131,9 +125,9 @@ def test_a_command_that_says_payload_is_still_a_command(driver: SlackDriver, gcp
     """slack_bolt reads any form with the text "payload" in it as an interaction (bot.server.SlackFormHandler)."""
     ack = driver.command("create payload-api")
     assert ack.status == 200 and ack.text.startswith(":rocket: Creating `payload-api`")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert gcp.instance(PROJECT, "us-central1-a", "payload-api")["status"] == "RUNNING"
     question = driver.command("park payload-api")
     assert driver.click("park_confirm", blocks=question.blocks).status == 200, "and a click still is a click"
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert running.bot.store.vm("payload-api").state is VmState.PARKED

@@ -9,7 +9,7 @@ import pytest
 
 from bot.settings import Settings
 from bot.sweeper import Sweeper
-from conftest import PROJECT, Running
+from conftest import PROJECT, Running, create_vm, park_vm
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import Reply, SlackDriver
@@ -21,20 +21,6 @@ ZONE = "us-central1-a"
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return replace(settings, admins=frozenset({"UADMIN"}))
-
-
-def done(running: Running) -> None:
-    assert running.bot.runner.drain(timeout=30)
-
-
-def create(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:
-    driver.command(f"create {name}")
-    done(running)
-
-
-def park(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:
-    driver.click("park_confirm", blocks=driver.command(f"park {name}").blocks)
-    done(running)
 
 
 def last_reply(slack: SlackStandin, channel: str = "C100") -> str:
@@ -49,10 +35,10 @@ def buttons(reply: Reply) -> list[str]:
 def test_delete_a_running_vm_after_confirming_then_reuse_its_name(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
-    create(driver, running)
-    park(driver, running)
+    create_vm(driver, running)
+    park_vm(driver, running)
     driver.command("restore vm-a")
-    done(running)
+    running.settle()
     image = running.bot.store.newest_image("vm-a")
 
     question = driver.command("delete vm-a")
@@ -62,7 +48,7 @@ def test_delete_a_running_vm_after_confirming_then_reuse_its_name(
 
     pressed = driver.click("delete_confirm", blocks=question.blocks)
     assert pressed.status == 200
-    done(running)
+    running.settle()
 
     assert gcp.instance(PROJECT, ZONE, "vm-a") is None and gcp.disk(PROJECT, ZONE, "vm-a") is None
     vm = running.bot.store.vm("vm-a")
@@ -84,19 +70,19 @@ def test_delete_a_running_vm_after_confirming_then_reuse_its_name(
     report = Sweeper(running.bot.store, running.bot.compute, keep=1, grace=0).sweep()
     assert [name for name, _ in report.deleted.samples] == [image.name] and gcp.images(PROJECT) == []
 
-    create(driver, running)
+    create_vm(driver, running)
     assert running.bot.store.vm("vm-a").state is VmState.RUNNING
 
 
 def test_delete_a_parked_vm_lets_its_images_go_and_touches_no_instance(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
-    create(driver, running)
-    park(driver, running)
+    create_vm(driver, running)
+    park_vm(driver, running)
     gcp.clear_requests()
 
     driver.click("delete_confirm", blocks=driver.command("delete vm-a").blocks)
-    done(running)
+    running.settle()
 
     assert [r for r in gcp.requests if r.method == "DELETE"] == []
     assert running.bot.store.vm("vm-a").state is VmState.DELETED
@@ -105,39 +91,39 @@ def test_delete_a_parked_vm_lets_its_images_go_and_touches_no_instance(
 
 
 def test_cancel_changes_nothing(driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running) -> None:
-    create(driver, running)
+    create_vm(driver, running)
     question = driver.command("delete vm-a")
     assert driver.click("delete_cancel", blocks=question.blocks).status == 200
-    done(running)
+    running.settle()
     assert gcp.instance(PROJECT, ZONE, "vm-a")["status"] == "RUNNING"
     assert running.bot.store.vm("vm-a").state is VmState.RUNNING
     assert any(r.get("text") == "Cancelled: `vm-a` stays as it is." for r in slack.responses)
 
 
 def test_a_double_click_deletes_once(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> None:
-    create(driver, running)
+    create_vm(driver, running)
     question = driver.command("delete vm-a")
     first = driver.click("delete_confirm", blocks=question.blocks)
     second = driver.click("delete_confirm", blocks=question.blocks)
-    done(running)
+    running.settle()
     assert first.status == second.status == 200
     deletes = [op for op in running.bot.store.operations_for("vm-a") if op.verb.value == "delete"]
     assert len(deletes) == 1 and deletes[0].state is OperationState.SUCCEEDED
 
 
 def test_only_the_owner_or_an_admin_may_delete(driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running) -> None:
-    create(driver, running)  # owned by U100
+    create_vm(driver, running)  # owned by U100
     refused = driver.command("delete vm-a", user="U999")
     assert refused.text == ":warning: Only `vm-a`'s owner <@U100> or an admin (<@UADMIN>) may delete it. Ask them to."
     question = driver.command("delete vm-a")
     bystander = driver.click("delete_confirm", blocks=question.blocks, user="U999")
-    done(running)
+    running.settle()
     assert bystander.status == 200 and gcp.instance(PROJECT, ZONE, "vm-a") is not None
     assert any(r.get("text", "").startswith(":no_entry:") for r in slack.responses)
 
     admin_question = driver.command("delete vm-a", user="UADMIN")
     driver.click("delete_confirm", blocks=admin_question.blocks, user="UADMIN")
-    done(running)
+    running.settle()
     assert running.bot.store.vm("vm-a").state is VmState.DELETED
 
 
@@ -148,7 +134,7 @@ def test_what_cannot_be_deleted_is_refused_with_what_to_do(driver: SlackDriver, 
     driver.command("create vm-b")
     busy = driver.command("delete vm-b").text
     gcp.release_operations()
-    done(running)
+    running.settle()
     assert busy.startswith(":warning: `vm-b` is busy: <@U100> is running a create on it")
     assert "delete" in driver.command("help").text
 
@@ -156,10 +142,10 @@ def test_what_cannot_be_deleted_is_refused_with_what_to_do(driver: SlackDriver, 
 def test_gcp_refusing_the_delete_leaves_the_vm_running_with_a_retry_button(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
-    create(driver, running)
+    create_vm(driver, running)
     gcp.fail_operation("DELETE", r"/instances/vm-a$", code="PERMISSION_DENIED", message="Required 'compute.instances.delete' permission")
     driver.click("delete_confirm", blocks=driver.command("delete vm-a").blocks)
-    done(running)
+    running.settle()
 
     assert gcp.instance(PROJECT, ZONE, "vm-a") is not None
     assert running.bot.store.vm("vm-a").state is VmState.RUNNING
@@ -169,6 +155,6 @@ def test_gcp_refusing_the_delete_leaves_the_vm_running_with_a_retry_button(
     assert retry["action_id"] == "operation_retry" and "for good" in retry["confirm"]["text"]["text"]
 
     driver.click("operation_retry", blocks=reply.blocks, is_ephemeral=False)
-    done(running)
+    running.settle()
     assert gcp.instance(PROJECT, ZONE, "vm-a") is None
     assert running.bot.store.vm("vm-a").state is VmState.DELETED

@@ -21,10 +21,6 @@ CHANNEL = "C100"
 STARTUP_SCRIPT = (Path(__file__).parent.parent / "startup-script.py").read_text()
 
 
-def finish(running: Running) -> None:
-    assert running.bot.runner.drain(timeout=30), "the operation did not finish"
-
-
 def newest_thread(slack: SlackStandin, channel: str = CHANNEL) -> list[Message]:
     root = slack.messages(channel)[-1]
     return slack.thread(channel, root.ts)
@@ -38,7 +34,7 @@ def test_create_park_restore_park_again(driver: SlackDriver, slack: SlackStandin
     ack = driver.command("create test-vm-22")
     assert ack.status == 200 and ack.in_time
     assert "Creating `test-vm-22`" in ack.text
-    finish(running)
+    running.settle()
 
     root, *replies = newest_thread(slack)
     assert root.edits == 1, "the thread root is updated in place when the work ends"
@@ -64,7 +60,7 @@ def test_create_park_restore_park_again(driver: SlackDriver, slack: SlackStandin
     assert gcp.instance(PROJECT, ZONE, "test-vm-22")["status"] == "RUNNING", "asking changes nothing"
     pressed = driver.click("park_confirm", blocks=question.blocks)
     assert pressed.status == 200 and pressed.in_time
-    finish(running)
+    running.settle()
 
     assert gcp.instance(PROJECT, ZONE, "test-vm-22") is None
     first_images = gcp.images(PROJECT)
@@ -85,7 +81,7 @@ def test_create_park_restore_park_again(driver: SlackDriver, slack: SlackStandin
     # --- /vm restore --------------------------------------------------------------------
     ack = driver.command("restore test-vm-22")
     assert "Restoring `test-vm-22`" in ack.text
-    finish(running)
+    running.settle()
     instance = gcp.instance(PROJECT, ZONE, "test-vm-22")
     assert instance["status"] == "RUNNING" and instance["machineType"].endswith("/machineTypes/e2-small")
     assert gcp.disk(PROJECT, ZONE, "test-vm-22")["sourceImage"].endswith(f"/global/images/{first['name']}")
@@ -98,7 +94,7 @@ def test_create_park_restore_park_again(driver: SlackDriver, slack: SlackStandin
     # --- park again: the first image becomes dirty ------------------------------------------
     question = driver.command("park test-vm-22")
     driver.click("park_confirm", blocks=question.blocks)
-    finish(running)
+    running.settle()
     names = sorted(image["name"] for image in gcp.images(PROJECT))
     assert len(names) == 2
     states = {i.name: i.state for i in store.images("test-vm-22")}

@@ -31,7 +31,7 @@ def settings(settings: Settings) -> Settings:
 
 def create_vm(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:
     driver.command(f"create {name}")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert running.bot.store.vm(name).state is VmState.RUNNING
 
 
@@ -55,7 +55,7 @@ def test_a_redelivered_slash_command_makes_one_operation(
         assert "Creating `vm-a`" in first.text
         assert again.status == 200 and again.in_time
         assert "Already on it" in again.text and "<@U100> asked to create `vm-a`" in again.text
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     late = driver.command("create vm-a", trigger_id="111.222.abc", retry_num=2, retry_reason="http_timeout")
     assert "Already done" in late.text and "succeeded" in late.text
     ops = running.bot.store.operations_for("vm-a")
@@ -77,7 +77,7 @@ def test_ten_clicks_on_one_park_confirmation_park_once(
     already = [answer for answer in answers if "Already on it" in answer]
     assert len(already) == 9, answers
     assert all("<@U100> asked to park `vm-a`" in a and "<#C100>" in a for a in already)
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     parks = [op for op in running.bot.store.operations_for("vm-a") if op.verb is Verb.PARK]
     assert [op.state for op in parks] == [OperationState.SUCCEEDED]
     assert len(gcp_operations(gcp, "stop", "/instances/vm-a")) == 1
@@ -102,7 +102,7 @@ def test_ten_people_confirming_at_once_make_one_park_and_the_rest_are_told_who(
         if user != winners[0]:
             assert f"`vm-a` is busy: <@{winners[0]}> is running a park on it" in answer, answer
             assert "see the thread in <#C100>" in answer
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     parks = [op for op in running.bot.store.operations_for("vm-a") if op.verb is Verb.PARK]
     assert len(parks) == 1 and parks[0].requested_by == winners[0]
     assert_nothing_orphaned(gcp, running.bot.store)
@@ -114,7 +114,7 @@ def test_park_and_restore_racing_one_wins_the_other_is_refused(
     create_vm(driver, running)
     stale_question = driver.command("park vm-a", user="U300").blocks  # asked while it was running
     driver.click("park_confirm", blocks=driver.command("park vm-a").blocks)
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert running.bot.store.vm("vm-a").state is VmState.PARKED
 
     with held(gcp), ThreadPoolExecutor(2) as pool:
@@ -125,7 +125,7 @@ def test_park_and_restore_racing_one_wins_the_other_is_refused(
     assert "Restoring `vm-a`" in restore_ack.text
     assert "Parking" not in park_answer
     assert "is already parked" in park_answer or "<@U301> is running a restore on it" in park_answer, park_answer
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     ops = running.bot.store.operations_for("vm-a", limit=10)
     assert [(op.verb, op.state) for op in reversed(ops)] == [
         (Verb.CREATE, OperationState.SUCCEEDED),

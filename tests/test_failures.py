@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import PROJECT, Running
+from conftest import PROJECT, Running, create_vm, park_vm
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
@@ -16,20 +16,9 @@ def last_reply(slack: SlackStandin) -> str:
     return slack.thread("C100", root.ts)[-1].text
 
 
-def create(driver: SlackDriver, running: Running) -> None:
-    driver.command("create test-vm-22")
-    assert running.bot.runner.drain(timeout=30)
-
-
-def park(driver: SlackDriver, running: Running) -> None:
-    question = driver.command("park test-vm-22")
-    driver.click("park_confirm", blocks=question.blocks)
-    assert running.bot.runner.drain(timeout=30)
-
-
 def test_create_refused_by_quota_leaves_no_vm(driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running) -> None:
     gcp.fail_operation("POST", r"/instances$", code="QUOTA_EXCEEDED", message="Quota 'CPUS' exceeded. Limit: 8.0 in region us-central1.")
-    create(driver, running)
+    create_vm(driver, running, "test-vm-22")
     assert last_reply(slack) == (
         "Create of `test-vm-22` failed while creating the instance. "
         "GCP said: _Quota 'CPUS' exceeded. Limit: 8.0 in region us-central1._. `test-vm-22` does not exist."
@@ -41,16 +30,16 @@ def test_create_refused_by_quota_leaves_no_vm(driver: SlackDriver, slack: SlackS
     op = running.bot.store.operations_for("test-vm-22")[0]
     assert op.state is OperationState.FAILED and "Quota 'CPUS' exceeded" in (op.error or "")
     # the name is free again
-    create(driver, running)
+    create_vm(driver, running, "test-vm-22")
     assert running.bot.store.vm("test-vm-22").state is VmState.RUNNING
 
 
 def test_image_failure_leaves_the_vm_stopped_and_recorded(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
-    create(driver, running)
+    create_vm(driver, running, "test-vm-22")
     gcp.fail_operation("POST", r"/global/images$", code="QUOTA_EXCEEDED", message="Quota 'IMAGES' exceeded.")
-    park(driver, running)
+    park_vm(driver, running, "test-vm-22")
     assert last_reply(slack) == (
         "Parking `test-vm-22` failed while imaging its boot disk. GCP said: _Quota 'IMAGES' exceeded._. "
         "`test-vm-22` is stopped and still exists; no image was kept. `/vm park test-vm-22` tries again."
@@ -65,7 +54,7 @@ def test_image_failure_leaves_the_vm_stopped_and_recorded(
     assert all(s.gcp_operation for s in steps), "each step records the GCP operation that carried it"
 
     # parking again from STOPPED skips the stop and finishes the job
-    park(driver, running)
+    park_vm(driver, running, "test-vm-22")
     assert gcp.instance(PROJECT, ZONE, "test-vm-22") is None
     assert store.vm("test-vm-22").state is VmState.PARKED
     assert [i.state for i in store.images("test-vm-22")] == [ImageState.FAILED, ImageState.READY]
@@ -73,7 +62,7 @@ def test_image_failure_leaves_the_vm_stopped_and_recorded(
 
 def test_a_transient_503_is_retried_by_the_adapter(driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running) -> None:
     gcp.fail_request("POST", r"/instances$", status=503, reason="backendError", times=2)
-    create(driver, running)
+    create_vm(driver, running, "test-vm-22")
     assert "is created" in last_reply(slack)
     inserts = [r for r in gcp.requests if r.method == "POST" and r.path.endswith("/instances")]
     assert [r.status for r in inserts] == [503, 503, 200]
@@ -84,12 +73,12 @@ def test_a_transient_503_is_retried_by_the_adapter(driver: SlackDriver, slack: S
 def test_restore_from_an_image_deleted_outside_the_bot(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
-    create(driver, running)
-    park(driver, running)
+    create_vm(driver, running, "test-vm-22")
+    park_vm(driver, running, "test-vm-22")
     image = running.bot.store.newest_image("test-vm-22")
     running.bot.compute.delete_image(image.name)  # someone cleaned up in the console
     driver.command("restore test-vm-22")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     reply = last_reply(slack)
     assert reply.startswith("Restore of `test-vm-22` failed while creating the instance. GCP said: _")
     assert image.name in reply and reply.endswith("`test-vm-22` is still parked.")

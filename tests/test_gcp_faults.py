@@ -8,7 +8,7 @@ import pytest
 
 from bot.gce import Compute
 from bot.settings import Settings
-from conftest import PROJECT, Running
+from conftest import PROJECT, Running, create_vm, park_vm, restore_vm
 from durable_support import CHANNEL, ZONE, assert_nothing_orphaned, serve
 from standins.compute import ComputeStandin
 from standins.slack_api import Message, SlackStandin
@@ -18,35 +18,16 @@ from storage.models import ImageState, OperationState, Verb, VmState
 QUOTA = "Quota 'CPUS' exceeded.  Limit: 8.0 in region us-central1."
 
 
-def settle(running: Running) -> None:
-    assert running.bot.runner.drain(timeout=60), "the operation did not finish"
-
-
 def last_thread(slack: SlackStandin) -> list[Message]:
     root = slack.messages(CHANNEL)[-1]
     return slack.thread(CHANNEL, root.ts)
-
-
-def create(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:
-    driver.command(f"create {name}")
-    settle(running)
-
-
-def park(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:
-    driver.click("park_confirm", blocks=driver.command(f"park {name}").blocks)
-    settle(running)
-
-
-def restore(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:
-    driver.command(f"restore {name}")
-    settle(running)
 
 
 def press_retry(driver: SlackDriver, slack: SlackStandin, running: Running, user: str = "U100") -> str:
     """Press `retry` on the failed operation's last thread message; return what the presser was told."""
     final = last_thread(slack)[-1]
     reply = driver.click("operation_retry", blocks=final.blocks, user=user, is_ephemeral=False, message_ts=final.ts)
-    settle(running)
+    running.settle()
     url_id = (reply.response_url or "").rsplit("/", 1)[-1]
     assert slack.wait_for(lambda: any(r.get("url_id") == url_id for r in slack.responses))
     return next(r["text"] for r in slack.responses if r.get("url_id") == url_id)
@@ -64,10 +45,10 @@ def test_a_fifth_of_all_calls_failing_with_503_changes_nothing_in_the_outcome(
 ) -> None:
     gcp.operation_seconds = 0.01  # so every operation is waited for, and the waits fail too
     gcp.fail_randomly(0.2, seed=20, status=503, reason="backendError")
-    create(driver, running)
-    park(driver, running)
-    restore(driver, running)
-    park(driver, running)
+    create_vm(driver, running)
+    park_vm(driver, running)
+    restore_vm(driver, running)
+    park_vm(driver, running)
     gcp.fail_randomly(0)
 
     failed = [r for r in gcp.requests if r.status == 503]
@@ -91,8 +72,8 @@ def test_a_burst_of_transient_errors_on_every_kind_of_call_is_ridden_out(
     for method, path in (("GET", r"/instances/vm-a$"), ("POST", r"/instances$"), ("POST", r"/wait$"),
                          ("POST", r"/stop$"), ("POST", r"/global/images$"), ("DELETE", r"/instances/vm-a$")):  # fmt: skip
         gcp.fail_request(method, path, status=status, reason=reason, times=3)
-    create(driver, running)
-    park(driver, running)
+    create_vm(driver, running)
+    park_vm(driver, running)
     assert states(running) == [(Verb.CREATE, OperationState.SUCCEEDED), (Verb.PARK, OperationState.SUCCEEDED)]
     assert sum(r.status == status for r in gcp.requests) == 18
     assert_nothing_orphaned(gcp, running.bot.store)
@@ -130,7 +111,7 @@ def test_create_refused_for_quota_leaves_nothing_and_retry_creates(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
     gcp.fail_operation("POST", r"/instances$", code="QUOTA_EXCEEDED", message=QUOTA)
-    create(driver, running)
+    create_vm(driver, running)
     final = last_thread(slack)[-1]
     assert final.text == (
         f"Create of `vm-a` failed while creating the instance. GCP said: _{QUOTA}_. `vm-a` does not exist."
@@ -158,9 +139,9 @@ def test_each_park_step_failing_once_leaves_a_true_record_and_retry_finishes_the
     method: str, path: str, step: str, leaves: str, state: VmState,
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running,
 ) -> None:  # fmt: skip
-    create(driver, running)
+    create_vm(driver, running)
     gcp.fail_operation(method, path, code="QUOTA_EXCEEDED", message=QUOTA)
-    park(driver, running)
+    park_vm(driver, running)
     final = last_thread(slack)[-1]
     assert f"Parking `vm-a` failed while {step}. GCP said: _{QUOTA}_. `vm-a` {leaves}" in final.text
     assert running.bot.store.vm("vm-a").state is state
@@ -178,11 +159,11 @@ def test_each_park_step_failing_once_leaves_a_true_record_and_retry_finishes_the
 def test_restore_failing_leaves_the_vm_parked_and_retry_restores(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
-    create(driver, running)
-    park(driver, running)
+    create_vm(driver, running)
+    park_vm(driver, running)
     gcp.fail_operation("POST", r"/instances$", code="ZONE_RESOURCE_POOL_EXHAUSTED",
                        message="The zone 'us-central1-a' does not have enough resources available.")  # fmt: skip
-    restore(driver, running)
+    restore_vm(driver, running)
     assert "`vm-a` is still parked" in last_thread(slack)[-1].text
     assert running.bot.store.vm("vm-a").state is VmState.PARKED
     assert_nothing_orphaned(gcp, running.bot.store)
@@ -204,9 +185,9 @@ def test_a_permanent_api_error_is_not_retried_and_says_what_gcp_said(
     status: int, reason: str, message: str,
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running,
 ) -> None:  # fmt: skip
-    create(driver, running)
+    create_vm(driver, running)
     gcp.fail_request("POST", r"/stop$", status=status, reason=reason, message=message, times=1)
-    park(driver, running)
+    park_vm(driver, running)
     assert [r.status for r in gcp.requests if r.path.endswith("/stop")] == [status], "asked once, not retried"
     final = last_thread(slack)[-1]
     assert f"Parking `vm-a` failed while stopping the VM. GCP said: _{message}_" in final.text
@@ -218,14 +199,14 @@ def test_a_permanent_api_error_is_not_retried_and_says_what_gcp_said(
 def test_retry_gets_the_checks_of_a_fresh_request_and_works_once(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
-    create(driver, running)
+    create_vm(driver, running)
     gcp.fail_operation("POST", r"/stop$", code="QUOTA_EXCEEDED", message=QUOTA)
-    park(driver, running)
+    park_vm(driver, running)
     failed = last_thread(slack)[-1]
     driver.click("park_confirm", blocks=driver.command("park vm-a").blocks)  # parked by hand meanwhile
-    settle(running)
+    running.settle()
     reply = driver.click("operation_retry", blocks=failed.blocks, is_ephemeral=False, message_ts=failed.ts)
-    settle(running)
+    running.settle()
     url_id = (reply.response_url or "").rsplit("/", 1)[-1]
     assert slack.wait_for(lambda: any(r.get("url_id") == url_id for r in slack.responses))
     told = next(r["text"] for r in slack.responses if r.get("url_id") == url_id)
@@ -234,13 +215,12 @@ def test_retry_gets_the_checks_of_a_fresh_request_and_works_once(
     assert_nothing_orphaned(gcp, running.bot.store)
 
 
-
 def test_retry_by_someone_who_may_not_park_is_refused_and_audited(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
-    create(driver, running)
+    create_vm(driver, running)
     gcp.fail_operation("POST", r"/stop$", code="QUOTA_EXCEEDED", message=QUOTA)
-    park(driver, running)
+    park_vm(driver, running)
     told = press_retry(driver, slack, running, user="U999")
     assert told == ":warning: Only `vm-a`'s owner <@U100> may park it. Ask them to."
     assert [verb for verb, _ in states(running)] == [Verb.CREATE, Verb.PARK], "no new operation"

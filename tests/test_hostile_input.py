@@ -117,7 +117,7 @@ def settings(settings: Settings) -> Settings:
 def seeded(driver: SlackDriver, running: Running) -> SlackDriver:
     """One running VM, test-vm-22, owned by U100, for the generated commands to aim at."""
     assert "Creating" in driver.command("create test-vm-22", user=OWNER).text
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     return driver
 
 
@@ -140,7 +140,7 @@ def test_any_command_text_gets_a_clear_answer_and_only_valid_ones_act(
     command = valid(text)
 
     reply = seeded.command(text, user=user)
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
     assert reply.status == 200, f"HTTP {reply.status} for {text!r}"
     shown = shown_text(reply)
@@ -187,6 +187,6 @@ def test_strict_parsing_rules(text: str, message: str) -> None:
 def test_a_name_with_a_newline_creates_nothing(seeded: SlackDriver, running: Running, gcp: ComputeStandin) -> None:
     before, requests = effects(running.bot.store), len(gcp.requests)
     reply = seeded.command('create "brand-new\n"')
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert reply.text.startswith(":warning: `brand-new") and "is not a valid VM name" in reply.text
     assert effects(running.bot.store) == before and len(gcp.requests) == requests

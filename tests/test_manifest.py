@@ -56,10 +56,10 @@ def test_every_web_api_call_is_covered_by_a_scope(
 ) -> None:
     """A create and a park, then every method the bot called must be granted by the manifest."""
     driver.command("create scope-vm")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     question = driver.command("park scope-vm")
     driver.click("park_confirm", blocks=question.blocks or [])
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
     called = {call.method for call in slack.calls}
     assert {"chat.postMessage", "chat.update"} <= called

@@ -21,7 +21,7 @@ def test_a_create_where_the_bot_is_not_invited_still_creates_and_says_how_to_inv
 
     ack = driver.command("create vm-out", channel="C777")
     assert ack.status == 200 and "Creating `vm-out`" in ack.text
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
     assert gcp.instance(PROJECT, "us-central1-a", "vm-out")["status"] == "RUNNING"
     assert running.bot.store.vm("vm-out").state is VmState.RUNNING
@@ -36,6 +36,6 @@ def test_a_channel_the_bot_is_in_gets_its_thread_and_no_hint(
 ) -> None:
     slack.keep_out("C777")
     driver.command("create vm-in", channel="C100")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert len(slack.messages("C100")) == 1
     assert not [r for r in slack.responses if "/invite" in r.get("text", "")]

@@ -25,11 +25,11 @@ def test_a_park_waits_on_each_gcp_operation_once_and_never_polls(
 ) -> None:
     gcp.operation_seconds = 0.05  # long enough that no operation is DONE when it is answered
     driver.command("create test-vm-1")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     question = driver.command("park test-vm-1")
     start = len(gcp.requests)
     driver.click("park_confirm", blocks=question.blocks)
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
     calls = [(r.method, route(r.path)) for r in gcp.requests[start:]]
     mutations = [i for i, (method, path) in enumerate(calls) if method != "GET" and not path.endswith("/wait")]

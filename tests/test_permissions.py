@@ -31,12 +31,8 @@ def settings(settings: Settings) -> Settings:
 def vm(driver: SlackDriver, running: Running) -> str:
     """test-vm-22, running, owned by U100."""
     assert "Creating" in driver.command("create test-vm-22", user=OWNER).text
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     return "test-vm-22"
-
-
-def finish(running: Running) -> None:
-    assert running.bot.runner.drain(timeout=30)
 
 
 def mutations(gcp: ComputeStandin) -> list[str]:
@@ -55,28 +51,28 @@ def test_a_bystander_may_not_park_or_restore_and_is_told_who_can(
     assert reply.text == (
         f":warning: Only `{vm}`'s owner <@{OWNER}> or an admin (<@{ADMIN}>) may park it. Ask them to."
     )
-    finish(running)
+    running.settle()
     assert effects(store) == before and mutations(gcp) == gcp_before
     assert store.audit_log(limit=1)[0].verdict is Verdict.REFUSED
 
     # Parked by its owner, it may not be restored by the bystander either.
     question = driver.command(f"park {vm}", user=OWNER)
     driver.click("park_confirm", blocks=question.blocks or [], user=OWNER)
-    finish(running)
+    running.settle()
     assert store.vm(vm).state is VmState.PARKED
     reply = driver.command(f"restore {vm}", user=BYSTANDER)
     assert "may restore it" in reply.text and f"<@{OWNER}>" in reply.text
-    finish(running)
+    running.settle()
     assert store.vm(vm).state is VmState.PARKED and gcp.instance(PROJECT, ZONE, vm) is None
 
 
 def test_an_admin_may_park_and_restore_anyones_vm(driver: SlackDriver, running: Running, gcp: ComputeStandin, vm: str) -> None:
     question = driver.command(f"park {vm}", user=ADMIN)
     assert driver.click("park_confirm", blocks=question.blocks or [], user=ADMIN).status == 200
-    finish(running)
+    running.settle()
     assert running.bot.store.vm(vm).state is VmState.PARKED
     assert "Restoring" in driver.command(f"restore {vm}", user=ADMIN).text
-    finish(running)
+    running.settle()
     assert gcp.instance(PROJECT, ZONE, vm)["status"] == "RUNNING"
     assert running.bot.store.vm(vm).owner == OWNER, "acting on a VM does not take it over"
 
@@ -94,7 +90,7 @@ def test_a_bystanders_click_on_someone_elses_question_is_refused_and_changes_not
     before, gcp_before = effects(store), mutations(gcp)
 
     assert press(driver, question, button, BYSTANDER).status == 200
-    finish(running)
+    running.settle()
 
     assert effects(store) == before and mutations(gcp) == gcp_before
     assert gcp.instance(PROJECT, ZONE, vm)["status"] == "RUNNING"
@@ -108,7 +104,7 @@ def test_a_bystanders_click_on_someone_elses_question_is_refused_and_changes_not
 
     # The person who asked can still answer their question.
     press(driver, question, button, OWNER)
-    finish(running)
+    running.settle()
     expected = VmState.PARKED if button == "park_confirm" else VmState.RUNNING
     assert store.vm(vm).state is expected
 
@@ -116,7 +112,7 @@ def test_a_bystanders_click_on_someone_elses_question_is_refused_and_changes_not
 def test_an_admin_may_confirm_a_park_someone_else_asked_for(driver: SlackDriver, running: Running, vm: str) -> None:
     question = driver.command(f"park {vm}", user=OWNER)
     press(driver, question, "park_confirm", ADMIN)
-    finish(running)
+    running.settle()
     op = running.bot.store.operations_for(vm, limit=1)[0]
     assert op.verb.value == "park" and op.requested_by == ADMIN
     assert running.bot.store.vm(vm).state is VmState.PARKED
@@ -126,14 +122,14 @@ def test_the_owner_may_not_press_a_question_an_admin_asked(driver: SlackDriver, 
     """The button belongs to whoever asked; owning the VM does not make someone else's question yours."""
     question = driver.command(f"park {vm}", user=ADMIN)
     press(driver, question, "park_confirm", OWNER)
-    finish(running)
+    running.settle()
     assert running.bot.store.vm(vm).state is VmState.RUNNING
     assert f"This button is <@{ADMIN}>'s" in slack.responses[-1]["text"]
 
 
 def test_anyone_may_create_and_look(driver: SlackDriver, running: Running, vm: str) -> None:
     assert "Creating `other-vm`" in driver.command("create other-vm", user=BYSTANDER).text
-    finish(running)
+    running.settle()
     assert running.bot.store.vm("other-vm").owner == BYSTANDER
     assert "test-vm-22" in driver.command("list", user=BYSTANDER).text
     assert "Looking up `test-vm-22`" in driver.command(f"status {vm}", user=BYSTANDER).text
@@ -144,12 +140,12 @@ def test_only_admins_may_sweep(driver: SlackDriver, running: Running, slack: Sla
     before = effects(store)
     for text in ("sweep", "sweep dry-run"):
         assert driver.command(text, user=OWNER).text == ":warning: Only admins may use `/vm sweep`: <@UADMIN>."
-    finish(running)
+    running.settle()
     assert effects(store) == before and len(gcp.requests) == gcp_requests
     assert len(slack.calls_to("chat.postMessage")) == posted
     assert [e.verdict for e in store.audit_log(limit=2)] == [Verdict.REFUSED, Verdict.REFUSED]
     assert "Sweeping dirty images now" in driver.command("sweep", user=ADMIN).text
-    finish(running)
+    running.settle()
 
 
 class TestAllowedChannels:
@@ -162,14 +158,14 @@ class TestAllowedChannels:
         for text in ("create test-vm-22", "list", "help", "park test-vm-22"):
             reply = driver.command(text, channel="C999")
             assert reply.text == ":warning: I don't act in this channel. Use `/vm` in <#C100>, <#C200>."
-        finish(running)
+        running.settle()
         assert effects(running.bot.store) == before and gcp.requests == []
         assert "Creating" in driver.command("create test-vm-22", channel="C200").text
 
     def test_a_click_from_another_channel_is_refused(self, driver: SlackDriver, running: Running, slack: SlackStandin, vm: str) -> None:
         question = driver.command(f"park {vm}", user=OWNER)
         driver.click("park_confirm", blocks=question.blocks or [], user=OWNER, channel="C999")
-        finish(running)
+        running.settle()
         assert running.bot.store.vm(vm).state is VmState.RUNNING
         assert "I don't act in this channel" in slack.responses[-1]["text"]
 

@@ -30,10 +30,6 @@ ZONE = "us-central1-a"
 CHANNEL = "C100"
 
 
-def finish(running: Running) -> None:
-    assert running.bot.runner.drain(timeout=30), "the operation did not finish"
-
-
 @pytest.fixture
 def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """slack_sdk's retry handlers sleep Retry-After (+ jitter) before retrying: record the sleeps instead."""
@@ -52,14 +48,14 @@ def methods_since(slack: SlackStandin, start: int) -> list[str]:
 def test_a_create_costs_four_web_api_calls_and_a_park_six(driver: SlackDriver, slack: SlackStandin, running: Running) -> None:
     start = len(slack.calls)  # auth.test at start-up is not counted
     driver.command("create test-vm-1")
-    finish(running)
+    running.settle()
     create = methods_since(slack, start)
     assert create == ["chat.postMessage", "chat.postMessage", "chat.update", "chat.postMessage"]  # root, step, root, result
 
     start = len(slack.calls)
     question = driver.command("park test-vm-1")
     driver.click("park_confirm", blocks=question.blocks)
-    finish(running)
+    running.settle()
     park = methods_since(slack, start)
     assert park == ["chat.postMessage"] * 4 + ["chat.update", "chat.postMessage"]  # root, 3 steps, root, result
     assert len(create) <= 4 and len(park) <= 6
@@ -75,7 +71,7 @@ def test_web_api_429s_are_waited_out_and_retried(
     slack.rate_limit("chat.postMessage", times=2, retry_after=2)
     slack.rate_limit("chat.update", times=1, retry_after=1)
     driver.command("create test-vm-1")
-    finish(running)
+    running.settle()
 
     assert [(c.status, c.error) for c in slack.calls_to("chat.postMessage")][:3] == [
         (429, "ratelimited"), (429, "ratelimited"), (200, None)]
@@ -89,11 +85,11 @@ def test_respond_retries_a_rate_limited_response_url(
     driver: SlackDriver, slack: SlackStandin, running: Running, retry_sleeps: list[float]
 ) -> None:
     driver.command("create test-vm-1")
-    finish(running)
+    running.settle()
     question = driver.command("park test-vm-1")
     slack.rate_limit_responses(times=1, retry_after=2)
     driver.click("park_cancel", blocks=question.blocks)
-    finish(running)
+    running.settle()
 
     cancelled = "Cancelled: `test-vm-1` stays as it is."
     assert [r["text"] for r in slack.responses] == [cancelled, cancelled], "refused once, then accepted"
@@ -107,7 +103,7 @@ def test_a_refusal_through_response_url_is_retried_too(
     gcp.seed_instance(PROJECT, ZONE, "not-ours")  # exists in GCP, unknown to the store: the create is refused
     slack.rate_limit_responses(times=2, retry_after=1)
     driver.command("create not-ours")
-    finish(running)
+    running.settle()
 
     refusals = [m.text for m in slack.ephemerals("U100")]
     assert len(refusals) == 1 and "already exists in project" in refusals[0]

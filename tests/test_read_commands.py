@@ -20,7 +20,7 @@ def test_list_shows_state_owner_zone_and_newest_image(driver: SlackDriver, gcp: 
     assert "I don't manage any VMs yet" in driver.command("list").text
     driver.command("create web-1")
     driver.command("create db-1 zone=europe-west1-b machine-type=e2-medium", user="U200")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     question = driver.command("park web-1")
     gcp.hold_operations()
     driver.click("park_confirm", blocks=question.blocks)
@@ -30,7 +30,7 @@ def test_list_shows_state_owner_zone_and_newest_image(driver: SlackDriver, gcp: 
     assert "*db-1*  :large_green_circle: running" in listing and "<@U200> · europe-west1-b · e2-medium · no image" in listing
     assert "*web-1*  :hourglass_flowing_sand: busy: parking" in listing
     gcp.release_operations()
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     image = running.bot.store.newest_image("web-1").name
     listing = str(driver.command("list").blocks)
     assert "*web-1*  :parking: parked" in listing and f"<@U100> · us-central1-a · e2-small · `{image}`" in listing
@@ -40,11 +40,11 @@ def test_status_adds_the_live_gcp_state_and_the_last_operations(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
     driver.command("create web-1")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     ip = running.bot.store.vm("web-1").external_ip
     ack = driver.command("status web-1")
     assert "Looking up `web-1`" in ack.text and ack.in_time
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     status = slack.responses[-1]
     assert status["response_type"] == "ephemeral"
     text = str(status["blocks"])

@@ -18,10 +18,6 @@ from standins.slack_driver import SlackDriver
 from storage.models import ImageState, VmState
 
 
-def settle(running: Running) -> None:
-    assert running.bot.runner.drain(timeout=30)
-
-
 def outside(running: Running) -> Compute:
     """Someone in the Cloud console, with the same powers as the bot."""
     return fast_compute(running.bot.settings)
@@ -29,13 +25,13 @@ def outside(running: Running) -> Compute:
 
 def make(driver: SlackDriver, running: Running, name: str, *, parked: bool = False, restored: bool = False) -> None:
     driver.command(f"create {name}")
-    settle(running)
+    running.settle()
     if parked or restored:
         driver.click("park_confirm", blocks=driver.command(f"park {name}").blocks)
-        settle(running)
+        running.settle()
     if restored:
         driver.command(f"restore {name}")
-        settle(running)
+        running.settle()
 
 
 def test_reconcile_at_start_up_fixes_every_kind_of_drift_and_orphans_nothing(
@@ -57,7 +53,7 @@ def test_reconcile_at_start_up_fixes_every_kind_of_drift_and_orphans_nothing(
     gcp.seed_instance(PROJECT, ZONE, "not-ours", labels={"team": "data"})
 
     running.bot.start()
-    settle(running)
+    running.settle()
 
     store = running.bot.store
     assert {s.vm.name: s.vm.state for s in store.list_vms(include_deleted=True)} == {
@@ -95,7 +91,7 @@ def test_a_vm_an_operation_holds_is_left_to_the_operation(
         assert running.bot.store.vm("vm-a").active_operation_id is not None
         assert Reconciler(running.bot.store, running.bot.compute).run() == []
         assert running.bot.store.vm("vm-a").state is VmState.RUNNING
-    settle(running)
+    running.settle()
     assert running.bot.store.vm("vm-a").state is VmState.PARKED
     assert_nothing_orphaned(gcp, running.bot.store)
 
@@ -106,7 +102,7 @@ def test_vm_status_shows_the_drift_found_and_the_drift_now(
     make(driver, running, "vm-a")
     outside(running).stop_instance(ZONE, "vm-a")
     driver.command("status vm-a")
-    settle(running)
+    running.settle()
     now = slack.responses[-1]["text"]
     assert "vm-a: running, GCP: TERMINATED" == now
     shown = str(slack.responses[-1]["blocks"])
@@ -114,7 +110,7 @@ def test_vm_status_shows_the_drift_found_and_the_drift_now(
 
     Reconciler(running.bot.store, running.bot.compute).run()
     driver.command("status vm-a")
-    settle(running)
+    running.settle()
     shown = str(slack.responses[-1]["blocks"])
     assert "Drift now" not in shown
     assert "Reconcile found just now: `vm-a` was stopped outside vmbot (TERMINATED); recorded it as stopped" in shown

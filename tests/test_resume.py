@@ -68,13 +68,13 @@ def dead(running: Running) -> Iterator[DeadBot]:
 
 def created(driver: SlackDriver, running: Running, name: str = "vm-a") -> None:
     driver.command(f"create {name}")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
 
 def restart(running: Running) -> None:
     """The restarted process: VmBot.start() as `python -m bot` calls it, then let the work end."""
     running.bot.start()
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
 
 def result_of(running: Running, slack: SlackStandin, op: Operation) -> list[str]:
@@ -93,7 +93,7 @@ def test_a_stop_still_running_is_re_attached_by_name_not_sent_again(
         running.bot.start()
         assert slack.wait_for(lambda: any("Stopping" in m.text for m in slack.thread(CHANNEL, op_thread(dead, op))))
         assert gcp.instance(PROJECT, ZONE, "vm-a")["status"] == "STOPPING"
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
     replies = result_of(running, slack, op)
     assert replies[0] == ":arrows_counterclockwise: Resumed after restart: carrying on from stopping the VM."
@@ -113,7 +113,7 @@ def test_a_stop_sent_but_not_recorded_is_repeated_with_its_request_id_and_acts_o
         dead.stop(op, "vm-a", recorded=False)  # killed before writing down the operation's name
         running.bot.start()
         assert slack.wait_for(lambda: any("Stopping" in m.text for m in slack.thread(CHANNEL, op_thread(dead, op))))
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
     sent = mutations(gcp, "POST", "/instances/vm-a/stop")
     assert len(sent) == 2 and sent[0] == sent[1], "the same requestId went again"
@@ -172,7 +172,7 @@ def test_a_restore_insert_still_running_is_re_attached(
 ) -> None:
     created(driver, running)
     driver.click("park_confirm", blocks=driver.command("park vm-a").blocks)
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     image = running.bot.store.newest_image("vm-a")
     op = dead.began(Verb.RESTORE, "vm-a")
     spec = running.bot.workflows._spec("vm-a", ZONE, "e2-small", f"projects/{PROJECT}/global/images/{image.name}")
@@ -183,7 +183,7 @@ def test_a_restore_insert_still_running_is_re_attached(
         running.bot.start()
         assert slack.wait_for(lambda: any("Creating" in m.text for m in slack.thread(CHANNEL, op_thread(dead, op))))
         assert gcp.instance(PROJECT, ZONE, "vm-a")["status"] == "PROVISIONING"
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
     assert len(gcp_operations(gcp, "insert", "/instances/vm-a")) == 2, "one create, one restore: no third"
     assert running.bot.store.vm("vm-a").state is VmState.RUNNING
@@ -203,7 +203,7 @@ def test_an_operation_a_live_process_holds_is_left_to_it_until_its_lease_runs_ou
     dead.store.lease_seconds = 0
     dead.store.renew_leases()  # its last renewal; then it died
     assert running.bot.resumer.resume_unfinished() == [op.id]
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert running.bot.store.vm("vm-a").state is VmState.PARKED
     assert_nothing_orphaned(gcp, running.bot.store)
 

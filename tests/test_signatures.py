@@ -62,7 +62,7 @@ def test_an_unsigned_request_gets_401_and_changes_nothing(
     reply = driver.send(sent, headers)
 
     assert reply.status == 401 and reply.json == {"error": "invalid request"}
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert row_counts(store) == before
     assert gcp.requests == []
     assert len(slack.calls) == calls_before and slack.responses == []
@@ -108,13 +108,13 @@ def test_a_replayed_command_gets_401_and_changes_nothing(
 
     first = driver.send(body, headers)
     assert first.status == 200 and "Creating `test-vm-22`" in first.text
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     after_first, gcp_requests, slack_calls = row_counts(store), len(gcp.requests), len(slack.calls)
 
     again = driver.send(body, headers)
 
     assert again.status == 401
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert row_counts(store) == after_first
     assert len(gcp.requests) == gcp_requests and len(slack.calls) == slack_calls
     assert [op.verb.value for op in store.operations_for("test-vm-22")] == ["create"]
@@ -126,7 +126,7 @@ def test_a_replayed_confirm_click_parks_once(
 ) -> None:
     store = running.bot.store
     driver.command("create test-vm-22")
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     question = driver.command("park test-vm-22")
     value = next(e["value"] for b in question.blocks or [] if b["type"] == "actions" for e in b["elements"])
     body = click_body("park_confirm", value, user="U100",
@@ -134,10 +134,10 @@ def test_a_replayed_confirm_click_parks_once(
     headers = signed_headers(driver, body)
 
     assert driver.send(body, headers).status == 200
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     after_first, gcp_requests = row_counts(store), len(gcp.requests)
     assert driver.send(body, headers).status == 401
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
 
     assert row_counts(store) == after_first and len(gcp.requests) == gcp_requests
     assert [op.verb.value for op in store.operations_for("test-vm-22")] == ["park", "create"]
@@ -149,7 +149,7 @@ def test_two_copies_sent_at_once_are_served_once(driver: SlackDriver, running: R
     with ThreadPoolExecutor(2) as pool:
         statuses = sorted(pool.map(lambda _: SlackDriver(driver.events_url, "x").send(body, headers).status, range(2)))
     assert statuses == [200, 401]
-    assert running.bot.runner.drain(timeout=30)
+    running.settle()
     assert len(running.bot.store.operations_for("test-vm-22")) == 1
 
 

@@ -15,10 +15,6 @@ from storage.models import OperationState, VmState
 ZONE = "us-central1-a"
 
 
-def finish(running: Running) -> None:
-    assert running.bot.runner.drain(timeout=30), "the operation did not finish"
-
-
 def confirm(driver: SlackDriver, slack: SlackStandin, running: Running, blocks: list, seen: Callable[[], bool]) -> None:
     """Press park_confirm and wait for the park to end.
 
@@ -27,7 +23,7 @@ def confirm(driver: SlackDriver, slack: SlackStandin, running: Running, blocks: 
     """
     assert driver.click("park_confirm", blocks=blocks).status == 200
     assert slack.wait_for(seen, timeout=30)
-    finish(running)
+    running.settle()
 
 
 def gcp_mutations(gcp: ComputeStandin) -> list[tuple[str, str]]:
@@ -36,7 +32,7 @@ def gcp_mutations(gcp: ComputeStandin) -> list[tuple[str, str]]:
 
 def test_park_with_an_image_name_and_family(driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running) -> None:
     driver.command("create test-vm-22")
-    finish(running)
+    running.settle()
 
     question = driver.command("park test-vm-22 image=image-224 family=segmind-fam")
     _, button = find_button(question.blocks or [], "park_confirm")
@@ -57,7 +53,7 @@ def test_park_with_an_image_name_and_family(driver: SlackDriver, slack: SlackSta
 
     # the same image name again: refused at once from the store, nothing asked
     driver.command("restore test-vm-22")
-    finish(running)
+    running.settle()
     before = gcp_mutations(gcp)
     again = driver.command("park test-vm-22 image=image-224")
     assert "An image named `image-224` is already in my records (made for `test-vm-22`, now ready)" in again.text
@@ -72,7 +68,7 @@ def test_an_image_name_taken_in_gcp_is_refused_before_stopping(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
     driver.command("create test-vm-22")
-    finish(running)
+    running.settle()
     gcp.seed_image(PROJECT, "taken-image", family="other")
     before = gcp_mutations(gcp)
 
