@@ -260,7 +260,7 @@ class Api:
             detail = escape(f"{error.code}: {error.message}")
         else:
             verdict, detail = Verdict.ERROR, "internal error; see the bot's log"
-        audit.record(self.bot.store, recording.request, verdict, detail=detail, operation_id=recording.operation_id)
+        recording.record(self.bot.store, verdict, detail=detail)
 
     # ---- reads --------------------------------------------------------------------------------
 

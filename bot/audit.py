@@ -8,9 +8,10 @@ A handler handles its request inside ``recording(request)``. When the request
 starts an operation, ``lifecycle.start_operation`` writes the request's entry
 (allowed) in the same transaction as the operation: no operation exists without
 the entry saying who asked for it, even if the process dies the next moment,
-and the ack pays for one write instead of two. The handler's own ``record`` of
-that verdict then finds it written and adds nothing; through the recording it
-also learns the operation's id, so no verb function has to pass it back. A
+and the ack pays for one write instead of two. The handler records its verdict
+through the recording, which adds nothing when that is the allowed entry
+already written, and names the operation, so no verb function has to pass its
+id back. A
 request that fails after starting its operation keeps that allowed entry and
 gets a second one, the error, naming the same operation.
 """
@@ -67,6 +68,13 @@ class Recording:
     # it is not this request, and what it starts is not this request's doing.
     thread: int = field(default_factory=threading.get_ident)
 
+    def record(self, store: Store, verdict: Verdict, *, detail: str | None = None) -> AuditEntry | None:
+        """The request's verdict, naming the operation it started if any; nothing when that is the
+        allowed entry already written with the operation."""
+        if self.written and verdict is Verdict.ALLOWED and detail is None:
+            return None
+        return record(store, self.request, verdict, detail=detail, operation_id=self.operation_id)
+
 
 @contextmanager
 def recording(request: Request) -> Iterator[Recording]:
@@ -113,12 +121,8 @@ def record(
     *,
     detail: str | None = None,
     operation_id: int | None = None,
-) -> AuditEntry | None:
-    """Append one entry, unless it is this request's allowed entry, already written with its operation."""
-    current = _handled_here()
-    if current is not None and current.request is request and current.written:
-        if verdict is Verdict.ALLOWED and detail is None and operation_id == current.operation_id:
-            return None
+) -> AuditEntry:
+    """Append one entry (a request handled inside ``recording`` records through it instead)."""
     return store.record_audit(**entry_values(request, verdict, detail=detail, operation_id=operation_id))
 
 

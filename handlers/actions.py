@@ -115,11 +115,11 @@ def check_press(
 def confirm(bot: VmBot, body: Payload, action: Payload, verb: Verb) -> PressReply:
     """Start what the button asks for (a park or a delete), if this person may; what to answer them."""
     request, command, requested_by = read_press(body, action, verb)
-    with audit.recording(request):  # the operation it starts is written with its audit entry
+    with audit.recording(request) as recording:  # the operation it starts is written with its audit entry
         try:
             vm = check_press(bot, request, command, requested_by, verb)
         except UserError as refusal:
-            audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
+            recording.record(bot.store, audit.verdict_for(refusal), detail=str(refusal))
             return PressReply(f":no_entry: {refusal}", replaces_question=False)
         assert command is not None and command.name is not None
         name = command.name
@@ -144,9 +144,9 @@ def confirm(bot: VmBot, body: Payload, action: Payload, verb: Verb) -> PressRepl
                 request_key=click_key(body, action),
             )
         except UserError as refusal:
-            audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
+            recording.record(bot.store, audit.verdict_for(refusal), detail=str(refusal))
             return PressReply(f"{refusal.icon} {refusal}")
-        audit.record(bot.store, request, Verdict.ALLOWED, operation_id=op.id)
+        recording.record(bot.store, Verdict.ALLOWED)
         bot.runner.submit(bot.workflows.run, op.id)
         return PressReply(f"{ANSWERS[verb]} `{name}`: follow the thread in <#{request.channel_id}>.")
 
@@ -169,7 +169,7 @@ def retry_operation(bot: VmBot, body: Payload, action: Payload) -> str:
     failed = bot.store.operation(int(action["value"])) if str(action.get("value", "")).isdigit() else None
     verb = failed.verb.value if failed else None
     request = audit.Request.of_button(body, action, verb=verb or "retry", vm_name=failed.vm_name if failed else None)
-    with audit.recording(request):  # the operation it starts is written with its audit entry
+    with audit.recording(request) as recording:  # the operation it starts is written with its audit entry
         try:
             if failed is None or failed.state is not OperationState.FAILED:
                 raise Refused("There is no failed operation to retry here.")
@@ -192,9 +192,9 @@ def retry_operation(bot: VmBot, body: Payload, action: Payload) -> str:
                 request_key=f"retry:{failed.id}",
             )
         except UserError as refusal:
-            audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
+            recording.record(bot.store, audit.verdict_for(refusal), detail=str(refusal))
             return f"{refusal.icon} {refusal}"
-        audit.record(bot.store, request, Verdict.ALLOWED, operation_id=op.id)
+        recording.record(bot.store, Verdict.ALLOWED)
         bot.runner.submit(bot.workflows.run, op.id)
         return (
             f":repeat: Retrying the {failed.verb.value} of `{failed.vm_name}` as operation #{op.id}: "

@@ -51,10 +51,9 @@ def handle_vm_command(bot: VmBot, payload: Payload, ack: Ack, respond: Respond) 
             verdict, detail = audit.verdict_for(error), str(error)
             request.vm_name = request.vm_name or mentioned_vm(request.text)
         except Exception:
-            audit.record(bot.store, request, Verdict.ERROR, detail="internal error; see the bot's log",
-                         operation_id=recording.operation_id)
+            recording.record(bot.store, Verdict.ERROR, detail="internal error; see the bot's log")
             raise
-        audit.record(bot.store, request, verdict, detail=detail, operation_id=recording.operation_id)
+        recording.record(bot.store, verdict, detail=detail)
     # Queue the follow-up before acking: once Slack has its answer the work is on the runner
     # (so `runner.drain()` sees it), never still on its way there.
     if follow_up is not None:
