@@ -149,7 +149,7 @@ def channel_of(name: str, prefix: str = "C") -> str:
 
 
 def owner_of(name: str) -> str:
-    """Each VM's own user, who creates it and so may park it (bot.permissions)."""
+    """Each VM's own user, who creates it and so may park it (bot.core.permissions)."""
     return "U" + name.upper().replace("-", "")
 
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
-from bot.gce import Compute
-from bot.sweeper import Sweeper
+from bot.gcp.compute import Compute
+from bot.jobs.sweeper import Sweeper
 from storage.models import Image, ImageState, Vm, VmState, utcnow
 from storage.store import Store
 

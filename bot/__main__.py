@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _listen(port: int, bot: VmBot) -> WSGIServer:
-    from bot.server import make_http_server
+    from bot.web.server import make_http_server
 
     try:
         return make_http_server(bot, "0.0.0.0", port)

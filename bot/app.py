@@ -15,16 +15,16 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.gce import Compute
-from bot.ratelimits import ChannelPacer, polite_respond, retry_rate_limits, webhook_client
-from bot.reporting import progress_for
-from bot.resume import Resumer
-from bot.runner import JobRunner
-from bot.scheduler import Scheduler, create_scheduler
+from bot.gcp.compute import Compute
+from bot.slack.pacing import ChannelPacer, polite_respond, retry_rate_limits, webhook_client
+from bot.slack.threads import progress_for
+from bot.jobs.resume import Resumer
+from bot.jobs.runner import JobRunner
+from bot.jobs.scheduler import Scheduler, create_scheduler
 from bot.settings import Settings
-from bot.signatures import ReplayGuard
-from bot.sweeper import Sweeper
-from bot.workflows import Workflows
+from bot.web.slack_guard import ReplayGuard
+from bot.jobs.sweeper import Sweeper
+from bot.core.workflows import Workflows
 from handlers import actions, commands
 from storage.store import Store
 
@@ -47,10 +47,10 @@ class VmBot:
     scheduler: Scheduler = field(init=False)  # built by create_app, started by start()
 
     def start(self) -> None:
-        """The background duties of a serving bot (``python -m bot`` and bot.wsgi call this; tests that only
+        """The background duties of a serving bot (``python -m bot`` and bot.web.wsgi call this; tests that only
         build the app don't): resume operations a dead process left unfinished and keep this process's
-        leases alive (bot.resume), reconcile the store with GCP once now, and start the periodic jobs."""
-        from bot.reconcile import Reconciler
+        leases alive (bot.jobs.resume), reconcile the store with GCP once now, and start the periodic jobs."""
+        from bot.jobs.reconcile import Reconciler
 
         self.resumer.start()
         self.runner.submit(Reconciler(self.store, self.compute).run)

@@ -1,4 +1,4 @@
-"""``python -m bot.cli``: vmbot's HTTP API (bot.api) from a shell script or a CI job.
+"""``python -m bot.cli``: vmbot's HTTP API (handlers.api) from a shell script or a CI job.
 
     export VMBOT_API_URL=https://vmbot.example.com VMBOT_API_TOKEN=...
     python -m bot.cli create test-vm-22 --zone us-central1-a --machine-type e2-small

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from bot import logs
 from bot.app import create_app
 from bot.redaction import secrets_of
-from bot.server import make_http_server
+from bot.web.server import make_http_server
 from bot.settings import Settings
 from standins.compute import ComputeStandin
 from standins.slack_api import Message, SlackStandin

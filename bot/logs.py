@@ -1,4 +1,4 @@
-"""Logging, set up once by every entry point (``python -m bot``, ``bot.wsgi``, the demo).
+"""Logging, set up once by every entry point (``python -m bot``, ``bot.web.wsgi``, the demo).
 
 One line per event. ``VMBOT_LOG_FORMAT=json`` writes one JSON object per line
 with the fields Cloud Logging reads from a structured log line (``severity``,
@@ -9,7 +9,7 @@ otherwise, for a person at a terminal.
 
 Who and what a line is about comes from the log context: the workflow runner
 wraps each operation in ``context(operation_id=..., vm=..., slack_user=...)``,
-a background job starts with a copy of its submitter's context (bot.runner),
+a background job starts with a copy of its submitter's context (bot.jobs.runner),
 and a single call can pass ``extra={"vm": ...}``.
 """
 

@@ -1,7 +1,7 @@
 """Keeps secrets out of logs and out of what users read.
 
 ``bot.logs.configure`` puts a RedactingFilter on the one handler every record
-passes through; ``bot.gce`` redacts every GCP error message, which users read.
+passes through; ``bot.gcp.compute`` redacts every GCP error message, which users read.
 
 Two layers: the exact secret values the bot was configured with (bot token, app
 token, signing secret, the database password), and patterns that look like a

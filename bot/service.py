@@ -1,6 +1,6 @@
 """vmbot as a running service: the start-up steps both entry points share.
 
-``python -m bot`` (bot.__main__) and gunicorn (bot.wsgi, App Engine) take the
+``python -m bot`` (bot.__main__) and gunicorn (bot.web.wsgi, App Engine) take the
 same steps, so App Engine runs the very app a local run serves:
 
 1. ``build()``: settings from the environment, logging, then the app (which
@@ -8,7 +8,7 @@ same steps, so App Engine runs the very app a local run serves:
    from working comes back as one SettingsError, one line per problem.
 2. ``start_background(bot)``: what runs beside request handling. It must start
    in the process that serves requests: threads do not survive a fork.
-3. Serve ``bot.server.wsgi_app(bot)``.
+3. Serve ``bot.web.server.wsgi_app(bot)``.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def start_background(bot: VmBot) -> Background:
     - The job runner's threads start with the first job, in the process that
       submits it; stopping cancels queued jobs (running ones finish).
     - Socket Mode, when SLACK_APP_TOKEN is set: a websocket to Slack, its own threads.
-    - The periodic jobs (bot.scheduler: the image sweep): ``bot.start()``;
+    - The periodic jobs (bot.jobs.scheduler: the image sweep): ``bot.start()``;
       ``bot.shutdown`` stops them with the rest.
     - The resumption of unfinished operations belongs here too: start it below
       and append its stop function.

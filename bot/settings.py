@@ -52,7 +52,7 @@ class Settings:
     database_url: str = "sqlite:///vmbot.db"
     port: int = 3000
     workers: int = 8
-    http_threads: int = 2  # threads answering HTTP in arrival order (bot.pooled_server); more while all of them wait
+    http_threads: int = 2  # threads answering HTTP in arrival order (bot.web.pooled_server); more while all of them wait
     operation_timeout: float = 900.0
     operation_lease: float = 60.0
     reconcile_interval: float = 600.0
@@ -64,7 +64,7 @@ class Settings:
     api_notify_channel: str | None = None
     log_format: str = "text"
     log_level: str = "INFO"
-    # The dirty-image sweeper (bot.sweeper) and its schedule (bot.scheduler).
+    # The dirty-image sweeper (bot.jobs.sweeper) and its schedule (bot.jobs.scheduler).
     sweep_interval: float = 3600.0
     keep_images: int = 1
     sweep_grace: float = 86400.0

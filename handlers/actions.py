@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot import audit, blocks, permissions
-from bot.errors import Refused, UsageError, UserError
-from bot.lifecycle import check_image_name_free, refuse_repeat, start_operation
-from bot.parsing import Command, parse
+from bot.core import audit, permissions
+from bot.slack import blocks
+from bot.core.errors import Refused, UsageError, UserError
+from bot.core.lifecycle import check_image_name_free, refuse_repeat, start_operation
+from bot.slack.parsing import Command, parse
 from storage.models import OperationState, Verb, Verdict, Vm
 
 if TYPE_CHECKING:

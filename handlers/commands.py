@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot import audit, blocks, permissions
-from bot.errors import UserError
-from bot.gce import GceError
-from bot.lifecycle import check_allowed, check_image_name_free, start_operation
-from bot.parsing import Command, mentioned_vm, parse
-from bot.reporting import SweepThread
-from bot.reconcile import live_drift
+from bot.core import audit, permissions
+from bot.slack import blocks
+from bot.core.errors import UserError
+from bot.gcp.compute import GceError
+from bot.core.lifecycle import check_allowed, check_image_name_free, start_operation
+from bot.slack.parsing import Command, mentioned_vm, parse
+from bot.slack.threads import SweepThread
+from bot.jobs.reconcile import live_drift
 from storage.models import ImageState, Verb, Verdict
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def images(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
 
 
 def may_sweep(bot: VmBot, user_id: str) -> None:
-    """`/vm sweep` acts on every VM's images: admins only (also checked up front, bot.permissions.ADMIN_ONLY)."""
+    """`/vm sweep` acts on every VM's images: admins only (also checked up front, bot.core.permissions.ADMIN_ONLY)."""
     permissions.require_admin(bot.settings, user_id, "use `/vm sweep`")
 
 

@@ -242,7 +242,7 @@ class Store(HousekeepingQueries):
         with the same ``request_key`` exists (the unique key decides that race).
         The new operation is leased to this process, so no other process's
         resume picks it up before it runs. ``audit_entry`` (the columns of the
-        request's audit entry, bot.audit) is written in the same transaction,
+        request's audit entry, bot.core.audit) is written in the same transaction,
         naming the operation.
         """
         allowed = set(allowed_from)

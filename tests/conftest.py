@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import VmBot, create_app
-from bot.gce import Compute
-from bot.server import make_http_server
+from bot.gcp.compute import Compute
+from bot.web.server import make_http_server
 from bot.settings import Settings
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bot.app import VmBot, create_app
-from bot.server import make_http_server
+from bot.web.server import make_http_server
 from bot.settings import Settings
 from conftest import PROJECT, fast_compute
 from standins.compute import ComputeStandin

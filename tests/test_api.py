@@ -18,8 +18,8 @@ from api_client import API_TOKENS, CI_TOKEN, DEPLOY_TOKEN, WAIT, ApiClient
 from conftest import PROJECT, Running
 from sqlalchemy import func, select
 
-from bot.api import ERROR_CODES, MAX_BODY_BYTES, ROUTES
-from bot.openapi import SPEC
+from handlers.api import ERROR_CODES, MAX_BODY_BYTES, ROUTES
+from handlers.openapi import SPEC
 from bot.settings import Settings
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin

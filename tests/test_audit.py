@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from bot import audit
+from bot.core import audit
 from bot.settings import Settings
 from conftest import Running, replace
 from standins.slack_driver import SlackDriver

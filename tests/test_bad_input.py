@@ -122,7 +122,7 @@ def test_cancel_says_so_and_does_nothing(driver: SlackDriver, slack: SlackStandi
 
 
 def test_a_command_that_says_payload_is_still_a_command(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> None:
-    """slack_bolt reads any form with the text "payload" in it as an interaction (bot.server.SlackFormHandler)."""
+    """slack_bolt reads any form with the text "payload" in it as an interaction (bot.web.server.SlackFormHandler)."""
     ack = driver.command("create payload-api")
     assert ack.status == 200 and ack.text.startswith(":rocket: Creating `payload-api`")
     running.settle()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.blocks import delete_confirmation, escape, sections
+from bot.slack.blocks import delete_confirmation, escape, sections
 from storage.models import Vm, VmState
 
 

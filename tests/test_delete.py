@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from bot.settings import Settings
-from bot.sweeper import Sweeper
+from bot.jobs.sweeper import Sweeper
 from conftest import PROJECT, Running, create_vm, park_vm
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin

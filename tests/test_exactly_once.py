@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from bot.lifecycle import ALLOWED_FROM
+from bot.core.lifecycle import ALLOWED_FROM
 from bot.settings import Settings
 from conftest import SIGNING_SECRET, Running
 from durable_support import assert_nothing_orphaned, gcp_operations, held, response_text, serve

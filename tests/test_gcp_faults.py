@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.gce import Compute
+from bot.gcp.compute import Compute
 from bot.settings import Settings
 from conftest import PROJECT, Running, create_vm, park_vm, restore_vm
 from durable_support import CHANNEL, ZONE, assert_nothing_orphaned, serve
@@ -98,7 +98,7 @@ def test_a_transient_error_that_outlasts_the_retry_deadline_fails_cleanly(
 
 def test_the_adapter_bounds_every_call_in_time() -> None:
     compute = Compute("p", endpoint="http://127.0.0.1:9", retry_deadline=0.2, retry_initial=0.01)
-    from bot.gce import GceError
+    from bot.gcp.compute import GceError
 
     with pytest.raises(GceError, match="did not answer in time"):
         compute.get_instance(ZONE, "vm-a")  # nothing listens there: connection refused, retried, given up

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, example, given, strategies as st
 from hypothesis import settings as hypothesis_settings
 from security_support import effects
 
-from bot.errors import UsageError
-from bot.parsing import NAME_RE, SUBCOMMANDS, Command, mentioned_vm, parse
+from bot.core.errors import UsageError
+from bot.slack.parsing import NAME_RE, SUBCOMMANDS, Command, mentioned_vm, parse
 from bot.settings import Settings
 from conftest import Running, replace
 from standins.compute import ComputeStandin

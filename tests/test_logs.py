@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot import logs
-from bot.runner import JobRunner
+from bot.jobs.runner import JobRunner
 
 log = logging.getLogger("bot.test")
 

@@ -53,7 +53,7 @@ def route(path: str) -> str:
 def test_only_the_compute_clients_the_bot_uses_are_loaded() -> None:
     """google-cloud-compute would load all of its ~120 service clients (about 40 MB) at import."""
     probe = (
-        "import json, sys; import bot.app; from bot.gce import compute_v1; "
+        "import json, sys; import bot.app; from bot.gcp.compute import compute_v1; "
         "compute_v1.InstancesClient, compute_v1.ImagesClient, compute_v1.ZoneOperationsClient, "
         "compute_v1.GlobalOperationsClient, compute_v1.Operation.Status.DONE; "
         "print(json.dumps(sorted(m.rsplit('.', 1)[1] for m in sys.modules "

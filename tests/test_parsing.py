@@ -2,8 +2,8 @@
 
 import pytest
 
-from bot.errors import UsageError
-from bot.parsing import Command, parse
+from bot.core.errors import UsageError
+from bot.slack.parsing import Command, parse
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from security_support import effects
 
-from bot import permissions
-from bot.errors import Refused
-from bot.parsing import Command
+from bot.core import permissions
+from bot.core.errors import Refused
+from bot.slack.parsing import Command
 from bot.settings import Settings, SettingsError
 from conftest import PROJECT, Running, replace
 from standins.compute import ComputeStandin

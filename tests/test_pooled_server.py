@@ -1,4 +1,4 @@
-"""bot.pooled_server: connections answered in arrival order on a few threads, and never stuck behind a waiting one."""
+"""bot.web.pooled_server: connections answered in arrival order on a few threads, and never stuck behind a waiting one."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from bench.burst import post_all
-from bot.pooled_server import PooledWSGIServer
-from bot.server import QuietHandler
+from bot.web.pooled_server import PooledWSGIServer
+from bot.web.server import QuietHandler
 from standins.slack_driver import Prepared
 
 
@@ -153,7 +153,7 @@ def test_requests_queued_behind_waiting_ones_get_threads_of_their_own_at_once() 
 
 
 def test_a_connection_that_sends_nothing_is_closed(monkeypatch: pytest.MonkeyPatch, one_thread: Served) -> None:
-    monkeypatch.setattr("bot.pooled_server.IDLE_TIMEOUT", 0.2)
+    monkeypatch.setattr("bot.web.pooled_server.IDLE_TIMEOUT", 0.2)
     silent = socket.create_connection(("127.0.0.1", one_thread.server.server_port), timeout=10)
     try:
         assert silent.recv(1024) == b"", "the server closed the connection"

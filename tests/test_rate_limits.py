@@ -15,9 +15,9 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry import builtin_handlers
 
 from bot.app import create_app, create_web_client
-from bot.ratelimits import ChannelPacer, retry_rate_limits
-from bot.reporting import SlackThread
-from bot.server import make_http_server
+from bot.slack.pacing import ChannelPacer, retry_rate_limits
+from bot.slack.threads import SlackThread
+from bot.web.server import make_http_server
 from bot.settings import Settings, SettingsError
 from conftest import BOT_TOKEN, PROJECT, SIGNING_SECRET, Running, fast_compute, replace
 from standins.compute import ComputeStandin

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bot.app import create_app
-from bot.gce import Compute
-from bot.reconcile import Reconciler, reconcile_job
+from bot.gcp.compute import Compute
+from bot.jobs.reconcile import Reconciler, reconcile_job
 from bot.settings import Settings
-from bot.workflows import labels_for
+from bot.core.workflows import labels_for
 from conftest import PROJECT, Running, fast_compute
 from durable_support import ZONE, assert_nothing_orphaned, held
 from standins.compute import ComputeStandin

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import pytest
 from google.cloud import compute_v1
 
-from bot.gce import Compute, instance_resource, new_request_id
-from bot.lifecycle import ALLOWED_FROM
+from bot.gcp.compute import Compute, instance_resource, new_request_id
+from bot.core.lifecycle import ALLOWED_FROM
 from bot.settings import Settings, SettingsError
-from bot.workflows import labels_for
+from bot.core.workflows import labels_for
 from conftest import PROJECT, Running, fast_compute
 from durable_support import CHANNEL, ZONE, assert_nothing_orphaned, gcp_operations, held, mutations, thread_of
 from standins.compute import ComputeStandin
@@ -253,7 +253,7 @@ class Died(BaseException):
 def test_a_result_recorded_but_never_posted_is_posted_after_a_restart_once(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.reporting import SlackThread
+    from bot.slack.threads import SlackThread
 
     def dies(self: SlackThread, **_: object) -> None:
         raise Died

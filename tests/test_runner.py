@@ -1,4 +1,4 @@
-"""bot.runner: jobs wait (off any thread) while requests are answered, for ``max_defer`` at most."""
+"""bot.jobs.runner: jobs wait (off any thread) while requests are answered, for ``max_defer`` at most."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.runner import JobRunner
+from bot.jobs.runner import JobRunner
 
 asked_by: contextvars.ContextVar[str] = contextvars.ContextVar("asked_by", default="nobody")
 

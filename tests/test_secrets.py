@@ -20,10 +20,10 @@ from google.oauth2.credentials import Credentials
 from sqlalchemy import select
 
 from bot.app import VmBot, create_app
-from bot.gce import Compute
+from bot.gcp.compute import Compute
 from bot import logs
 from bot.redaction import REDACTED, redact, secrets_of
-from bot.server import make_http_server
+from bot.web.server import make_http_server
 from bot.settings import Settings
 from conftest import BOT_TOKEN, PROJECT, SIGNING_SECRET
 from standins.compute import ComputeStandin

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.blocks import read_button_value
+from bot.slack.blocks import read_button_value
 from conftest import PROJECT, Running
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin

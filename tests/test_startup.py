@@ -1,6 +1,6 @@
 """A misconfigured start fails fast: one clear line per problem, exit code 2, nothing started.
 
-Through the real entry points, as subprocesses: ``python -m bot`` and ``import bot.wsgi``
+Through the real entry points, as subprocesses: ``python -m bot`` and ``import bot.web.wsgi``
 (gunicorn's view is in test_wsgi.py).
 """
 
@@ -111,7 +111,7 @@ def test_missing_google_credentials_are_one_line(quiet_root_logger: None, monkey
 
 
 def test_importing_bot_wsgi_with_a_bad_environment_exits_2_with_the_same_lines() -> None:
-    result = run([sys.executable, "-c", "import bot.wsgi"], bare_env(SLACK_SIGNING_SECRET=SIGNING_SECRET))
+    result = run([sys.executable, "-c", "import bot.web.wsgi"], bare_env(SLACK_SIGNING_SECRET=SIGNING_SECRET))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"SLACK_BOT_TOKEN is not set; {SEE}", f"GOOGLE_CLOUD_PROJECT is not set; {SEE}"]
 

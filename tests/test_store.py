@@ -10,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from bot.lifecycle import ALLOWED_FROM
+from bot.core.lifecycle import ALLOWED_FROM
 from bot.settings import REPO_ROOT
 from storage import migrate
 from storage.models import Base, ImageState, OperationState, Verb, Verdict, VmState

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import create_app
-from bot.errors import UsageError
-from bot.parsing import Command, parse
-from bot.scheduler import sweep_job
+from bot.core.errors import UsageError
+from bot.slack.parsing import Command, parse
+from bot.jobs.scheduler import sweep_job
 from bot.settings import Settings, SettingsError
-from bot.sweeper import SWEEP_LEASE
+from bot.jobs.sweeper import SWEEP_LEASE
 from conftest import PROJECT, Running, fast_compute
 from standins.compute import ComputeStandin
 from standins.slack_api import Message, SlackStandin

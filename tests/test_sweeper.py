@@ -11,10 +11,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.gce import Compute
-from bot.lifecycle import ALLOWED_FROM
-from bot.sweeper import GRACE, PARKED_NEWEST, RESTORING, RETENTION, SWEEP_LEASE, UNLABELLED, Sweeper
-from bot.workflows import labels_for
+from bot.gcp.compute import Compute
+from bot.core.lifecycle import ALLOWED_FROM
+from bot.jobs.sweeper import GRACE, PARKED_NEWEST, RESTORING, RETENTION, SWEEP_LEASE, UNLABELLED, Sweeper
+from bot.core.workflows import labels_for
 from conftest import PROJECT
 from standins.compute import ComputeStandin
 from storage.models import Image, ImageState, Lease, OperationState, Sweep, Verb, VmState, utcnow

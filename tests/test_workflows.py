@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.gce import Compute
-from bot.lifecycle import start_operation
+from bot.gcp.compute import Compute
+from bot.core.lifecycle import start_operation
 from bot.settings import Settings
-from bot.workflows import Workflows, image_name_for
+from bot.core.workflows import Workflows, image_name_for
 from standins.compute import ComputeStandin
 from storage.models import Operation, Verb, VmState
 from storage.store import Store
@@ -65,7 +65,7 @@ def test_create_then_park_without_slack(gcp: ComputeStandin, tmp_path: Path) -> 
 def test_image_names_fit_gcp_rules() -> None:
     from datetime import datetime, timezone
 
-    from bot.parsing import NAME_RE
+    from bot.slack.parsing import NAME_RE
 
     when = datetime(2026, 11, 25, 12, 30, tzinfo=timezone.utc)
     assert image_name_for("test-vm-22", when, 7) == "test-vm-22-20261125-1230-7"

@@ -1,4 +1,4 @@
-"""App Engine's way in: app.yaml's entrypoint, run for real (gunicorn, bot.wsgi:app), against the stand-ins.
+"""App Engine's way in: app.yaml's entrypoint, run for real (gunicorn, bot.web.wsgi:app), against the stand-ins.
 
 gunicorn gets a socket the test has already bound and is listening on (``-b fd://N``
 in place of ``-b :$PORT``), so requests simply queue until the worker is up: no
@@ -94,7 +94,7 @@ def gunicorn(gcp: ComputeStandin, slack: SlackStandin, tmp_path: Path) -> Iterat
 def test_app_yaml_fits_a_bot_with_background_work() -> None:
     assert re.fullmatch(r"python3(1[1-9]|[2-9]\d)", APP_YAML["runtime"])
     args = shlex.split(APP_YAML["entrypoint"])
-    assert args[-1] == "bot.wsgi:app" and args[args.index("-w") + 1] == "1" and "--preload" not in args
+    assert args[-1] == "bot.web.wsgi:app" and args[args.index("-w") + 1] == "1" and "--preload" not in args
     assert APP_YAML["manual_scaling"]["instances"] == 1 and APP_YAML["instance_class"].startswith("B")
     assert "automatic_scaling" not in APP_YAML and "basic_scaling" not in APP_YAML
     secrets = {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "DATABASE_URL"}
@@ -122,7 +122,7 @@ def test_gunicorn_serves_healthz_and_a_signed_slash_command_that_runs_to_the_end
 
     assert gunicorn.stop() == 0
     lines = [json.loads(line) for line in gunicorn.log().splitlines() if line.startswith("{")]
-    ours = [line for line in lines if line["logger"] == "bot.workflows"]
+    ours = [line for line in lines if line["logger"] == "bot.core.workflows"]
     assert [line["message"] for line in ours] == ["create of wsgi-vm started", "create of wsgi-vm ended: succeeded"]
     for line in ours:
         assert line["severity"] == "INFO" and line["time"].endswith("Z")

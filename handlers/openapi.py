@@ -1,14 +1,14 @@
-"""The OpenAPI 3 description of the HTTP API (bot.api), served at ``/api/v1/openapi.json``.
+"""The OpenAPI 3 description of the HTTP API (handlers.api), served at ``/api/v1/openapi.json``.
 
 Written by hand next to the code it describes; tests/test_api.py checks that every
-route in ``bot.api.ROUTES`` is here and that nothing here is unimplemented.
+route in ``handlers.api.ROUTES`` is here and that nothing here is unimplemented.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.api import ERROR_CODES, MAX_WAIT_SECONDS, PREFIX
+from handlers.api import ERROR_CODES, MAX_WAIT_SECONDS, PREFIX
 
 Json = dict[str, Any]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import audit
-from bot.blocks import actor
-from bot.errors import AlreadyRequested, Refused
+from bot.core import audit
+from bot.slack.blocks import actor
+from bot.core.errors import AlreadyRequested, Refused
 from storage.models import FINISHED_STATES, Operation, Verb, Vm, VmState
 from storage.store import ClaimLost, DuplicateRequest, Store
 

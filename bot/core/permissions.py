@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.blocks import actor
-from bot.errors import Refused
+from bot.slack.blocks import actor
+from bot.core.errors import Refused
 
 if TYPE_CHECKING:
-    from bot.parsing import Command
+    from bot.slack.parsing import Command
     from bot.settings import Settings
     from storage.models import Vm
     from storage.store import Store

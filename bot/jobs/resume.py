@@ -21,8 +21,8 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from bot.runner import JobRunner
-from bot.workflows import Workflows
+from bot.jobs.runner import JobRunner
+from bot.core.workflows import Workflows
 from storage.models import Operation
 from storage.store import Store
 

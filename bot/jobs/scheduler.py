@@ -13,7 +13,7 @@ run is never overlapped by the next one, only delayed.
 Where the blocking GCP work runs: a job runs on APScheduler's executor threads,
 never on the scheduler's own loop thread, and the sweep does its GCP calls on
 its own pool of ``VMBOT_SWEEP_CONCURRENCY`` threads. It does not go through the
-job runner (``bot.runner``) on purpose: that pool serves people waiting in
+job runner (``bot.jobs.runner``) on purpose: that pool serves people waiting in
 Slack for a create, park or restore, and must not queue behind thousands of
 image deletions.
 
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.reconcile import reconcile_job
-from bot.reporting import SweepThread
+from bot.jobs.reconcile import reconcile_job
+from bot.slack.threads import SweepThread
 
 if TYPE_CHECKING:
     from bot.app import VmBot

@@ -1,7 +1,7 @@
-"""HTTP serving: one WSGI app with ``/slack/events``, ``/healthz`` and the HTTP API (``/api/v1``, bot.api).
+"""HTTP serving: one WSGI app with ``/slack/events``, ``/healthz`` and the HTTP API (``/api/v1``, handlers.api).
 
-``python -m bot`` serves it with bot.pooled_server (a few threads, arrival
-order); App Engine serves the very same app (bot.wsgi) with gunicorn.
+``python -m bot`` serves it with bot.web.pooled_server (a few threads, arrival
+order); App Engine serves the very same app (bot.web.wsgi) with gunicorn.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.request.internals import build_context
 
-from bot.api import PREFIX as API_PREFIX
-from bot.api import Api
+from handlers.api import PREFIX as API_PREFIX
+from handlers.api import Api
 from bot.app import VmBot
-from bot.pooled_server import PooledWSGIServer
-from bot.signatures import guard_requests, has_payload_field
+from bot.web.pooled_server import PooledWSGIServer
+from bot.web.slack_guard import guard_requests, has_payload_field
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class QuietHandler(WSGIRequestHandler):
 
 
 def make_http_server(bot: VmBot, host: str, port: int) -> PooledWSGIServer:
-    """The app on ``bot.settings.http_threads`` threads; jobs hold back while requests are answered (bot.runner)."""
+    """The app on ``bot.settings.http_threads`` threads; jobs hold back while requests are answered (bot.jobs.runner)."""
     server = PooledWSGIServer(
         (host, port),
         QuietHandler,

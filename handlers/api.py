@@ -1,7 +1,7 @@
 """The HTTP API under ``/api/v1``: the Slack commands' operations, as JSON, for scripts and CI.
 
-Mutations take the very path a slash command takes (``bot.lifecycle.start_operation``
-claims the VM in the store, ``bot.runner`` runs ``bot.workflows``), so a park started
+Mutations take the very path a slash command takes (``bot.core.lifecycle.start_operation``
+claims the VM in the store, ``bot.jobs.runner`` runs ``bot.core.workflows``), so a park started
 by a script is in ``/vm list`` and its history like any other. They answer
 ``202 Accepted`` at once with the operation and a ``Location`` to poll; ``?wait=SECONDS``
 (at most MAX_WAIT_SECONDS) holds the answer until the operation ends, woken by the
@@ -12,9 +12,9 @@ ERROR_CODES) and is decided before anything is recorded, so it changes nothing.
 
 Auth: ``Authorization: Bearer TOKEN`` with a token from VMBOT_API_TOKENS; the token's
 name is the operation's ``requested_by`` and the VM's owner when it creates one. Park
-and restore follow bot.permissions as in Slack: the VM's owner or an admin
+and restore follow bot.core.permissions as in Slack: the VM's owner or an admin
 (VMBOT_ADMINS may name a token), else 403 ``forbidden``. Every authenticated
-mutation, allowed or refused, goes into the audit trail (bot.audit). With no tokens configured the API is off and
+mutation, allowed or refused, goes into the audit trail (bot.core.audit). With no tokens configured the API is off and
 every ``/api/v1`` path answers 404 ``api_disabled``. Tokens are compared in constant time
 and never logged.
 """
@@ -33,12 +33,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from bot import audit, permissions
-from bot.blocks import escape
-from bot.errors import Refused, UserError
-from bot.gce import GceError
-from bot.lifecycle import ALLOWED_FROM, check_image_name_free, start_operation
-from bot.parsing import NAME_RE, check_name, check_option
+from bot.core import audit, permissions
+from bot.slack.blocks import escape
+from bot.core.errors import Refused, UserError
+from bot.gcp.compute import GceError
+from bot.core.lifecycle import ALLOWED_FROM, check_image_name_free, start_operation
+from bot.slack.parsing import NAME_RE, check_name, check_option
 from bot.settings import SLACK_CHANNEL_RE
 from storage.models import FINISHED_STATES, Image, Operation, OperationStep, Verb, Verdict, Vm, VmState
 
@@ -171,7 +171,7 @@ PUBLIC_ROUTES = frozenset({f"{PREFIX}/openapi.json"})  # the description needs n
 
 
 class Api:
-    """The WSGI app for ``/api/v1``, mounted by bot.server next to ``/slack/events``."""
+    """The WSGI app for ``/api/v1``, mounted by bot.web.server next to ``/slack/events``."""
 
     def __init__(self, bot: VmBot) -> None:
         self.bot = bot
@@ -265,7 +265,7 @@ class Api:
     # ---- reads --------------------------------------------------------------------------------
 
     def openapi(self, request: Request) -> tuple[int, Json, list[tuple[str, str]]]:
-        from bot.openapi import SPEC
+        from handlers.openapi import SPEC
 
         return 200, SPEC, []
 
@@ -382,7 +382,7 @@ class Api:
         )
 
     def _check_permission(self, actor: str, vm: Vm, verb: Verb) -> None:
-        """The same rule as in Slack (bot.permissions): the VM's owner or an admin."""
+        """The same rule as in Slack (bot.core.permissions): the VM's owner or an admin."""
         try:
             permissions.require_owner_or_admin(self.bot.settings, actor, vm, verb.value)
         except Refused as refusal:
@@ -485,7 +485,7 @@ def _vm_name(name: str) -> str:
 
 
 def _option(body: Json, key: str, parsing_key: str) -> str | None:
-    """A field checked by bot.parsing's rule for the matching ``/vm`` option; absent or empty means not given."""
+    """A field checked by bot.slack.parsing's rule for the matching ``/vm`` option; absent or empty means not given."""
     value = body.get(key)
     if not value:
         return None
@@ -530,11 +530,11 @@ def _flag(query: dict[str, str], key: str) -> bool:
 
 
 def _plain(message: str) -> str:
-    """Undo Slack's escaping (bot.blocks.escape) in messages shared with the Slack side."""
+    """Undo Slack's escaping (bot.slack.blocks.escape) in messages shared with the Slack side."""
     return message.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-# ---- JSON shapes (described in bot.openapi) ------------------------------------------------------------
+# ---- JSON shapes (described in handlers.openapi) ------------------------------------------------------------
 
 
 def _time(when: datetime | None) -> str | None:

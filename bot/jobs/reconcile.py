@@ -11,7 +11,7 @@ owns the VM), and each fix is a compare-and-set on the state it read, so an
 operation starting or ending meanwhile wins. It reads the store *before* GCP
 for the same reason: whatever changes in between makes the compare-and-set fail.
 Runs at start-up (``VmBot.start``) and then every ``VMBOT_RECONCILE_INTERVAL``
-seconds (``reconcile_job`` on bot.scheduler).
+seconds (``reconcile_job`` on bot.jobs.scheduler).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.gce import MANAGED_LABEL, Compute, GceError, ImageInfo, InstanceInfo
+from bot.gcp.compute import MANAGED_LABEL, Compute, GceError, ImageInfo, InstanceInfo
 from storage.models import Image, ImageState, Vm, VmState
 from storage.store import Store
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from storage.models import UNKNOWN_OWNER, VmState
 
 if TYPE_CHECKING:
-    from bot.gce import InstanceInfo
-    from bot.sweeper import SweepReport, Tally
+    from bot.gcp.compute import InstanceInfo
+    from bot.jobs.sweeper import SweepReport, Tally
     from storage.models import AuditEntry, Image, Operation, Vm
     from storage.store import VmSummary
 
@@ -96,7 +96,7 @@ def text_only(markdown: str) -> Message:
 
 
 def help_message() -> Message:
-    from bot.parsing import SUBCOMMANDS  # the table of subcommands is the help text
+    from bot.slack.parsing import SUBCOMMANDS  # the table of subcommands is the help text
 
     lines = [f"`/vm {spec.usage}`  {spec.summary}" for spec in SUBCOMMANDS.values()]
     body = "\n".join(lines)
@@ -347,7 +347,7 @@ def vm_status(
         + f" · {_ago(op.created_at)}"
         for op in operations
     ]
-    # Drift texts are ours (bot.reconcile), built from GCP resource names and statuses: shown as they are.
+    # Drift texts are ours (bot.jobs.reconcile), built from GCP resource names and statuses: shown as they are.
     drift = [f":warning: Drift now: {live_drift}"] if live_drift else []
     if vm.drift and vm.drift_at:
         drift.append(f":mag: Reconcile found {_ago(vm.drift_at)}: {vm.drift}")

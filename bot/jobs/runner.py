@@ -11,7 +11,7 @@ operation notices. ``max_defer`` bounds the wait, so a steady stream of
 requests cannot starve the work.
 
 The HTTP server reports each request (``request_arrived``/``request_left``:
-bot.pooled_server does it from accept to answer); under gunicorn, bot.wsgi
+bot.web.pooled_server does it from accept to answer); under gunicorn, bot.web.wsgi
 wraps the app in ``answering()``.
 """
 

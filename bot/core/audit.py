@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.errors import UsageError, UserError
+from bot.core.errors import UsageError, UserError
 from storage.models import AuditEntry, Verdict
 from storage.store import Store
 
@@ -64,7 +64,7 @@ class Recording:
     request: Request
     operation_id: int | None = None  # the operation the request started, once it has
     written: bool = False
-    # A job submitted inside the block runs in a copy of this context (bot.runner), on another thread:
+    # A job submitted inside the block runs in a copy of this context (bot.jobs.runner), on another thread:
     # it is not this request, and what it starts is not this request's doing.
     thread: int = field(default_factory=threading.get_ident)
 

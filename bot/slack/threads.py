@@ -4,7 +4,7 @@ A Slack outage must never leave a VM half-parked, so SlackThread logs a failed
 Slack call and carries on: the store still holds the truth, and `/vm status`
 shows it.
 
-Slack allows about one message per second per channel (bot.ratelimits). A
+Slack allows about one message per second per channel (bot.slack.pacing). A
 thread's root and its result always get posted, waiting for the channel's turn
 if need be; a step that finds the channel busy is shown on the thread root
 (chat.update) instead of as a reply, so a park never costs more than six Web
@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Protocol
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
-from bot import blocks
-from bot.ratelimits import ChannelPacer, webhook_client
+from bot.slack import blocks
+from bot.slack.pacing import ChannelPacer, webhook_client
 from storage.models import Operation
 from storage.store import Store
 
 if TYPE_CHECKING:
-    from bot.sweeper import SweepReport
+    from bot.jobs.sweeper import SweepReport
 
 log = logging.getLogger(__name__)
 

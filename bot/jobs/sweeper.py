@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.gce import MANAGED_LABEL, Compute, GceError, GceNotFound
+from bot.gcp.compute import MANAGED_LABEL, Compute, GceError, GceNotFound
 from bot.settings import Settings
 from storage.housekeeping import DirtyImage, SweepOutcome, VmGuard
 from storage.models import VmState, utcnow

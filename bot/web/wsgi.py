@@ -1,4 +1,4 @@
-"""``bot.wsgi:app``: the WSGI app for gunicorn (App Engine's entrypoint, see app.yaml).
+"""``bot.web.wsgi:app``: the WSGI app for gunicorn (App Engine's entrypoint, see app.yaml).
 
 It is the app ``python -m bot`` serves, built the same way (bot.service): on
 import it reads the settings, sets up logging, opens and migrates the
@@ -29,7 +29,7 @@ from bot import logs, service
 from bot.settings import SettingsError
 
 if TYPE_CHECKING:
-    from bot.server import StartResponse, WsgiApp
+    from bot.web.server import StartResponse, WsgiApp
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def load() -> WsgiApp:
         background = service.start_background(bot)
     except SettingsError as error:
         _fail(error)
-    from bot.server import wsgi_app  # only now: a bad environment is reported without loading it
+    from bot.web.server import wsgi_app  # only now: a bad environment is reported without loading it
 
     if "gunicorn" in sys.modules:
         logs.adopt("gunicorn.error")  # the worker's own gunicorn lines in the same format (JSON on App Engine)
@@ -52,7 +52,7 @@ def load() -> WsgiApp:
         # of its background threads, and must not share the parent's database connections.
         bot.store.engine.dispose(close=False)
         log.error(
-            "bot.wsgi was imported before a fork (gunicorn --preload?): background work runs in the parent "
+            "bot.web.wsgi was imported before a fork (gunicorn --preload?): background work runs in the parent "
             "process only; run gunicorn without --preload"
         )
 
@@ -60,7 +60,7 @@ def load() -> WsgiApp:
     app = wsgi_app(bot)
 
     def answering(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        # gunicorn does not tell the job runner about requests as bot.pooled_server does. Only Slack's:
+        # gunicorn does not tell the job runner about requests as bot.web.pooled_server does. Only Slack's:
         # an API `?wait=` long poll would hold every job for max_defer (the pooled server notices it stall).
         if environ.get("PATH_INFO") != "/slack/events":
             return app(environ, start_response)

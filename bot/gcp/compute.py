@@ -34,7 +34,7 @@ from google.api_core.extended_operation import ExtendedOperation
 from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials, Credentials
 
-from bot.lean_compute import compute_v1
+from bot.gcp.lean_compute import compute_v1
 
 from bot.redaction import redact
 

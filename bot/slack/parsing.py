@@ -11,8 +11,8 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from bot.blocks import escape
-from bot.errors import UsageError
+from bot.slack.blocks import escape
+from bot.core.errors import UsageError
 
 MAX_TEXT_LENGTH = 300
 # GCP's rule for instance, image and family names (RFC 1035 labels).

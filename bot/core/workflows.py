@@ -1,6 +1,6 @@
 """Create, park, restore and delete: the plain-Python heart of vmbot.
 
-Each workflow walks its steps over the GCP adapter (bot.gce) and the store, and
+Each workflow walks its steps over the GCP adapter (bot.gcp.compute) and the store, and
 tells a Progress what happens. It knows nothing of Slack, so a test can drive
 it directly. Every step is recorded before its GCP call starts, with the
 ``requestId`` it will send and then the name of the GCP operation that carries
@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from bot import blocks, logs
-from bot.errors import Refused
-from bot.gce import (
+from bot import logs
+from bot.slack import blocks
+from bot.core.errors import Refused
+from bot.gcp.compute import (
     MANAGED_LABEL,
     Compute,
     GceAlreadyExists,
@@ -39,8 +40,8 @@ from bot.gce import (
     OperationStarted,
     new_request_id,
 )
-from bot.lifecycle import check_image_name_free
-from bot.reporting import Progress
+from bot.core.lifecycle import check_image_name_free
+from bot.slack.threads import Progress
 from bot.settings import Settings
 from storage.models import Operation, OperationState, OperationStep, Verb, VmState
 from storage.store import Store

@@ -19,7 +19,7 @@ Two things keep this from turning into a queue behind one slow request:
   ``IDLE_TIMEOUT`` is closed.
 * ``on_arrival`` and ``on_leave`` bracket each connection from its accept
   until it is answered, or until it stalls: the job runner holds new
-  background work back meanwhile (``bot.runner``). All waiting connections are
+  background work back meanwhile (``bot.jobs.runner``). All waiting connections are
   accepted together, so a burst is one bracket, not fifty with gaps between.
 """
 
