@@ -15,8 +15,10 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.deps import Deps
 from bot.gcp.compute import Compute
 from bot.slack.pacing import ChannelPacer, polite_respond, retry_rate_limits, webhook_client
+from bot.slack.refusals import slack_text
 from bot.slack.threads import progress_for
 from bot.jobs.resume import Resumer
 from bot.jobs.runner import JobRunner
@@ -32,18 +34,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class VmBot:
-    """The running bot: the Bolt app and the collaborators its handlers use."""
+class VmBot(Deps):
+    """The running bot: what handlers and jobs use (Deps), the Bolt app, and the background parts."""
 
-    settings: Settings
-    app: App
-    client: WebClient
-    store: Store
-    compute: Compute
-    runner: JobRunner
-    workflows: Workflows
-    resumer: Resumer
-    sweeper: Sweeper = field(init=False)
+    app: App = field(kw_only=True)
+    resumer: Resumer = field(kw_only=True)
     scheduler: Scheduler = field(init=False)  # built by create_app, started by start()
 
     def start(self) -> None:
@@ -99,9 +94,9 @@ def create_app(
         process_before_response=True,
     )
     app.use(polite_respond)
-    workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op, pacer))
-    bot = VmBot(settings, app, client, store, compute, runner, workflows, Resumer(store, workflows, runner))
-    bot.sweeper = Sweeper.from_settings(store, compute, settings)
+    workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op, pacer), words=slack_text)
+    sweeper = Sweeper.from_settings(store, compute, settings)
+    bot = VmBot(settings, client, store, compute, runner, workflows, sweeper, app=app, resumer=Resumer(store, workflows, runner))
     bot.scheduler = create_scheduler(bot)
     commands.register(app, bot)
     actions.register(app, bot)

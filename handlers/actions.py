@@ -16,13 +16,14 @@ from slack_bolt import Ack, App, Respond
 
 from bot.core import audit, permissions
 from bot.slack import blocks
-from bot.core.errors import Refused, UsageError, UserError
+from bot.core.errors import Reason, Refused, UsageError, UserError
+from bot.slack.refusals import slack_text
 from bot.core.lifecycle import check_image_name_free, refuse_repeat, start_operation
 from bot.slack.parsing import Command, parse
 from storage.models import OperationState, Verb, Verdict, Vm
 
 if TYPE_CHECKING:
-    from bot.app import VmBot
+    from bot.deps import Deps
 
 Payload = dict[str, Any]
 
@@ -45,7 +46,7 @@ QUESTION_VERBS = (Verb.PARK, Verb.DELETE)  # verbs that ask first; their buttons
 ANSWERS = {Verb.PARK: ":parking: Parking", Verb.DELETE: ":wastebasket: Deleting"}
 
 
-def register(app: App, bot: VmBot) -> None:
+def register(app: App, bot: Deps) -> None:
     # Decide, record and queue the press, then ack (a few ms of store work): once Slack has its
     # answer, the outcome is settled and the work is on the job runner, never on its way. The reply
     # goes to the response_url from the job runner too: it is a call to Slack, and Slack has the
@@ -99,29 +100,29 @@ def read_press(body: Payload, action: Payload, verb: Verb) -> tuple[audit.Reques
 
 
 def check_press(
-    bot: VmBot, request: audit.Request, command: Command | None, requested_by: str | None, verb: Verb
+    bot: Deps, request: audit.Request, command: Command | None, requested_by: str | None, verb: Verb
 ) -> Vm:
     """Where, what and who: the checks every press of a question's button passes before it counts."""
     permissions.check_channel(bot.settings, request.channel_id)
     if command is None or command.name is None:
-        raise Refused(f"I cannot read this button. Ask again with `/vm {verb.value} NAME`.")
+        raise Refused(Reason.UNREADABLE_BUTTON, verb=verb.value)
     vm = bot.store.vm(command.name)
     if vm is None:
-        raise Refused(f"I don't know a VM called `{command.name}`. `/vm list` shows the VMs I manage.")
+        raise Refused(Reason.VM_UNKNOWN, command.name)
     permissions.require_requester_or_admin(bot.settings, request.user_id, requested_by, vm)
     permissions.require_owner_or_admin(bot.settings, request.user_id, vm, verb.value)
     return vm
 
 
-def confirm(bot: VmBot, body: Payload, action: Payload, verb: Verb) -> PressReply:
+def confirm(bot: Deps, body: Payload, action: Payload, verb: Verb) -> PressReply:
     """Start what the button asks for (a park or a delete), if this person may; what to answer them."""
     request, command, requested_by = read_press(body, action, verb)
     with audit.recording(request) as recording:  # the operation it starts is written with its audit entry
         try:
             vm = check_press(bot, request, command, requested_by, verb)
         except UserError as refusal:
-            recording.record(bot.store, audit.verdict_for(refusal), detail=str(refusal))
-            return PressReply(f":no_entry: {refusal}", replaces_question=False)
+            recording.record(bot.store, audit.verdict_for(refusal), detail=slack_text(refusal))
+            return PressReply(f":no_entry: {slack_text(refusal)}", replaces_question=False)
         assert command is not None and command.name is not None
         name = command.name
         params = {key: command.options[key] for key in ("image", "family") if key in command.options}
@@ -145,25 +146,25 @@ def confirm(bot: VmBot, body: Payload, action: Payload, verb: Verb) -> PressRepl
                 request_key=click_key(body, action),
             )
         except UserError as refusal:
-            recording.record(bot.store, audit.verdict_for(refusal), detail=str(refusal))
-            return PressReply(f"{refusal.icon} {refusal}")
+            recording.record(bot.store, audit.verdict_for(refusal), detail=slack_text(refusal))
+            return PressReply(slack_text(refusal, with_icon=True))
         recording.record(bot.store, Verdict.ALLOWED)
         bot.runner.submit(bot.workflows.run, op.id)
         return PressReply(f"{ANSWERS[verb]} `{name}`: follow the thread in <#{request.channel_id}>.")
 
 
-def cancel(bot: VmBot, body: Payload, action: Payload, verb: Verb) -> PressReply:
+def cancel(bot: Deps, body: Payload, action: Payload, verb: Verb) -> PressReply:
     request, command, requested_by = read_press(body, action, verb)
     try:
         check_press(bot, request, command, requested_by, verb)
     except UserError as refusal:
-        audit.record(bot.store, request, audit.verdict_for(refusal), detail=str(refusal))
-        return PressReply(f":no_entry: {refusal}", replaces_question=False)
+        audit.record(bot.store, request, audit.verdict_for(refusal), detail=slack_text(refusal))
+        return PressReply(f":no_entry: {slack_text(refusal)}", replaces_question=False)
     audit.record(bot.store, request, Verdict.ALLOWED, detail="cancelled")
     return PressReply(f"Cancelled: `{request.vm_name}` stays as it is.")
 
 
-def retry_operation(bot: VmBot, body: Payload, action: Payload) -> str:
+def retry_operation(bot: Deps, body: Payload, action: Payload) -> str:
     """Ask again for what a failed operation asked, as the person who pressed retry, with every check a
     fresh request gets (channel, owner or admin, the VM's state); pressing one retry button twice makes
     one new operation. Audited like any press."""
@@ -173,7 +174,7 @@ def retry_operation(bot: VmBot, body: Payload, action: Payload) -> str:
     with audit.recording(request) as recording:  # the operation it starts is written with its audit entry
         try:
             if failed is None or failed.state is not OperationState.FAILED:
-                raise Refused("There is no failed operation to retry here.")
+                raise Refused(Reason.NOTHING_TO_RETRY)
             permissions.check_channel(bot.settings, request.channel_id)
             vm = bot.store.vm(failed.vm_name)
             if vm is not None and verb in permissions.OWNER_OR_ADMIN:
@@ -193,8 +194,8 @@ def retry_operation(bot: VmBot, body: Payload, action: Payload) -> str:
                 request_key=f"retry:{failed.id}",
             )
         except UserError as refusal:
-            recording.record(bot.store, audit.verdict_for(refusal), detail=str(refusal))
-            return f"{refusal.icon} {refusal}"
+            recording.record(bot.store, audit.verdict_for(refusal), detail=slack_text(refusal))
+            return slack_text(refusal, with_icon=True)
         recording.record(bot.store, Verdict.ALLOWED)
         bot.runner.submit(bot.workflows.run, op.id)
         return (

@@ -34,47 +34,25 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from bot.core import audit, permissions
-from bot.slack.blocks import escape
-from bot.core.errors import Refused, UserError
+from bot.slack.text import SLACK_USER_RE, escape
+from bot.core.errors import InvalidInput, Reason, Refused
 from bot.gcp.compute import GceError
-from bot.core.lifecycle import ALLOWED_FROM, check_image_name_free, start_operation
-from bot.slack.parsing import NAME_RE, check_name, check_option
+from bot.core.lifecycle import check_allowed, check_image_name_free, start_operation
+from bot.core.names import NAME_RE, check_name, check_option, explain
 from bot.settings import SLACK_CHANNEL_RE
+from handlers.openapi import ERROR_CODES, MAX_WAIT_SECONDS, PREFIX, SPEC
 from storage.models import FINISHED_STATES, Image, Operation, OperationStep, Verb, Verdict, Vm, VmState
 
 if TYPE_CHECKING:
-    from bot.app import VmBot
+    from bot.deps import Deps
     from storage.store import VmSummary
 
 log = logging.getLogger(__name__)
 
-PREFIX = "/api/v1"
-MAX_WAIT_SECONDS = 600
 MAX_BODY_BYTES = 16 * 1024
 Json = dict[str, Any]
 StartResponse = Callable[..., Any]
 
-# The stable error codes a script may branch on, with their HTTP status.
-ERROR_CODES: dict[str, int] = {
-    "invalid_json": 400,  # the body is not a JSON object
-    "invalid_field": 400,  # a field is missing, unknown, or of the wrong type
-    "invalid_name": 400,  # the VM name breaks GCP's naming rule
-    "invalid_option": 400,  # zone, machine_type, image, family, notify_channel or a query parameter is not valid
-    "unauthorized": 401,  # no bearer token, or not one of VMBOT_API_TOKENS
-    "forbidden": 403,  # park/restore of a VM this token neither owns nor may act on as an admin
-    "not_found": 404,  # no such route
-    "api_disabled": 404,  # VMBOT_API_TOKENS is not set
-    "vm_not_found": 404,
-    "operation_not_found": 404,
-    "method_not_allowed": 405,
-    "vm_exists": 409,  # create of a name the store already holds
-    "state_conflict": 409,  # e.g. park of a parked VM, restore of a running one
-    "operation_in_progress": 409,  # another operation holds the VM
-    "image_exists": 409,  # park with an image name already recorded
-    "payload_too_large": 413,
-    "gcp_error": 502,  # ?live=true and GCP could not be asked
-    "internal_error": 500,
-}
 STATUS_LINES = {
     200: "200 OK",
     202: "202 Accepted",
@@ -95,7 +73,7 @@ class ApiError(Exception):
 
     def __init__(self, code: str, message: str, *, headers: Iterable[tuple[str, str]] = (), **details: Any) -> None:
         super().__init__(message)
-        self.code, self.message, self.status = code, _plain(message), ERROR_CODES[code]
+        self.code, self.message, self.status = code, message, ERROR_CODES[code]
         self.headers, self.details = list(headers), details
 
     def body(self) -> Json:
@@ -173,7 +151,7 @@ PUBLIC_ROUTES = frozenset({f"{PREFIX}/openapi.json"})  # the description needs n
 class Api:
     """The WSGI app for ``/api/v1``, mounted by bot.web.server next to ``/slack/events``."""
 
-    def __init__(self, bot: VmBot) -> None:
+    def __init__(self, bot: Deps) -> None:
         self.bot = bot
         # Compare digests, not tokens: equal lengths, and hmac.compare_digest keeps the time constant.
         self._tokens = [(name, _digest(token)) for name, token in bot.settings.api_tokens]
@@ -265,8 +243,6 @@ class Api:
     # ---- reads --------------------------------------------------------------------------------
 
     def openapi(self, request: Request) -> tuple[int, Json, list[tuple[str, str]]]:
-        from handlers.openapi import SPEC
-
         return 200, SPEC, []
 
     def list_vms(self, request: Request) -> tuple[int, Json, list[tuple[str, str]]]:
@@ -321,7 +297,7 @@ class Api:
             try:
                 check_image_name_free(self.bot.store, params["image"])
             except Refused as refusal:
-                raise ApiError("image_exists", str(refusal)) from None
+                raise refusal_error(refusal) from None
         op = self._start(
             Verb.PARK, name, request.actor, zone=vm.zone, machine_type=vm.machine_type, channel=channel, params=params
         )
@@ -358,36 +334,20 @@ class Api:
         return channel
 
     def _check_allowed(self, verb: Verb, name: str) -> Vm | None:
-        """The lifecycle table's verdict, with an API error code; the VM (None only for a create)."""
+        """The lifecycle table's verdict (bot.core.lifecycle), as an API error; the VM (None only for a create)."""
         vm = self.bot.store.vm(name)
-        state = vm.state if vm and vm.state is not VmState.DELETED else None
-        if vm is not None and vm.active_operation is not None:
-            op = vm.active_operation
-            raise ApiError(
-                "operation_in_progress",
-                f"{name} is busy: operation {op.id} ({op.verb.value}, asked by {op.requested_by}) is under way. "
-                f"Try again when it has finished (GET {PREFIX}/operations/{op.id}?wait=60).",
-                operation_id=op.id,
-            )
-        if state in ALLOWED_FROM[verb]:
-            return vm
-        if state is None:
-            raise _unknown_vm(name)
-        if verb is Verb.CREATE:
-            raise ApiError("vm_exists", f"A VM named {name} already exists ({state.value}). Pick another name.")
-        allowed = " or ".join(sorted(s.value for s in ALLOWED_FROM[verb] if s is not None))
-        raise ApiError(
-            "state_conflict", f"{name} is {state.value}, so it cannot be {_PAST[verb]} now (only when {allowed}).",
-            state=state.value,
-        )
+        try:
+            check_allowed(verb, name, vm)
+        except Refused as refusal:
+            raise refusal_error(refusal) from None
+        return vm
 
     def _check_permission(self, actor: str, vm: Vm, verb: Verb) -> None:
         """The same rule as in Slack (bot.core.permissions): the VM's owner or an admin."""
         try:
             permissions.require_owner_or_admin(self.bot.settings, actor, vm, verb.value)
         except Refused as refusal:
-            # Slack's markup, as plain text: "<@U100>" -> "U100", "`ci` (API)" -> "ci (API)".
-            raise ApiError("forbidden", re.sub(r"<@(\w+)>", r"\1", str(refusal)).replace("`", "")) from None
+            raise refusal_error(refusal) from None
 
     def _known_vm(self, verb: Verb, name: str) -> Vm:
         vm = self._check_allowed(verb, name)
@@ -398,9 +358,8 @@ class Api:
         """Record and claim through the same lifecycle as Slack, then hand the work to the job runner."""
         try:
             op = start_operation(self.bot.store, verb, name, requested_by=actor, channel=channel, **kwargs)
-        except UserError as refusal:  # lost a race since _check_allowed: say why, from the fresh state
-            self._check_allowed(verb, name)
-            raise ApiError("operation_in_progress", str(refusal)) from None
+        except Refused as refusal:  # lost a race since _check_allowed: the core says why, from the fresh state
+            raise refusal_error(refusal) from None
         log.info("API: %s asked to %s %s (operation %s)", actor, verb.value, name, op.id)
         self.bot.runner.submit(self.bot.workflows.run, op.id)
         return op
@@ -479,8 +438,8 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 def _vm_name(name: str) -> str:
     try:
         check_name(name, what="VM name")
-    except UserError as error:
-        raise ApiError("invalid_name", str(error)) from None
+    except InvalidInput as invalid:
+        raise ApiError("invalid_name", explain(invalid, _quote)) from None
     return name
 
 
@@ -491,9 +450,58 @@ def _option(body: Json, key: str, parsing_key: str) -> str | None:
         return None
     try:
         check_option(parsing_key, value)
-    except UserError as error:
-        raise ApiError("invalid_option", f"{key}: {error}") from None
+    except InvalidInput as invalid:
+        raise ApiError("invalid_option", f"{key}: {explain(invalid, _quote)}") from None
     return value
+
+
+def _quote(value: str) -> str:
+    return f"`{value}`"
+
+
+def _who(name: str) -> str:
+    """A Slack user id as it is; an API token's name marked as one, as Slack shows it."""
+    return name if SLACK_USER_RE.match(name) else f"{name} (API)"
+
+
+def refusal_error(refusal: Refused) -> ApiError:
+    """The core's refusal as the API says it: a stable code, a plain message, and the facts a script needs."""
+    name, facts = refusal.vm or "", refusal.facts
+    admins = ", ".join(_who(admin) for admin in facts.get("admins", ()))
+    or_admin = f" or an admin ({admins})" if admins else ""
+    match refusal.reason:
+        case Reason.VM_UNKNOWN | Reason.VM_GONE:
+            return _unknown_vm(name)
+        case Reason.VM_BUSY:
+            op = facts["operation"]
+            return ApiError(
+                "operation_in_progress",
+                f"{name} is busy: operation {op.id} ({op.verb.value}, asked by {op.requested_by}) is under way. "
+                f"Try again when it has finished (GET {PREFIX}/operations/{op.id}?wait=60).",
+                operation_id=op.id,
+            )
+        case Reason.CLAIM_LOST:
+            return ApiError("operation_in_progress", f"Someone else just started an operation on {name}. GET {PREFIX}/vms/{name} shows it.")
+        case Reason.VM_EXISTS:
+            return ApiError("vm_exists", f"A VM named {name} already exists ({facts['state']}). Pick another name.")
+        case Reason.WRONG_STATE:
+            allowed = " or ".join(facts["allowed"])
+            past = _PAST[Verb(facts["verb"])]
+            return ApiError(
+                "state_conflict", f"{name} is {facts['state']}, so it cannot be {past} now (only when {allowed}).",
+                state=facts["state"],
+            )
+        case Reason.IMAGE_EXISTS:
+            return ApiError(
+                "image_exists",
+                f"An image named `{facts['image']}` is already in my records (made for `{facts['made_for']}`, now "
+                f"{facts['image_state']}); image names are never reused. Pick another image name.",
+            )
+        case Reason.NOT_OWNER:
+            return ApiError("forbidden", f"Only {name}'s owner {_who(facts['owner'])}{or_admin} may {facts['verb']} it. Ask them to.")
+        case Reason.ADMIN_ONLY:
+            return ApiError("forbidden", f"Only admins may {facts.get('action') or facts['verb']}.")
+    raise AssertionError(f"the API has no words for {refusal!r}")
 
 
 def _audit_request(request: Request) -> audit.Request:
@@ -527,11 +535,6 @@ def _flag(query: dict[str, str], key: str) -> bool:
     if raw.lower() in ("0", "false", "no"):
         return False
     raise ApiError("invalid_option", f"{key}={raw[:20]!r}: use true or false.")
-
-
-def _plain(message: str) -> str:
-    """Undo Slack's escaping (bot.slack.blocks.escape) in messages shared with the Slack side."""
-    return message.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 # ---- JSON shapes (described in handlers.openapi) ------------------------------------------------------------

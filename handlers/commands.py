@@ -14,7 +14,8 @@ from slack_bolt import Ack, App, Respond
 
 from bot.core import audit, permissions
 from bot.slack import blocks
-from bot.core.errors import UserError
+from bot.core.errors import Reason, Refused, UserError
+from bot.slack.refusals import slack_text
 from bot.gcp.compute import GceError
 from bot.core.lifecycle import check_allowed, check_image_name_free, start_operation
 from bot.slack.parsing import Command, mentioned_vm, parse
@@ -23,20 +24,24 @@ from bot.jobs.reconcile import live_drift
 from storage.models import ImageState, Verb, Verdict
 
 if TYPE_CHECKING:
-    from bot.app import VmBot
+    from bot.deps import Deps
 
 Payload = dict[str, Any]
 FollowUp = Callable[[], None] | None
 
 
-def register(app: App, bot: VmBot) -> None:
+
+class NothingToShow(UserError):
+    """A read command with nothing to show; its text is Slack's words already."""
+
+def register(app: App, bot: Deps) -> None:
     def vm_command(ack: Ack, command: Payload, respond: Respond) -> None:
         handle_vm_command(bot, command, ack, respond)
 
     app.command("/vm")(vm_command)
 
 
-def handle_vm_command(bot: VmBot, payload: Payload, ack: Ack, respond: Respond) -> None:
+def handle_vm_command(bot: Deps, payload: Payload, ack: Ack, respond: Respond) -> None:
     """Check where, parse, check who, run the verb; record the verdict in the audit trail, then ack."""
     request = audit.Request.of_command(payload)
     with audit.recording(request) as recording:
@@ -48,8 +53,8 @@ def handle_vm_command(bot: VmBot, payload: Payload, ack: Ack, respond: Respond) 
             message, follow_up = VERBS[command.verb](bot, command, payload, respond)
             verdict, detail = Verdict.ALLOWED, None
         except UserError as error:
-            message, follow_up = blocks.text_only(f"{error.icon} {error}"), None
-            verdict, detail = audit.verdict_for(error), str(error)
+            message, follow_up = blocks.text_only(slack_text(error, with_icon=True)), None
+            verdict, detail = audit.verdict_for(error), slack_text(error)
             request.vm_name = request.vm_name or mentioned_vm(request.text)
         except Exception:
             recording.record(bot.store, Verdict.ERROR, detail="internal error; see the bot's log")
@@ -68,7 +73,7 @@ def request_key(payload: Payload) -> str | None:
     return f"command:{trigger}" if trigger else None
 
 
-def create(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     assert command.name
     zone = command.option("zone", bot.settings.zone)
     machine_type = command.option("machine-type", bot.settings.machine_type)
@@ -87,7 +92,7 @@ def create(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
 
 
-def park(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+def park(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     """Only asks: the park itself starts when the requester presses ``park_confirm`` (handlers.actions)."""
     assert command.name
     vm = bot.store.vm(command.name)
@@ -99,7 +104,7 @@ def park(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tu
     return blocks.park_confirmation(vm, payload["user_id"], image=image, family=family), None
 
 
-def delete(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+def delete(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     """Only asks: the delete itself starts when the requester presses ``delete_confirm`` (handlers.actions)."""
     assert command.name
     vm = bot.store.vm(command.name)
@@ -109,7 +114,7 @@ def delete(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
     return blocks.delete_confirmation(vm, payload["user_id"], images=ready, grace=bot.settings.sweep_grace), None
 
 
-def restore(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+def restore(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     assert command.name
     vm = bot.store.vm(command.name)
     check_allowed(Verb.RESTORE, command.name, vm)
@@ -129,17 +134,17 @@ def restore(bot: VmBot, command: Command, payload: Payload, respond: Respond) ->
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
 
 
-def list_vms(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+def list_vms(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     return blocks.vm_list(bot.store.list_vms()), None
 
 
-def status(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     """Answers from the store at once; the live GCP state follows when GCP has answered."""
     assert command.name
     name = command.name
     vm = bot.store.vm(name)
     if vm is None:
-        raise UserError(f"I don't know a VM called `{name}`. `/vm list` shows the VMs I manage.")
+        raise Refused(Reason.VM_UNKNOWN, name)
 
     def with_live_state() -> None:
         try:
@@ -158,20 +163,20 @@ def status(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> 
 IMAGES_SHOWN = 40  # newest first; a long-lived VM may have hundreds of deleted ones
 
 
-def images(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+def images(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     assert command.name
     if bot.store.vm(command.name) is None:
-        raise UserError(f"I don't know a VM called `{command.name}`. `/vm list` shows the VMs I manage.")
+        raise Refused(Reason.VM_UNKNOWN, command.name)
     recent, total = bot.store.recent_images(command.name, limit=IMAGES_SHOWN)
     return blocks.image_list(command.name, recent, total, grace=bot.settings.sweep_grace), None
 
 
-def may_sweep(bot: VmBot, user_id: str) -> None:
+def may_sweep(bot: Deps, user_id: str) -> None:
     """`/vm sweep` acts on every VM's images: admins only (also checked up front, bot.core.permissions.ADMIN_ONLY)."""
     permissions.require_admin(bot.settings, user_id, "use `/vm sweep`")
 
 
-def sweep(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+def sweep(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     """Sweep now on the job runner; the report goes in a thread in this channel (root posted once the lease is ours)."""
     user, channel = payload["user_id"], payload["channel_id"]
     may_sweep(bot, user)
@@ -192,24 +197,24 @@ def sweep(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> t
 HISTORY_PAGE_SIZE = 10
 
 
-def history(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+def history(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     """A VM's audit trail, newest first, ``page=N`` at a time."""
     assert command.name
     name, page = command.name, int(command.option("page", "1"))
     entries, total = bot.store.audit_trail(name, offset=(page - 1) * HISTORY_PAGE_SIZE, limit=HISTORY_PAGE_SIZE)
     if total == 0:
-        raise UserError(f"I have no history for `{name}`. `/vm list` shows the VMs I manage.")
+        raise NothingToShow(f"I have no history for `{name}`. `/vm list` shows the VMs I manage.")
     pages = -(-total // HISTORY_PAGE_SIZE)
     if not entries:
-        raise UserError(f"`{name}` has {pages} page{'s' if pages != 1 else ''} of history; try `/vm history {name} page={pages}`.")
+        raise NothingToShow(f"`{name}` has {pages} page{'s' if pages != 1 else ''} of history; try `/vm history {name} page={pages}`.")
     return blocks.audit_history(name, entries, page=page, pages=pages, total=total), None
 
 
-def help_(bot: VmBot, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+def help_(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     return blocks.help_message(), None
 
 
-VERBS: dict[str, Callable[[VmBot, Command, Payload, Respond], tuple[blocks.Message, FollowUp]]] = {
+VERBS: dict[str, Callable[[Deps, Command, Payload, Respond], tuple[blocks.Message, FollowUp]]] = {
     "create": create,
     "park": park,
     "restore": restore,

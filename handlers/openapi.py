@@ -1,4 +1,5 @@
-"""The OpenAPI 3 description of the HTTP API (handlers.api), served at ``/api/v1/openapi.json``.
+"""The HTTP API's contract: its prefix, its stable error codes, and the OpenAPI 3 description of it
+(served at ``/api/v1/openapi.json`` by handlers.api).
 
 Written by hand next to the code it describes; tests/test_api.py checks that every
 route in ``handlers.api.ROUTES`` is here and that nothing here is unimplemented.
@@ -8,9 +9,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.api import ERROR_CODES, MAX_WAIT_SECONDS, PREFIX
-
 Json = dict[str, Any]
+
+PREFIX = "/api/v1"
+MAX_WAIT_SECONDS = 600
+
+# The stable error codes a script may branch on, with their HTTP status.
+ERROR_CODES: dict[str, int] = {
+    "invalid_json": 400,  # the body is not a JSON object
+    "invalid_field": 400,  # a field is missing, unknown, or of the wrong type
+    "invalid_name": 400,  # the VM name breaks GCP's naming rule
+    "invalid_option": 400,  # zone, machine_type, image, family, notify_channel or a query parameter is not valid
+    "unauthorized": 401,  # no bearer token, or not one of VMBOT_API_TOKENS
+    "forbidden": 403,  # park/restore of a VM this token neither owns nor may act on as an admin
+    "not_found": 404,  # no such route
+    "api_disabled": 404,  # VMBOT_API_TOKENS is not set
+    "vm_not_found": 404,
+    "operation_not_found": 404,
+    "method_not_allowed": 405,
+    "vm_exists": 409,  # create of a name the store already holds
+    "state_conflict": 409,  # e.g. park of a parked VM, restore of a running one
+    "operation_in_progress": 409,  # another operation holds the VM
+    "image_exists": 409,  # park with an image name already recorded
+    "payload_too_large": 413,
+    "gcp_error": 502,  # ?live=true and GCP could not be asked
+    "internal_error": 500,
+}
 
 NAME_PATTERN = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 

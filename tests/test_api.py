@@ -18,7 +18,8 @@ from api_client import API_TOKENS, CI_TOKEN, DEPLOY_TOKEN, WAIT, ApiClient
 from conftest import PROJECT, Running
 from sqlalchemy import func, select
 
-from handlers.api import ERROR_CODES, MAX_BODY_BYTES, ROUTES
+from handlers.api import MAX_BODY_BYTES, ROUTES
+from handlers.openapi import ERROR_CODES
 from handlers.openapi import SPEC
 from bot.settings import Settings
 from standins.compute import ComputeStandin

@@ -5,11 +5,14 @@ U100 (alice) creates the VM and owns it; UADMIN is an admin; U300 (bob) is a bys
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from security_support import effects
 
 from bot.core import permissions
-from bot.core.errors import Refused
+from bot.core.errors import Reason, Refused
+from bot.slack.refusals import slack_text
 from bot.slack.parsing import Command
 from bot.settings import Settings, SettingsError
 from conftest import PROJECT, Running, replace
@@ -175,16 +178,20 @@ class TestAllowedChannels:
 
 def test_require_admin_is_one_line_and_says_who_can(settings: Settings) -> None:
     permissions.require_admin(settings, ADMIN, "sweep dirty images")
-    with pytest.raises(Refused, match=r"^Only admins may sweep dirty images: <@UADMIN>\.$"):
+    with pytest.raises(Refused) as refused:
         permissions.require_admin(settings, OWNER, "sweep dirty images")
-    with pytest.raises(Refused, match=r"none are configured \(VMBOT_ADMINS\)"):
+    assert refused.value.reason is Reason.ADMIN_ONLY
+    assert re.match(r"^Only admins may sweep dirty images: <@UADMIN>\.$", slack_text(refused.value))
+    with pytest.raises(Refused) as refused:
         permissions.require_admin(replace(settings, admins=frozenset()), ADMIN, "sweep dirty images")
+    assert re.search(r"none are configured \(VMBOT_ADMINS\)", slack_text(refused.value))
 
 
 def test_admin_only_verbs_are_checked_before_they_run(settings: Settings, running: Running) -> None:
     store = running.bot.store
-    with pytest.raises(Refused, match="Only admins may use `/vm sweep`"):
+    with pytest.raises(Refused) as refused:
         permissions.check_command(settings, store, OWNER, Command("sweep"))
+    assert "Only admins may use `/vm sweep`" in slack_text(refused.value)
     permissions.check_command(settings, store, ADMIN, Command("sweep"))
 
 

@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.core.errors import UsageError, UserError
+from bot.core.errors import InvalidInput, UsageError, UserError
 from storage.models import AuditEntry, Verdict
 from storage.store import Store
 
@@ -111,7 +111,7 @@ def operation_started(operation_id: int, *, entry_written: bool) -> None:
 
 
 def verdict_for(error: UserError) -> Verdict:
-    return Verdict.INVALID if isinstance(error, UsageError) else Verdict.REFUSED
+    return Verdict.INVALID if isinstance(error, (UsageError, InvalidInput)) else Verdict.REFUSED
 
 
 def record(

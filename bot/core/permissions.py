@@ -9,19 +9,17 @@
 * A confirmation button may be pressed only by the person who asked for it, or an admin.
 * With VMBOT_ALLOWED_CHANNELS set, the bot acts only in those channels.
 
-Every check raises Refused with a message that says who can, so the person
-refused knows whom to ask.
+Every check raises Refused naming who can (the owner, the admins), so each door
+can tell the person refused whom to ask.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from bot.slack.blocks import actor
-from bot.core.errors import Refused
+from bot.core.errors import Reason, Refused
 
 if TYPE_CHECKING:
-    from bot.slack.parsing import Command
     from bot.settings import Settings
     from storage.models import Vm
     from storage.store import Store
@@ -38,14 +36,23 @@ def check_channel(settings: Settings, channel: str | None) -> None:
     """Refuse outside VMBOT_ALLOWED_CHANNELS (when it is set), naming the channels where the bot acts."""
     if not settings.allowed_channels or channel in settings.allowed_channels:
         return
-    where = ", ".join(f"<#{allowed}>" for allowed in sorted(settings.allowed_channels))
-    raise Refused(f"I don't act in this channel. Use `/vm` in {where}.")
+    raise Refused(Reason.CHANNEL_NOT_ALLOWED, allowed=sorted(settings.allowed_channels))
 
 
-def check_command(settings: Settings, store: Store, user: str, command: Command) -> None:
-    """The permission part of a command, before the verb runs; the VM's state is the verb's business."""
-    if command.verb in ADMIN_ONLY:
-        require_admin(settings, user, f"use `/vm {command.verb}`")
+class Request(Protocol):
+    """What a permission check needs of a request: its verb and the VM it names (a parsed command)."""
+
+    @property
+    def verb(self) -> str: ...
+
+    @property
+    def name(self) -> str | None: ...
+
+
+def check_command(settings: Settings, store: Store, user: str, command: Request) -> None:
+    """The permission part of a request, before the verb runs; the VM's state is the verb's business."""
+    if command.verb in ADMIN_ONLY and not is_admin(settings, user):
+        raise Refused(Reason.ADMIN_ONLY, verb=command.verb, admins=sorted(settings.admins))
     if command.verb in OWNER_OR_ADMIN and command.name:
         vm = store.vm(command.name)
         if vm is not None:
@@ -53,20 +60,17 @@ def check_command(settings: Settings, store: Store, user: str, command: Command)
 
 
 def require_admin(settings: Settings, user: str, action: str) -> None:
-    """Refuse unless ``user`` is an admin; ``action`` completes "Only admins may ..."."""
+    """Refuse unless ``user`` is an admin; ``action``, in the door's words, completes "Only admins may ..."."""
     if is_admin(settings, user):
         return
-    if not settings.admins:
-        raise Refused(f"Only admins may {action}, and none are configured (VMBOT_ADMINS).")
-    raise Refused(f"Only admins may {action}: {_mentions(settings.admins)}.")
+    raise Refused(Reason.ADMIN_ONLY, action=action, admins=sorted(settings.admins))
 
 
 def require_owner_or_admin(settings: Settings, user: str, vm: Vm, verb: str) -> None:
     """Refuse unless ``user`` owns ``vm`` or is an admin."""
     if user == vm.owner or is_admin(settings, user):
         return
-    admins = f" or an admin ({_mentions(settings.admins)})" if settings.admins else ""
-    raise Refused(f"Only `{vm.name}`'s owner {actor(vm.owner)}{admins} may {verb} it. Ask them to.")
+    raise Refused(Reason.NOT_OWNER, vm.name, owner=vm.owner, admins=sorted(settings.admins), verb=verb)
 
 
 def require_requester_or_admin(settings: Settings, user: str, requested_by: str | None, vm: Vm) -> None:
@@ -78,9 +82,5 @@ def require_requester_or_admin(settings: Settings, user: str, requested_by: str 
     asker = requested_by or vm.owner
     if user == asker or is_admin(settings, user):
         return
-    admins = f" or an admin ({_mentions(settings.admins)})" if settings.admins else ""
-    raise Refused(f"This button is {actor(asker)}'s: only they{admins} may press it. Nothing was changed.")
+    raise Refused(Reason.NOT_REQUESTER, vm.name, asker=asker, admins=sorted(settings.admins))
 
-
-def _mentions(users: frozenset[str]) -> str:
-    return ", ".join(actor(user) for user in sorted(users))

@@ -26,8 +26,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from bot import logs
-from bot.slack import blocks
-from bot.core.errors import Refused
+from bot.core.errors import Reason, Refused, UserError
 from bot.gcp.compute import (
     MANAGED_LABEL,
     Compute,
@@ -41,7 +40,7 @@ from bot.gcp.compute import (
     new_request_id,
 )
 from bot.core.lifecycle import check_image_name_free
-from bot.slack.threads import Progress
+from bot.core.progress import Progress, duration
 from bot.settings import Settings
 from storage.models import Operation, OperationState, OperationStep, Verb, VmState
 from storage.store import Store
@@ -133,9 +132,11 @@ class Workflows:
         compute: Compute,
         settings: Settings,
         progress_for: Callable[[Operation], Progress],
+        words: Callable[[UserError], str] = str,
     ) -> None:
+        """``words`` says a refusal the way the operation's record keeps it (the app passes Slack's renderer)."""
         self.store, self.compute, self.settings = store, compute, settings
-        self.progress_for = progress_for
+        self.progress_for, self.words = progress_for, words
         self.startup_script = settings.startup_script.read_text()
         self.completions = Completions()
         self._in_flight: set[int] = set()  # operations this process is running now
@@ -190,8 +191,8 @@ class Workflows:
             outcome = workflow(op, progress)
         except Refused as refusal:
             vm_values = {"state": VmState.DELETED} if op.verb is Verb.CREATE else {}
-            self.store.finish(op_id, OperationState.REJECTED, error=str(refusal), vm_values=vm_values)
-            progress.refused(str(refusal))
+            self.store.finish(op_id, OperationState.REJECTED, error=self.words(refusal), vm_values=vm_values)
+            progress.refused(refusal)
             return
         except GceError as error:  # a check of GCP outside any step (before the first, or between two)
             outcome = self._check_failed(op, error)
@@ -248,10 +249,7 @@ class Workflows:
         assert vm is not None, "a create is recorded with its VM"
         name, zone, machine_type = vm.name, vm.zone, vm.machine_type
         if not _began(op, "create") and self.compute.get_instance(zone, name) is not None:
-            raise Refused(
-                f"A VM named `{name}` already exists in project `{self.compute.project}` ({zone}), and I did not "
-                "create it. Pick another name."
-            )
+            raise Refused(Reason.VM_EXISTS_IN_GCP, name, verb=op.verb.value, zone=zone, project=self.compute.project)
         image = self.settings.source_image
         progress.started(f"{machine_type} in {zone}")
         try:
@@ -329,12 +327,9 @@ class Workflows:
         assert vm is not None, "a restore is only recorded for a known VM"
         image = self.store.newest_image(name)
         if image is None:
-            raise Refused(f"`{name}` has no ready image to restore from. `/vm status {name}` shows its images.")
+            raise Refused(Reason.NO_READY_IMAGE, name)
         if not _began(op, "create") and self.compute.get_instance(vm.zone, name) is not None:
-            raise Refused(
-                f"An instance named `{name}` already exists in {vm.zone} (made outside vmbot?), so I cannot restore "
-                f"over it. Delete it in GCP first, or see `/vm status {name}`."
-            )
+            raise Refused(Reason.VM_EXISTS_IN_GCP, name, verb=op.verb.value, zone=vm.zone, project=self.compute.project)
         progress.started(f"from image `{image.name}` · {vm.machine_type} in {vm.zone}")
         source = f"projects/{self.compute.project}/global/images/{image.name}"
         try:
@@ -370,7 +365,7 @@ class Workflows:
         dirty = self.store.mark_images_dirty(name)
         grace = self.settings.sweep_grace
         several = len(dirty) != 1
-        when = f"after {'their' if several else 'its'} grace period ({blocks.duration(grace)})" if grace else "at the next sweep"
+        when = f"after {'their' if several else 'its'} grace period ({duration(grace)})" if grace else "at the next sweep"
         images = (
             f" Its image{'s' if several else ''} {', '.join(f'`{d}`' for d in dirty)} "
             f"{'are' if several else 'is'} dirty now: the sweeper deletes {'them' if several else 'it'} {when}."
@@ -390,10 +385,7 @@ class Workflows:
         """Refuse, before the VM is touched, an image name already taken in the store or in GCP."""
         check_image_name_free(self.store, image_name)
         if self.compute.get_image(image_name) is not None:
-            raise Refused(
-                f"An image named `{image_name}` already exists in project `{self.compute.project}`, and I did not "
-                "make it. Pick another image name; nothing was changed."
-            )
+            raise Refused(Reason.IMAGE_EXISTS, image=image_name, project=self.compute.project)
 
     @contextmanager
     def _step(self, op: Operation, progress: Progress, name: str, text: str) -> Iterator[StepRun]:
@@ -624,5 +616,5 @@ class _Resumed:
     def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
         self.progress.finished(ok=ok, headline=headline, detail=detail, took=took)
 
-    def refused(self, text: str) -> None:
-        self.progress.refused(text)
+    def refused(self, refusal: UserError) -> None:
+        self.progress.refused(refusal)

@@ -10,7 +10,7 @@ It never touches a VM an operation holds (that operation, or its resumption,
 owns the VM), and each fix is a compare-and-set on the state it read, so an
 operation starting or ending meanwhile wins. It reads the store *before* GCP
 for the same reason: whatever changes in between makes the compare-and-set fail.
-Runs at start-up (``VmBot.start``) and then every ``VMBOT_RECONCILE_INTERVAL``
+Runs at start-up (``Deps.start``) and then every ``VMBOT_RECONCILE_INTERVAL``
 seconds (``reconcile_job`` on bot.jobs.scheduler).
 """
 
@@ -25,7 +25,7 @@ from storage.models import Image, ImageState, Vm, VmState
 from storage.store import Store
 
 if TYPE_CHECKING:
-    from bot.app import VmBot
+    from bot.deps import Deps
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def live_drift(vm: Vm, live: InstanceInfo | None) -> str | None:
     return None
 
 
-def reconcile_job(bot: VmBot) -> None:
+def reconcile_job(bot: Deps) -> None:
     """The scheduled pass. Every process may run it: each fix is a compare-and-set, so two passes
     at once fix a drift once (the second finds nothing left to change)."""
     Reconciler(bot.store, bot.compute).run()

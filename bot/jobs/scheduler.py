@@ -36,17 +36,17 @@ from bot.jobs.reconcile import reconcile_job
 from bot.slack.threads import SweepThread
 
 if TYPE_CHECKING:
-    from bot.app import VmBot
+    from bot.deps import Deps
 
 log = logging.getLogger(__name__)
 
-BotJob = Callable[["VmBot"], None]
+BotJob = Callable[["Deps"], None]
 
 
 class Scheduler:
     """The one BackgroundScheduler of a bot process."""
 
-    def __init__(self, bot: VmBot) -> None:
+    def __init__(self, bot: Deps) -> None:
         self.bot = bot
         self._scheduler = BackgroundScheduler(
             timezone=timezone.utc,
@@ -76,13 +76,13 @@ class Scheduler:
             self._scheduler.shutdown(wait=wait)
 
 
-def create_scheduler(bot: VmBot) -> Scheduler:
+def create_scheduler(bot: Deps) -> Scheduler:
     scheduler = Scheduler(bot)
     add_jobs(scheduler, bot)
     return scheduler
 
 
-def add_jobs(scheduler: Scheduler, bot: VmBot) -> None:
+def add_jobs(scheduler: Scheduler, bot: Deps) -> None:
     """Every periodic job of the bot, one line each."""
     scheduler.every(bot.settings.sweep_interval, sweep_job, job_id="sweep")
     scheduler.every(bot.settings.reconcile_interval, reconcile_job, job_id="reconcile")
@@ -91,7 +91,7 @@ def add_jobs(scheduler: Scheduler, bot: VmBot) -> None:
 # ---- the jobs ---------------------------------------------------------------------------
 
 
-def sweep_job(bot: VmBot) -> None:
+def sweep_job(bot: Deps) -> None:
     """The scheduled image sweep; its report goes to VMBOT_REPORT_CHANNEL when it deleted or failed anything.
 
     Every process runs this on its own schedule; the sweep lease lets one of them

@@ -8,14 +8,15 @@ in notifications and whose ``blocks`` are the rich layout.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from storage.models import UNKNOWN_OWNER, VmState
+from bot.core.progress import duration
+from bot.slack.text import actor, escape, is_slack_user
+from storage.models import VmState
 
 if TYPE_CHECKING:
     from bot.gcp.compute import InstanceInfo
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from storage.store import VmSummary
 
 Block = dict[str, Any]
-SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting"}
 STATE_EMOJI = {
@@ -43,27 +43,6 @@ class Message:
 
     def as_kwargs(self) -> dict[str, Any]:
         return {"text": self.text, "blocks": self.blocks} if self.blocks else {"text": self.text}
-
-
-def is_slack_user(requested_by: str) -> bool:
-    """Whether an operation's ``requested_by`` is a Slack user id, rather than an HTTP API actor's name."""
-    return bool(SLACK_USER_RE.match(requested_by))
-
-
-def actor(requested_by: str) -> str:
-    """Who asked, as Slack shows it: a mention for a Slack user, the token's name for the HTTP API."""
-    if requested_by == UNKNOWN_OWNER:
-        return "_nobody (found in GCP by reconcile)_"
-    return f"<@{requested_by}>" if is_slack_user(requested_by) else f"`{escape(requested_by)}` (API)"
-
-
-def escape(text: str) -> str:
-    """Escape Slack's control characters so user text is shown, never interpreted (no <!channel>, no links).
-
-    Backticks become plain quotes too: echoed text sits inside a `code span`, and a
-    backtick in it would close the span and let the rest be read as markup.
-    """
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
 
 
 def section(markdown: str) -> Block:
@@ -465,11 +444,6 @@ def _tally_text(title: str, tally: Tally) -> str:
     items = "\n".join(f"• `{name}`" + (f" ({escape(note)})" if note else "") for name, note in tally.samples)
     more = f"\n… and {tally.count - len(tally.samples)} more" if tally.count > len(tally.samples) else ""
     return f"{title}: {tally.count}\n{items}{more}"[:2990]
-
-
-def duration(seconds: float) -> str:
-    """A length of time as people say it: "24 h", "30 min", "45 s"."""
-    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _images(count: int) -> str:

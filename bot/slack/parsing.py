@@ -7,22 +7,14 @@ UsageError whose message tells the person what to type instead.
 from __future__ import annotations
 
 import difflib
-import re
 import shlex
 from dataclasses import dataclass, field
 
-from bot.slack.blocks import escape
-from bot.core.errors import UsageError
+from bot.core.errors import InvalidInput, UsageError
+from bot.core.names import NAME_RE, check_name, check_option, explain
+from bot.slack.text import code, escape
 
 MAX_TEXT_LENGTH = 300
-# GCP's rule for instance, image and family names (RFC 1035 labels).
-NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-ZONE_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
-MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+){1,3}$")
-OPTION_NAMES = {"image": "image name", "family": "image family name"}  # options that follow GCP's name rule
-PAGE_RE = re.compile(r"^[1-9][0-9]{0,3}$")
-MAX_OPTION_LENGTH = 63  # GCP's limit for zone and machine-type names
-NAME_RULE = "lowercase letters, digits and hyphens, starting with a letter, not ending in a hyphen, at most 63 characters"
 
 
 @dataclass(frozen=True)
@@ -114,10 +106,13 @@ def parse(text: str) -> Command:
     if len(positional) > (1 if spec.takes_name else 0):
         raise UsageError(f"`/vm {verb}` got more than I expected (`{escape(' '.join(args)[:80])}`). {usage}")
     name = positional[0] if spec.takes_name else None
-    if name is not None:
-        check_name(name, what="VM name")
-    for key, value in options.items():
-        check_option(key, value)
+    try:
+        if name is not None:
+            check_name(name, what="VM name")
+        for key, value in options.items():
+            check_option(key, value)
+    except InvalidInput as invalid:
+        raise UsageError(explain(invalid, code)) from None
     return Command(verb, name, options, flags)
 
 
@@ -136,26 +131,6 @@ def mentioned_vm(text: str) -> str | None:
     if spec is None or not spec.takes_name or not names or not NAME_RE.fullmatch(names[0]):
         return None
     return names[0]
-
-
-def check_name(name: str, *, what: str) -> None:
-    # fullmatch, not match: "$" also matches before a trailing newline, and "vm\n" is no VM name.
-    if NAME_RE.fullmatch(name):
-        return
-    hint = f" Did you mean `{name.lower()}`?" if NAME_RE.fullmatch(name.lower()) else ""
-    raise UsageError(f"`{escape(name[:80])}` is not a valid {what}: GCP allows {NAME_RULE}.{hint}")
-
-
-def check_option(key: str, value: str) -> None:
-    """Check one option's value (the HTTP API checks its fields here too, so the rules live in one place)."""
-    if key in OPTION_NAMES:
-        check_name(value, what=OPTION_NAMES[key])
-    if key == "zone" and not (len(value) <= MAX_OPTION_LENGTH and ZONE_RE.fullmatch(value)):
-        raise UsageError(f"`{escape(value[:80])}` is not a zone name; zones look like `us-central1-a`.")
-    if key == "machine-type" and not (len(value) <= MAX_OPTION_LENGTH and MACHINE_TYPE_RE.fullmatch(value)):
-        raise UsageError(f"`{escape(value[:80])}` is not a machine type; machine types look like `e2-small`.")
-    if key == "page" and not PAGE_RE.fullmatch(value):
-        raise UsageError(f"`page={escape(value[:20])}` is not a page number; pages are 1, 2, 3 …")
 
 
 def _unknown_verb(word: str) -> str:

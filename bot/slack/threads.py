@@ -14,12 +14,16 @@ API calls and never waits on Slack between its GCP steps.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
+from bot.core.errors import UserError
+from bot.core.progress import Progress
 from bot.slack import blocks
+from bot.slack.refusals import slack_text
+from bot.slack.text import is_slack_user
 from bot.slack.pacing import ChannelPacer, webhook_client
 from storage.models import Operation
 from storage.store import Store
@@ -32,16 +36,6 @@ log = logging.getLogger(__name__)
 # What chat.postMessage answers where the bot is not a member: a public channel (the bot has no
 # chat:write.public), or a private one it cannot even see.
 NOT_A_MEMBER = frozenset({"not_in_channel", "channel_not_found"})
-
-
-class Progress(Protocol):
-    def started(self, detail: str) -> None: ...
-
-    def step(self, text: str) -> None: ...
-
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None: ...
-
-    def refused(self, text: str) -> None: ...
 
 
 class SlackThread:
@@ -65,7 +59,7 @@ class SlackThread:
         except (SlackApiError, SlackRequestError, OSError) as exc:
             log.warning("Slack chat_postMessage failed for operation %s: %s", self.op.id, exc)
             not_a_member = isinstance(exc, SlackApiError) and exc.response.get("error") in NOT_A_MEMBER
-            if not_a_member and blocks.is_slack_user(self.op.requested_by):
+            if not_a_member and is_slack_user(self.op.requested_by):
                 # Slash commands work in any channel, posts only where the bot was invited (manifest.yml).
                 self._whisper(blocks.invite_me(self.op))
             return
@@ -89,12 +83,13 @@ class SlackThread:
         self.pacer.wait_to_post(self.channel or "")
         self._reply(blocks.text_only(detail) if ok else blocks.operation_failed_reply(self.op, detail))
 
-    def refused(self, text: str) -> None:
+    def refused(self, refusal: UserError) -> None:
         """Tell only the person who asked (the operation was refused before its thread began).
 
         A script (HTTP API) has no Slack user to whisper to: its refusal goes to the channel it notifies.
         """
-        if not blocks.is_slack_user(self.op.requested_by):
+        text = slack_text(refusal)
+        if not is_slack_user(self.op.requested_by):
             message = blocks.operation_refused(self.op, text)
             self._call(self.client.chat_postMessage, channel=self.channel, **message.as_kwargs())
             return
@@ -137,8 +132,8 @@ class Silent:
     def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
         log.info("operation %s %s: %s", self.op.id, "succeeded" if ok else "failed", detail)
 
-    def refused(self, text: str) -> None:
-        log.info("operation %s refused: %s", self.op.id, text)
+    def refused(self, refusal: UserError) -> None:
+        log.info("operation %s refused: %s", self.op.id, slack_text(refusal))
 
 
 def progress_for(client: WebClient, store: Store, op: Operation, pacer: ChannelPacer | None = None) -> Progress:

@@ -18,7 +18,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.request.internals import build_context
 
-from handlers.api import PREFIX as API_PREFIX
+from handlers.openapi import PREFIX as API_PREFIX
 from handlers.api import Api
 from bot.app import VmBot
 from bot.web.pooled_server import PooledWSGIServer
