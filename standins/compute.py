@@ -561,7 +561,8 @@ class ComputeStandin:
                 raise ValueError(violation.message) from None
             except ApiError as error:
                 raise ValueError(error.message) from None
-            self._set_status(instance, "RUNNING" if status == "SUSPENDED" else status)
+            if status == "SUSPENDED":  # it ran (and got its addresses) before it was suspended
+                self._set_status(instance, "RUNNING")
             self._set_status(instance, status)
             for disk in self._attached_disks(instance):
                 disk["status"] = "READY"

@@ -35,7 +35,7 @@ _INTEGER_TEXT = re.compile(r"^-?[0-9]+$")
 
 
 class SchemaViolation(Exception):
-    """A body GCP refuses; ``status`` is the google.rpc status that goes into the error JSON."""
+    """A request GCP refuses (HTTP 400, status INVALID_ARGUMENT); ``reason`` goes into ``errors[].reason``."""
 
     def __init__(self, message: str, reason: str = "invalid") -> None:
         super().__init__(message)
