@@ -19,6 +19,9 @@ Quirks of the real API that it reproduces on purpose:
 * Lists are sorted by name and paged with ``maxResults`` (at most 500) and an
   opaque ``pageToken``; aggregated lists carry a ``NO_RESULTS_ON_PAGE`` warning for
   every zone with nothing on the page.
+* Every request body and query string is checked against Google's discovery document
+  (``compute_v1_schemas.json``, see ``compute_schema.py``): unknown fields, wrong JSON types and enum
+  values outside the schema are 400 INVALID_ARGUMENT, before Compute Engine's own field checks.
 * Request validation errors are HTTP 400 ``invalid`` with Google's own wording
   ("Invalid value for field 'zone': 'x'. Unknown zone."), including an unknown
   machine type on insert; a missing resource is 404 ``notFound``; a taken name is
