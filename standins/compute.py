@@ -19,6 +19,9 @@ Quirks of the real API that it reproduces on purpose:
 * Lists are sorted by name and paged with ``maxResults`` (at most 500) and an
   opaque ``pageToken``; aggregated lists carry a ``NO_RESULTS_ON_PAGE`` warning for
   every zone with nothing on the page.
+* Every request body and query string is checked against Google's discovery document
+  (``compute_v1_schemas.json``, see ``compute_schema.py``): unknown fields, wrong JSON types and enum
+  values outside the schema are 400 INVALID_ARGUMENT, before Compute Engine's own field checks.
 * Request validation errors are HTTP 400 ``invalid`` with Google's own wording
   ("Invalid value for field 'zone': 'x'. Unknown zone."), including an unknown
   machine type on insert; a missing resource is 404 ``notFound``; a taken name is
@@ -42,6 +45,9 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from standins.compute_schema import SchemaViolation, check_query, validate_body
+from standins.compute_schema import method as discovery_method
 
 try:  # Compute Engine stamps times in US Pacific time.
     from zoneinfo import ZoneInfo
@@ -75,6 +81,15 @@ PUBLIC_IMAGE_FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
     "debian-cloud": {"debian-12": ("debian-12-bookworm-v20240709", "debian-12-bookworm-v20241009")},
 }
 
+# Disk types every zone offers here (local-ssd only as a SCRATCH disk of an instance).
+DISK_TYPES = ("pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced", "local-ssd")
+ACCELERATOR_TYPES = ("nvidia-tesla-t4", "nvidia-l4", "nvidia-tesla-v100", "nvidia-tesla-p4", "nvidia-tesla-a100")
+CPU_PLATFORMS = (
+    "Automatic", "Intel Broadwell", "Intel Skylake", "Intel Cascade Lake", "Intel Ice Lake", "Intel Sapphire Rapids",
+    "AMD Rome", "AMD Milan", "AMD Genoa",
+)  # fmt: skip
+PROJECT_NUMBER = "123456789012"  # what the stand-in answers for every project's number (created-by, service accounts)
+
 NAME_PATTERN = "[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _NAME = re.compile(f"^{NAME_PATTERN}$")
 _NAME_OR_ID_PATTERN = NAME_PATTERN + "|[1-9][0-9]{0,19}"  # path parameters may also be numeric ids
@@ -83,6 +98,13 @@ _URL_PREFIX = r"^(?:https?://[^/]+/compute/(?:v1|beta|alpha)/)?"
 _IMAGE_REF = re.compile(_URL_PREFIX + r"(?:projects/(?P<project>[^/]+)/)?global/images/(?P<family>family/)?(?P<name>[^/]+)$")
 _MACHINE_TYPE_REF = re.compile(_URL_PREFIX + r"(?:projects/[^/]+/)?zones/(?P<zone>[^/]+)/machineTypes/(?P<name>[^/]+)$")
 _DISK_REF = re.compile(_URL_PREFIX + r"(?:projects/(?P<project>[^/]+)/)?zones/(?P<zone>[^/]+)/disks/(?P<name>[^/]+)$")
+_DISK_TYPE_REF = re.compile(_URL_PREFIX + r"(?:projects/[^/]+/)?zones/(?P<zone>[^/]+)/diskTypes/(?P<name>[^/]+)$")
+_ACCELERATOR_REF = re.compile(_URL_PREFIX + r"(?:projects/[^/]+/)?zones/(?P<zone>[^/]+)/acceleratorTypes/(?P<name>[^/]+)$")
+_NETWORK_REF = re.compile(_URL_PREFIX + r"(?:projects/[^/]+/)?global/networks/(?P<name>[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)$")
+_SUBNETWORK_REF = re.compile(
+    _URL_PREFIX + r"(?:projects/[^/]+/)?regions/(?P<region>[^/]+)/subnetworks/(?P<name>[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)$"
+)
+_METADATA_KEY = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _BUSY_STATUSES = frozenset({"PROVISIONING", "STAGING", "RUNNING", "STOPPING", "SUSPENDING", "REPAIRING"})
 _OP_ERROR_HTTP = {
@@ -165,6 +187,11 @@ def _parse_body(raw: bytes) -> dict[str, Any] | None:
     return body
 
 
+def _is_ipv4(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 and str(int(p)) == p for p in parts)
+
+
 def _check_name(name: Any, field_name: str = "resource.name") -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise ApiError.invalid(field_name, name or "", f"Must be a match of regex '(?:{NAME_PATTERN})'")
@@ -177,13 +204,25 @@ def _check_name(name: Any, field_name: str = "resource.name") -> str:
 class ApiError(Exception):
     """An error answered with GCP's JSON error body."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, rpc_status: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
+        self.status, self.reason, self.message, self.rpc_status = status, reason, message, rpc_status
 
     def body(self) -> dict[str, Any]:
         error = {"message": self.message, "domain": "global", "reason": self.reason}
-        return {"error": {"code": self.status, "message": self.message, "errors": [error]}}
+        body: dict[str, Any] = {"code": self.status, "message": self.message, "errors": [error]}
+        if self.rpc_status:  # the front end's parse errors and Compute's field checks carry it
+            body["status"] = self.rpc_status
+        return {"error": body}
+
+    @classmethod
+    def bad_field(cls, field_name: str, value: Any, why: str) -> ApiError:
+        """A field GCP refuses: 400 invalid, INVALID_ARGUMENT."""
+        return cls(400, "invalid", f"Invalid value for field '{field_name}': '{value}'. {why}", "INVALID_ARGUMENT")
+
+    @classmethod
+    def from_violation(cls, violation: SchemaViolation) -> ApiError:
+        return cls(400, violation.reason, violation.message, "INVALID_ARGUMENT")
 
     @classmethod
     def not_found(cls, resource: str) -> ApiError:
@@ -375,6 +414,8 @@ class _Route:
     regex: re.Pattern[str]
     handler: Callable[..., dict[str, Any]]
     mutation: bool = False
+    method_id: str = ""  # the discovery method, whose request schema and query parameters are checked
+    proto_root: str = ""  # the request body's name in the front end's parse errors
 
 
 # ---- the stand-in -----------------------------------------------------------------------
@@ -489,29 +530,63 @@ class ComputeStandin:
 
     def seed_instance(
         self, project: str, zone: str, name: str, *, labels: dict[str, str] | None = None,
-        status: str = "RUNNING", machine_type: str = "e2-small",
+        status: str = "RUNNING", machine_type: str = "e2-small", fields: dict[str, Any] | None = None,
+        group: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """An instance made outside the bot, with its debian-12 boot disk, already in ``status``."""
+        """An instance made outside the bot, with its debian-12 boot disk, already in ``status``.
+
+        ``fields`` adds or replaces insert-body fields in GCP's JSON (``tags``, ``metadata``, ``serviceAccounts``,
+        ``scheduling``, ``guestAccelerators``, ``disks`` with data disks or existing ``source`` disks, ...); the
+        body is checked exactly like an ``instances.insert`` (a ValueError says what GCP would refuse).
+        ``group`` makes it a member of that managed instance group, which GCP marks with the metadata item
+        ``created-by`` = the group manager's URL."""
         if zone not in ZONES or machine_type not in MACHINE_TYPES or not _NAME.match(name):
             raise ValueError(f"cannot seed {name!r} in {zone!r} as {machine_type!r}")
-        body = {
+        body: dict[str, Any] = {
             "name": name,
             "machineType": f"zones/{zone}/machineTypes/{machine_type}",
             "labels": labels or {},
             "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
             "networkInterfaces": [{"accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]}],
+            **copy.deepcopy(fields or {}),
         }  # fmt: skip
+        if group:
+            manager = f"projects/{PROJECT_NUMBER}/zones/{zone}/instanceGroupManagers/{group}"
+            metadata = body.setdefault("metadata", {})
+            metadata["items"] = [*metadata.get("items", []), {"key": "created-by", "value": manager}]
         with self._cond:
             if (project, zone, name) in self._instances:
                 raise ValueError(f"instance {name!r} already exists")
             try:
+                body = validate_body("instances.insert", body, "instance")
                 instance = self._build_instance(project, zone, body)
+            except SchemaViolation as violation:
+                raise ValueError(violation.message) from None
             except ApiError as error:
                 raise ValueError(error.message) from None
+            if status == "SUSPENDED":  # it ran (and got its addresses) before it was suspended
+                self._set_status(instance, "RUNNING")
             self._set_status(instance, status)
             for disk in self._attached_disks(instance):
                 disk["status"] = "READY"
             return copy.deepcopy(instance)
+
+    def seed_disk(
+        self, project: str, zone: str, name: str, *, size_gb: int = 10, disk_type: str = "pd-balanced",
+        image: str | None = None, labels: dict[str, str] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A READY, unattached disk made outside the bot: blank, or from ``image`` (an image URL or family URL)."""
+        with self._cond:
+            if (project, zone, name) in self._disks or not _NAME.match(name) or disk_type not in DISK_TYPES[:-1]:
+                raise ValueError(f"cannot seed disk {name!r} ({disk_type}) in {zone!r}")
+            try:
+                source = self._resolve_image(project, image, "sourceImage") if image else None
+            except ApiError as error:
+                raise ValueError(error.message) from None
+            plan = {"name": name, "image": source, "sizeGb": size_gb, "type": disk_type, "labels": labels or {}}
+            disk = self._new_disk(project, zone, plan)
+            disk["status"] = "READY"
+            return copy.deepcopy(disk)
 
     def seed_image(
         self, project: str, name: str, *, family: str | None = None, labels: dict[str, str] | None = None,
@@ -644,10 +719,24 @@ class ComputeStandin:
             if match and route.method == req.method:
                 params = match.groupdict()
                 self._check_params(params)
+                if route.method_id:
+                    self._check_request(route, req)
                 if route.mutation and (replay := self._replayed(req, params["project"])) is not None:
                     return replay
                 return route.handler(self, req, **params)
         raise ApiError(404, "notFound", f"The requested URL {req.path} was not found on this server.")
+
+    @staticmethod
+    def _check_request(route: _Route, req: _Request) -> None:
+        """Query parameters and body against the discovery document; the body is replaced by its normal form."""
+        try:
+            check_query(route.method_id, req.query)
+            if discovery_method(route.method_id)["request"]:
+                if not req.body:
+                    raise ApiError(400, "required", "Required field 'resource' not specified", "INVALID_ARGUMENT")
+                req.body = validate_body(route.method_id, req.body, route.proto_root)
+        except SchemaViolation as violation:
+            raise ApiError.from_violation(violation) from None
 
     def _check_params(self, params: dict[str, str]) -> None:
         if "zone" in params and params["zone"] not in ZONES:
@@ -840,6 +929,8 @@ class ComputeStandin:
         vm = self._find_instance(project, zone, instance)
         if vm["status"] == "RUNNING":
             return self._start_operation(req, project=project, zone=zone, op_type="start", target=vm)
+        if vm["status"] in ("SUSPENDED", "SUSPENDING"):  # a suspended VM comes back with resume, not start
+            raise ApiError(400, "resourceNotReady", f"The resource '{vm['selfLink'].removeprefix(API_ROOT)}' is not ready")
         return self._start_operation(
             req, project=project, zone=zone, op_type="start", target=vm,
             begin=lambda: vm.update(status="PROVISIONING"),
@@ -847,28 +938,134 @@ class ComputeStandin:
             finish=lambda: self._boot_step(project, zone, instance, "RUNNING"),
         )  # fmt: skip
 
+    def _suspend_instance(self, req: _Request, project: str, zone: str, instance: str) -> dict[str, Any]:
+        """RUNNING -> SUSPENDING -> SUSPENDED. Refused at once (400) for a VM with GPUs, and for one with local
+        SSDs unless ``discardLocalSsd`` is given (the reference: "required if the instance has any attached
+        Local SSD disks"); a VM that is not running is not ready; an already suspended one changes nothing."""
+        vm = self._find_instance(project, zone, instance)
+        link = vm["selfLink"].removeprefix(API_ROOT)
+        if vm.get("guestAccelerators"):
+            raise ApiError(400, "unsupportedOperation",
+                           f"Instance '{link}' has guest accelerators (GPUs) attached and cannot be suspended.", "FAILED_PRECONDITION")  # fmt: skip
+        if any(d["type"] == "SCRATCH" for d in vm["disks"]) and "discardLocalSsd" not in req.query:
+            raise ApiError(400, "invalid", f"Instance '{link}' has Local SSD disks attached: discardLocalSsd must be "
+                           "set to suspend it.", "INVALID_ARGUMENT")  # fmt: skip
+        if vm["status"] == "SUSPENDED":
+            return self._start_operation(req, project=project, zone=zone, op_type="suspend", target=vm)
+        if vm["status"] != "RUNNING":
+            raise ApiError(400, "resourceNotReady", f"The resource '{link}' is not ready")
+
+        def finish() -> None:
+            if self._instances.get((project, zone, instance)) is vm and vm["status"] == "SUSPENDING":
+                self._set_status(vm, "SUSPENDED")
+
+        return self._start_operation(
+            req, project=project, zone=zone, op_type="suspend", target=vm,
+            begin=lambda: vm.update(status="SUSPENDING"), finish=finish,
+        )  # fmt: skip
+
+    def _resume_instance(self, req: _Request, project: str, zone: str, instance: str) -> dict[str, Any]:
+        """SUSPENDED -> PROVISIONING/STAGING -> RUNNING; a running VM changes nothing; any other state is not ready."""
+        vm = self._find_instance(project, zone, instance)
+        if vm["status"] == "RUNNING":
+            return self._start_operation(req, project=project, zone=zone, op_type="resume", target=vm)
+        if vm["status"] != "SUSPENDED":
+            raise ApiError(400, "resourceNotReady", f"The resource '{vm['selfLink'].removeprefix(API_ROOT)}' is not ready")
+        return self._start_operation(
+            req, project=project, zone=zone, op_type="resume", target=vm,
+            begin=lambda: vm.update(status="PROVISIONING"),
+            midway=lambda: self._boot_step(project, zone, instance, "STAGING"),
+            finish=lambda: self._boot_step(project, zone, instance, "RUNNING"),
+        )  # fmt: skip
+
+    def _set_instance_labels(self, req: _Request, project: str, zone: str, instance: str) -> dict[str, Any]:
+        """Replace the labels; ``labelFingerprint`` must be the current one (else 412 conditionNotMet)."""
+        vm = self._find_instance(project, zone, instance)
+        labels = _check_labels(req.body.get("labels", {}), "resource.labels")
+        fingerprint = req.body.get("labelFingerprint")
+        if not fingerprint:
+            raise ApiError(400, "required", "Required field 'resource.labelFingerprint' not specified", "INVALID_ARGUMENT")
+        if fingerprint != vm["labelFingerprint"]:
+            raise ApiError(412, "conditionNotMet",
+                           "Labels fingerprint either invalid or resource labels have changed", "FAILED_PRECONDITION")  # fmt: skip
+
+        def finish() -> None:
+            vm.pop("labels", None)
+            vm.update(_compact({"labels": labels}), labelFingerprint=_fingerprint(labels))
+
+        return self._start_operation(req, project=project, zone=zone, op_type="setLabels", target=vm, finish=finish)
+
+    def _attach_disk(self, req: _Request, project: str, zone: str, instance: str) -> dict[str, Any]:
+        """Attach an existing disk (``source``) under a device name unique on the VM."""
+        vm = self._find_instance(project, zone, instance)
+        if req.body.get("initializeParams") or req.body.get("type") == "SCRATCH":
+            raise ApiError.bad_field("resource.initializeParams", "", "attachDisk attaches an existing disk: create "
+                                     "it with disks.insert, then attach its URL as 'source'.")  # fmt: skip
+        if req.body.get("boot") and vm["status"] != "TERMINATED":
+            raise ApiError.bad_field("resource.boot", "true", "A boot disk can only be attached to a stopped instance.")
+        plan = self._plan_existing_disk(project, zone, "resource", req.body, vm_link=vm["selfLink"])
+        device = plan["deviceName"]
+        if any(d["deviceName"] == device for d in vm["disks"]):
+            raise ApiError.bad_field("resource.deviceName", device, "The device name is already in use on the instance.")
+        if any(d.get("source") == plan["disk"]["selfLink"] for d in vm["disks"]):
+            raise ApiError.in_use(plan["disk"]["selfLink"].removeprefix(API_ROOT), vm["selfLink"].removeprefix(API_ROOT))
+
+        def finish() -> None:
+            if self._instances.get((project, zone, instance)) is vm and self._disks.get(self._disk_key(plan["disk"]["selfLink"])):
+                vm["disks"].append(self._attach(vm, plan, index=len(vm["disks"])))
+
+        return self._start_operation(req, project=project, zone=zone, op_type="attachDisk", target=vm, finish=finish)
+
+    def _detach_disk(self, req: _Request, project: str, zone: str, instance: str) -> dict[str, Any]:
+        """Detach the disk with ``deviceName``; never a local SSD, and the boot disk only while stopped."""
+        vm = self._find_instance(project, zone, instance)
+        device = req.query["deviceName"]
+        attached = next((d for d in vm["disks"] if d["deviceName"] == device), None)
+        if attached is None:
+            raise ApiError.bad_field("deviceName", device, f"No attached disk found with device name '{device}'")
+        if attached["type"] == "SCRATCH":
+            raise ApiError.bad_field("deviceName", device, "Local SSD disks cannot be detached.")
+        if attached.get("boot") and vm["status"] != "TERMINATED":
+            raise ApiError.bad_field("deviceName", device, "The boot disk can only be detached from a stopped instance.")
+
+        def finish() -> None:
+            if attached in vm["disks"]:
+                vm["disks"].remove(attached)
+                self._release_disk(vm, attached, delete=False)
+
+        return self._start_operation(req, project=project, zone=zone, op_type="detachDisk", target=vm, finish=finish)
+
     def _delete_instance(self, req: _Request, project: str, zone: str, instance: str) -> dict[str, Any]:
         vm = self._find_instance(project, zone, instance)
+        if vm.get("deletionProtection"):
+            raise ApiError(400, "invalidResourceUsage",
+                           "Invalid resource usage: 'Resource cannot be deleted if it's protected against deletion.'.")  # fmt: skip
 
         def finish() -> None:
             if self._instances.get((project, zone, instance)) is not vm:
                 return
             del self._instances[(project, zone, instance)]
             for attached in vm["disks"]:
-                key = self._disk_key(attached["source"])
-                disk = self._disks.get(key)
-                if disk is None:
-                    continue
-                users = [u for u in disk.get("users", []) if u != vm["selfLink"]]
-                disk.pop("users", None)
-                disk.update({"users": users} if users else {}, lastDetachTimestamp=_timestamp())
-                if attached.get("autoDelete"):
-                    del self._disks[key]
+                self._release_disk(vm, attached, delete=bool(attached.get("autoDelete")))
 
         return self._start_operation(
             req, project=project, zone=zone, op_type="delete", target=vm,
             begin=lambda: vm.update(status="STOPPING"), finish=finish,
         )  # fmt: skip
+
+    def _release_disk(self, vm: dict[str, Any], attached: dict[str, Any], *, delete: bool) -> None:
+        """Take ``vm`` off the disk's users (a local SSD has no disk resource); delete it if asked."""
+        if not attached.get("source"):
+            return
+        key = self._disk_key(attached["source"])
+        disk = self._disks.get(key)
+        if disk is None:
+            return
+        users = [u for u in disk.get("users", []) if u != vm["selfLink"]]
+        disk.pop("users", None)
+        disk.update({"users": users} if users else {}, lastDetachTimestamp=_timestamp())
+        if delete:
+            del self._disks[key]
 
     def _find_instance(self, project: str, zone: str, name: str) -> dict[str, Any]:
         vm = self._instances.get((project, zone, name))
@@ -876,52 +1073,211 @@ class ComputeStandin:
             raise ApiError.not_found(f"projects/{project}/zones/{zone}/instances/{name}")
         return vm
 
+    # ---- instances.insert: Compute Engine's checks after the schema's ----
+
     def _plan_instance(self, project: str, zone: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """Validate an insert body (machine type, labels, disks); return the boot/data disks to create or attach."""
+        """Validate an insert body; return what to do for each disk (create, attach an existing one, local SSD)."""
         machine_type = body.get("machineType") or ""
+        if not machine_type:
+            raise ApiError(400, "required", "Required field 'resource.machineType' not specified", "INVALID_ARGUMENT")
         match = _MACHINE_TYPE_REF.match(machine_type)
         if not match:
-            raise ApiError.invalid("resource.machineType", machine_type, "The URL is malformed.")
+            raise ApiError.bad_field("resource.machineType", machine_type, "The URL is malformed.")
         if match["zone"] != zone or match["name"] not in MACHINE_TYPES:
-            raise ApiError.invalid("resource.machineType", machine_type,
-                                   f"Machine type with name '{match['name']}' does not exist in zone '{zone}'.")  # fmt: skip
+            raise ApiError.bad_field("resource.machineType", machine_type,
+                                     f"Machine type with name '{match['name']}' does not exist in zone '{zone}'.")  # fmt: skip
         _check_labels(body.get("labels", {}), "resource.labels")
+        self._check_instance_fields(zone, body)
         disks = body.get("disks") or []
         if not disks:
-            raise ApiError.invalid("resource.disks", "", "At least one disk should be specified.")
-        plans, taken = [], set()
+            raise ApiError.bad_field("resource.disks", "", "At least one disk should be specified.")
+        boots = [index for index, disk in enumerate(disks) if disk.get("boot")]
+        if not boots:
+            raise ApiError.bad_field("resource.disks", "", "Boot disk must be specified.")
+        if boots[0] != 0 or len(boots) > 1:
+            wrong = boots[1] if boots[0] == 0 else boots[0]
+            raise ApiError.bad_field(f"resource.disks[{wrong}].boot", "true", "Boot disk must be the first disk attached to the instance.")
+        plans: list[dict[str, Any]] = []
         for index, attached in enumerate(disks):
             plan = self._plan_disk(project, zone, body["name"], index, attached)
-            if plan["name"] in taken:
-                raise ApiError.invalid(f"resource.disks[{index}]", plan["name"], "Disk names must be unique.")
-            taken.add(plan["name"])
+            if plan.get("name") and any(p.get("name") == plan["name"] for p in plans):
+                raise ApiError.bad_field(f"resource.disks[{index}]", plan["name"], "Disk names must be unique.")
+            if any(p["deviceName"] == plan["deviceName"] for p in plans):
+                raise ApiError.bad_field(f"resource.disks[{index}].deviceName", plan["deviceName"], "Device names must be unique.")
             plans.append(plan)
         return plans
+
+    def _check_instance_fields(self, zone: str, body: dict[str, Any]) -> None:
+        """Network interfaces, tags, metadata, service accounts, scheduling, accelerators, CPU platform."""
+        nics = body.get("networkInterfaces") or []
+        if not nics:
+            raise ApiError.bad_field("resource.networkInterfaces", "", "At least one network interface must be specified.")
+        for index, nic in enumerate(nics):
+            field = f"resource.networkInterfaces[{index}]"
+            if nic.get("network") and not _NETWORK_REF.match(nic["network"]):
+                raise ApiError.bad_field(f"{field}.network", nic["network"], "The URL is malformed.")
+            if subnet := nic.get("subnetwork"):
+                found = _SUBNETWORK_REF.match(subnet)
+                if not found:
+                    raise ApiError.bad_field(f"{field}.subnetwork", subnet, "The URL is malformed.")
+                if found["region"] != _region(zone):
+                    raise ApiError.bad_field(f"{field}.subnetwork", subnet,
+                                             f"The subnetwork must be in the instance's region '{_region(zone)}'.")  # fmt: skip
+            configs = nic.get("accessConfigs") or []
+            if len(configs) > 1:
+                raise ApiError.bad_field(field, "", "Multiple access configs are not supported.")
+            for c_index, config in enumerate(configs):
+                if config.get("type", "ONE_TO_ONE_NAT") != "ONE_TO_ONE_NAT":
+                    raise ApiError.bad_field(f"{field}.accessConfigs[{c_index}].type", config["type"],
+                                             "Only ONE_TO_ONE_NAT is allowed on an IPv4 access config.")  # fmt: skip
+                if config.get("natIP") and not _is_ipv4(config["natIP"]):
+                    raise ApiError.bad_field(f"{field}.accessConfigs[{c_index}].natIP", config["natIP"], "Must be an IP address")
+        for index, tag in enumerate((body.get("tags") or {}).get("items", [])):
+            if not _NAME.match(tag):
+                raise ApiError.bad_field(f"resource.tags.items[{index}]", tag, f"Must be a match of regex '(?:{NAME_PATTERN})'")
+        keys = [item.get("key", "") for item in (body.get("metadata") or {}).get("items", [])]
+        for index, key in enumerate(keys):
+            if not _METADATA_KEY.match(key):
+                raise ApiError.bad_field(f"resource.metadata.items[{index}].key", key, "Must be a match of regex '[a-zA-Z0-9-_]{1,128}'")
+            if key in keys[:index]:
+                raise ApiError.bad_field("resource.metadata", "", f"Duplicate metadata key '{key}'.")
+        accounts = body.get("serviceAccounts") or []
+        if len(accounts) > 1:
+            raise ApiError.bad_field("resource.serviceAccounts", "", "At most one service account may be specified.")
+        for index, account in enumerate(accounts):
+            if account.get("email") and account["email"] != "default" and "@" not in account["email"]:
+                raise ApiError.bad_field(f"resource.serviceAccounts[{index}].email", account["email"], "Must be an email address.")
+        for index, accelerator in enumerate(body.get("guestAccelerators") or []):
+            field = f"resource.guestAccelerators[{index}]"
+            found = _ACCELERATOR_REF.match(accelerator.get("acceleratorType", ""))
+            if not found:
+                raise ApiError.bad_field(f"{field}.acceleratorType", accelerator.get("acceleratorType", ""), "The URL is malformed.")
+            if found["zone"] != zone or found["name"] not in ACCELERATOR_TYPES:
+                raise ApiError.bad_field(f"{field}.acceleratorType", accelerator["acceleratorType"],
+                                         f"Accelerator type '{found['name']}' does not exist in zone '{zone}'.")  # fmt: skip
+            if int(accelerator.get("acceleratorCount", 0)) < 1:
+                raise ApiError.bad_field(f"{field}.acceleratorCount", accelerator.get("acceleratorCount", 0), "Must be at least 1.")
+        scheduling = body.get("scheduling") or {}
+        spot = scheduling.get("preemptible") or scheduling.get("provisioningModel") == "SPOT"
+        if spot and scheduling.get("onHostMaintenance") == "MIGRATE":
+            raise ApiError.bad_field("resource.scheduling.onHostMaintenance", "MIGRATE",
+                                     "Scheduling must have preemptible be false when OnHostMaintenance isn't TERMINATE.")  # fmt: skip
+        if spot and scheduling.get("automaticRestart"):
+            raise ApiError.bad_field("resource.scheduling.automaticRestart", "true",
+                                     "Preemptible and Spot instances cannot be automatically restarted.")  # fmt: skip
+        if body.get("guestAccelerators") and scheduling.get("onHostMaintenance", "MIGRATE") != "TERMINATE":
+            raise ApiError.bad_field("resource.scheduling.onHostMaintenance", scheduling.get("onHostMaintenance", "MIGRATE"),
+                                     "Instances with guest accelerators do not support live migration.")  # fmt: skip
+        if (platform := body.get("minCpuPlatform")) and platform not in CPU_PLATFORMS:
+            raise ApiError.bad_field("resource.minCpuPlatform", platform, "Unknown CPU platform.")
 
     def _plan_disk(self, project: str, zone: str, vm_name: str, index: int, attached: dict[str, Any]) -> dict[str, Any]:
         field_prefix = f"resource.disks[{index}]"
         params = attached.get("initializeParams") or {}
-        image_ref = params.get("sourceImage")
-        if not image_ref:  # attaching existing disks (``source``) is not implemented
-            raise ApiError(400, "badRequest", f"{field_prefix}.initializeParams.sourceImage is required by this stand-in.")
-        image = self._resolve_image(project, image_ref, f"{field_prefix}.initializeParams.sourceImage")
-        size = _int(params.get("diskSizeGb") or image["diskSizeGb"], f"{field_prefix}.initializeParams.diskSizeGb")
-        if size < int(image["diskSizeGb"]):
-            raise ApiError.invalid(f"{field_prefix}.initializeParams.diskSizeGb", size,
-                                   f"Requested disk size cannot be smaller than the image size ({image['diskSizeGb']} GB)")  # fmt: skip
-        disk_type = (params.get("diskType") or "pd-standard").rsplit("/", 1)[-1]  # the API's default type
+        if attached.get("type") == "SCRATCH":
+            return self._plan_local_ssd(zone, field_prefix, index, attached)
+        if attached.get("source"):
+            if params:
+                raise ApiError.bad_field(f"{field_prefix}.initializeParams", "", "Cannot specify both source and initializeParams.")
+            return self._plan_existing_disk(project, zone, field_prefix, attached)
+        if not params:
+            raise ApiError.bad_field(field_prefix, "", "Either source or initializeParams must be specified.")
+        image = None
+        if image_ref := params.get("sourceImage"):
+            image = self._resolve_image(project, image_ref, f"{field_prefix}.initializeParams.sourceImage")
+        elif attached.get("boot"):
+            raise ApiError.bad_field(f"{field_prefix}.initializeParams.sourceImage", "", "A new boot disk needs a source image.")
+        disk_type = self._disk_type(zone, params.get("diskType"), f"{field_prefix}.initializeParams.diskType")
+        if disk_type == "local-ssd":
+            raise ApiError.bad_field(f"{field_prefix}.initializeParams.diskType", params["diskType"],
+                                     "A local SSD must be attached with type SCRATCH.")  # fmt: skip
+        size = self._disk_size(image, params.get("diskSizeGb") or attached.get("diskSizeGb"), f"{field_prefix}.initializeParams.diskSizeGb")
         name = _check_name(params.get("diskName") or (vm_name if index == 0 else f"{vm_name}-{index}"),
                            f"{field_prefix}.initializeParams.diskName")  # fmt: skip
         if (project, zone, name) in self._disks:
             raise ApiError.exists(f"projects/{project}/zones/{zone}/disks/{name}")
         labels = _check_labels(params.get("labels", {}), f"{field_prefix}.initializeParams.labels")
-        return {"name": name, "image": image, "sizeGb": size, "type": disk_type, "labels": labels}
+        device = self._device_name(attached, name, f"{field_prefix}.deviceName")
+        return {"kind": "new", "name": name, "image": image, "sizeGb": size, "type": disk_type, "labels": labels,
+                "deviceName": device, "request": attached}  # fmt: skip
+
+    def _plan_existing_disk(
+        self, project: str, zone: str, field_prefix: str, attached: dict[str, Any], vm_link: str | None = None
+    ) -> dict[str, Any]:
+        """An existing disk in the instance's zone, free unless both sides attach it READ_ONLY."""
+        source = attached["source"] if attached.get("source") else ""
+        match = _DISK_REF.match(source)
+        if not match:
+            raise ApiError.bad_field(f"{field_prefix}.source", source, "The URL is malformed.")
+        key = (match["project"] or project, match["zone"], match["name"])
+        if key[1] != zone:
+            raise ApiError.bad_field(f"{field_prefix}.source", source, f"Disk must be in zone '{zone}'.")
+        disk = self._disks.get(key)
+        if disk is None:
+            raise ApiError.not_found(f"projects/{key[0]}/zones/{key[1]}/disks/{key[2]}")
+        mode = attached.get("mode", "READ_WRITE")
+        for user in disk.get("users", []):
+            other = self._instances.get(self._instance_key(user))
+            shared = other is not None and mode == "READ_ONLY" and all(
+                d.get("mode") == "READ_ONLY" for d in other["disks"] if d.get("source") == disk["selfLink"])
+            if user != vm_link and not shared:
+                raise ApiError.in_use(disk["selfLink"].removeprefix(API_ROOT), user.removeprefix(API_ROOT))
+        device = self._device_name(attached, disk["name"], f"{field_prefix}.deviceName")
+        return {"kind": "existing", "disk": disk, "deviceName": device, "request": attached}
+
+    def _plan_local_ssd(self, zone: str, field_prefix: str, index: int, attached: dict[str, Any]) -> dict[str, Any]:
+        params = attached.get("initializeParams") or {}
+        disk_type = self._disk_type(zone, params.get("diskType"), f"{field_prefix}.initializeParams.diskType")
+        if disk_type != "local-ssd" or attached.get("source") or attached.get("boot"):
+            raise ApiError.bad_field(f"{field_prefix}.type", "SCRATCH",
+                                     "A SCRATCH disk must be a local-ssd disk type, not a boot disk, and have no source.")  # fmt: skip
+        if not attached.get("autoDelete"):
+            raise ApiError.bad_field(f"{field_prefix}.autoDelete", "false", "Local SSDs must be auto-deleted with the instance.")
+        size = int(params.get("diskSizeGb") or attached.get("diskSizeGb") or 375)
+        if size != 375:
+            raise ApiError.bad_field(f"{field_prefix}.initializeParams.diskSizeGb", size, "A local SSD partition is 375 GB.")
+        device = self._device_name(attached, f"local-ssd-{index}", f"{field_prefix}.deviceName")
+        return {"kind": "scratch", "sizeGb": size, "deviceName": device, "request": attached}
+
+    @staticmethod
+    def _device_name(attached: dict[str, Any], default: str, field_name: str) -> str:
+        device = attached.get("deviceName") or default
+        if not _NAME.match(device):
+            raise ApiError.bad_field(field_name, device, f"Must be a match of regex '(?:{NAME_PATTERN})'")
+        return device
+
+    @staticmethod
+    def _disk_type(zone: str, ref: str | None, field_name: str) -> str:
+        """The disk type named by a URL (``zones/ZONE/diskTypes/TYPE``); pd-standard when left out, as GCP does."""
+        if not ref:
+            return "pd-standard"
+        match = _DISK_TYPE_REF.match(ref)
+        if not match:
+            raise ApiError.bad_field(field_name, ref, "The URL is malformed.")
+        if match["zone"] != zone or match["name"] not in DISK_TYPES:
+            raise ApiError.bad_field(field_name, ref, "The referenced diskType resource cannot be found.")
+        return match["name"]
+
+    @staticmethod
+    def _disk_size(image: dict[str, Any] | None, requested: Any, field_name: str) -> int:
+        """Size in GB: at least the image's; a blank disk needs one (GCP's blank default is 500 GB)."""
+        size = _int(requested, field_name) if requested not in (None, "") else int(image["diskSizeGb"]) if image else 500
+        if size < 1 or size > 65536:
+            raise ApiError.bad_field(field_name, size, "Disk size must be between 1 and 65536 GB.")
+        if image and size < int(image["diskSizeGb"]):
+            raise ApiError.bad_field(field_name, size, f"Requested disk size cannot be smaller than the image size ({image['diskSizeGb']} GB)")
+        return size
+
+    @staticmethod
+    def _instance_key(link: str) -> tuple[str, str, str]:
+        parts = link.removeprefix(API_ROOT + "projects/").split("/")
+        return (parts[0], parts[2], parts[4]) if len(parts) >= 5 else ("", "", "")
 
     def _resolve_image(self, project: str, ref: str, field_name: str) -> dict[str, Any]:
         """Resolve ``projects/X/global/images/[family/]NAME``, ``global/images/NAME`` or a full URL."""
         match = _IMAGE_REF.match(ref)
         if not match:
-            raise ApiError.invalid(field_name, ref, "The URL is malformed.")
+            raise ApiError.bad_field(field_name, ref, "The URL is malformed.")
         image_project = match["project"] or project
         if match["family"]:
             image = self._family_image(image_project, match["name"])
@@ -934,29 +1290,45 @@ class ComputeStandin:
             raise ApiError(400, "resourceNotReady", f"The resource '{image['selfLink'].removeprefix(API_ROOT)}' is not ready")
         return image
 
+    def _attach(self, vm: dict[str, Any], plan: dict[str, Any], index: int) -> dict[str, Any]:
+        """The attachedDisk entry for a planned disk; the disk records the VM among its users."""
+        request = plan["request"]
+        common = {"kind": "compute#attachedDisk", "index": index, "deviceName": plan["deviceName"],
+                  "boot": bool(request.get("boot", False)), "autoDelete": bool(request.get("autoDelete", False)),
+                  "interface": request.get("interface", "SCSI"), "mode": request.get("mode", "READ_WRITE")}  # fmt: skip
+        if plan["kind"] == "scratch":
+            return {**common, "type": "SCRATCH", "diskSizeGb": str(plan["sizeGb"])}
+        disk = plan["disk"]
+        disk["users"] = [*disk.get("users", []), vm["selfLink"]]
+        disk["lastAttachTimestamp"] = _timestamp()
+        return {
+            **common, "type": "PERSISTENT", "source": disk["selfLink"], "diskSizeGb": disk["sizeGb"],
+            "architecture": "X86_64", **{k: disk[k] for k in ("licenses", "guestOsFeatures") if k in disk},
+        }  # fmt: skip
+
     def _build_instance(
         self, project: str, zone: str, body: dict[str, Any], *, plan: list[dict[str, Any]] | None = None,
         instance_id: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """Create the instance (PROVISIONING) and its disks from a validated insert body."""
+        """Create the instance (PROVISIONING) and its new disks from a validated insert body."""
         plan = plan if plan is not None else self._plan_instance(project, zone, body)
         name = body["name"]
         self_link = _link("projects", project, "zones", zone, "instances", name)
-        attached = []
-        for index, (disk_plan, request) in enumerate(zip(plan, body["disks"])):
-            disk = self._new_disk(project, zone, disk_plan)
-            disk.update(users=[self_link], lastAttachTimestamp=_timestamp())
-            attached.append({
-                "kind": "compute#attachedDisk", "type": "PERSISTENT", "mode": request.get("mode", "READ_WRITE"),
-                "source": disk["selfLink"], "deviceName": request.get("deviceName") or disk["name"], "index": index,
-                "boot": bool(request.get("boot", index == 0)), "autoDelete": bool(request.get("autoDelete", False)),
-                "interface": request.get("interface", "SCSI"), "diskSizeGb": disk["sizeGb"],
-                "architecture": "X86_64", "guestOsFeatures": [{"type": "VIRTIO_SCSI_MULTIQUEUE"}, {"type": "UEFI_COMPATIBLE"}],
-            })  # fmt: skip
         machine = _MACHINE_TYPE_REF.match(body["machineType"])["name"]  # type: ignore[index]
         labels = dict(body.get("labels") or {})
         items = [{"key": i["key"], "value": i.get("value", "")} for i in (body.get("metadata") or {}).get("items", [])]
         tags = list((body.get("tags") or {}).get("items", []))
+        requested = body.get("scheduling") or {}
+        spot = requested.get("preemptible") or requested.get("provisioningModel") == "SPOT"
+        scheduling = {"onHostMaintenance": "TERMINATE" if spot or body.get("guestAccelerators") else "MIGRATE",
+                      "automaticRestart": not spot, "preemptible": bool(requested.get("preemptible", False)),
+                      "provisioningModel": "STANDARD", **requested}  # fmt: skip
+        accelerators = [{"acceleratorType": _link("projects", project, "zones", zone, "acceleratorTypes",
+                                                  a["acceleratorType"].rsplit("/", 1)[-1]),
+                         "acceleratorCount": int(a["acceleratorCount"])} for a in body.get("guestAccelerators", [])]  # fmt: skip
+        accounts = [{"email": a.get("email") if a.get("email") not in (None, "default")
+                     else f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com", "scopes": list(a.get("scopes", []))}
+                    for a in body.get("serviceAccounts", [])]  # fmt: skip
         instance = {
             "kind": "compute#instance", "id": instance_id or self._new_id(), "creationTimestamp": _timestamp(),
             "name": name, "description": body.get("description", ""),
@@ -964,18 +1336,25 @@ class ComputeStandin:
             "machineType": _link("projects", project, "zones", zone, "machineTypes", machine), "status": "PROVISIONING",
             "zone": _link("projects", project, "zones", zone), "canIpForward": bool(body.get("canIpForward", False)),
             "networkInterfaces": self._network_interfaces(project, zone, body.get("networkInterfaces", [])),
-            "disks": attached,
+            "disks": [],
             "metadata": {"kind": "compute#metadata", "fingerprint": _fingerprint(items), **({"items": items} if items else {})},
-            "serviceAccounts": body.get("serviceAccounts", []),
-            "selfLink": self_link,
-            "scheduling": {"onHostMaintenance": "MIGRATE", "automaticRestart": True, "preemptible": False,
-                           "provisioningModel": "STANDARD", **(body.get("scheduling") or {})},
+            "serviceAccounts": accounts, "guestAccelerators": accelerators,
+            "minCpuPlatform": body.get("minCpuPlatform", ""),
+            "shieldedInstanceConfig": {"enableSecureBoot": False, "enableVtpm": True, "enableIntegrityMonitoring": True,
+                                       **(body.get("shieldedInstanceConfig") or {})},
+            "selfLink": self_link, "scheduling": scheduling,
             "cpuPlatform": "Unknown CPU Platform", "labels": labels, "labelFingerprint": _fingerprint(labels),
-            "startRestricted": False, "deletionProtection": False,
+            "startRestricted": False, "deletionProtection": bool(body.get("deletionProtection", False)),
             "fingerprint": _fingerprint([name, machine, self._rng.random()]),
         }  # fmt: skip
-        self._instances[(project, zone, name)] = _compact(instance)
-        return self._instances[(project, zone, name)]
+        instance = _compact(instance)
+        instance.update(canIpForward=instance.get("canIpForward", False), disks=[])
+        self._instances[(project, zone, name)] = instance
+        for index, disk_plan in enumerate(plan):
+            if disk_plan["kind"] == "new":
+                disk_plan = {**disk_plan, "disk": self._new_disk(project, zone, disk_plan)}
+            instance["disks"].append(self._attach(instance, disk_plan, index))
+        return instance
 
     def _network_interfaces(self, project: str, zone: str, requested: list[dict[str, Any]]) -> list[dict[str, Any]]:
         used = {nic.get("networkIP") for (p, _, _), vm in self._instances.items() if p == project
@@ -984,8 +1363,9 @@ class ComputeStandin:
         nics = []
         for index, nic in enumerate(requested):
             self._static_ips.update(c["natIP"] for c in nic.get("accessConfigs", []) if c.get("natIP"))
-            network = nic.get("network") or "global/networks/default"
-            network_name = network.rstrip("/").rsplit("/", 1)[-1]
+            network_name = (nic.get("network") or "global/networks/default").rstrip("/").rsplit("/", 1)[-1]
+            subnet = _SUBNETWORK_REF.match(nic.get("subnetwork") or "")
+            subnet_name = subnet["name"] if subnet else network_name
             configs = [{"kind": "compute#accessConfig", "type": c.get("type", "ONE_TO_ONE_NAT"),
                         "name": c.get("name", "External NAT"), "networkTier": c.get("networkTier", "PREMIUM"),
                         **({"natIP": c["natIP"]} if c.get("natIP") else {})}
@@ -993,8 +1373,8 @@ class ComputeStandin:
             nics.append({
                 "kind": "compute#networkInterface", "name": f"nic{index}",
                 "network": _link("projects", project, "global", "networks", network_name),
-                "subnetwork": _link("projects", project, "regions", _region(zone), "subnetworks", network_name),
-                "networkIP": nic.get("networkIP") or next(free_ips), "stackType": "IPV4_ONLY",
+                "subnetwork": _link("projects", project, "regions", _region(zone), "subnetworks", subnet_name),
+                "networkIP": nic.get("networkIP") or next(free_ips), "stackType": nic.get("stackType", "IPV4_ONLY"),
                 "fingerprint": _fingerprint([index, self._rng.random()]), **({"accessConfigs": configs} if configs else {}),
             })  # fmt: skip
         return nics
@@ -1016,6 +1396,9 @@ class ComputeStandin:
         elif status == "TERMINATED":
             vm["lastStopTimestamp"] = _timestamp()
             vm["cpuPlatform"] = "Unknown CPU Platform"
+        elif status == "SUSPENDED":  # a suspended VM keeps its addresses (and its memory) until resumed
+            vm["lastSuspendedTimestamp"] = _timestamp()
+            return
         for nic in vm.get("networkInterfaces", []):
             for config in nic.get("accessConfigs", []):
                 if config["type"] != "ONE_TO_ONE_NAT" or config.get("natIP") in self._static_ips:
@@ -1039,12 +1422,13 @@ class ComputeStandin:
             "kind": "compute#disk", "id": self._new_id(), "creationTimestamp": _timestamp(), "name": plan["name"],
             "sizeGb": str(plan["sizeGb"]), "zone": _link("projects", project, "zones", zone), "status": "CREATING",
             "selfLink": _link("projects", project, "zones", zone, "disks", plan["name"]),
-            "sourceImage": image["selfLink"], "sourceImageId": image["id"],
             "type": _link("projects", project, "zones", zone, "diskTypes", plan["type"]),
-            "licenses": image.get("licenses", []), "guestOsFeatures": image.get("guestOsFeatures", []),
             "labels": labels, "labelFingerprint": _fingerprint(labels), "physicalBlockSizeBytes": "4096",
-            "architecture": "X86_64",
+            "architecture": "X86_64", "description": plan.get("description", ""),
         }  # fmt: skip
+        if image is not None:
+            disk.update(sourceImage=image["selfLink"], sourceImageId=image["id"], licenses=image.get("licenses", []),
+                        guestOsFeatures=image.get("guestOsFeatures", []))  # fmt: skip
         self._disks[(project, zone, plan["name"])] = _compact(disk)
         return self._disks[(project, zone, plan["name"])]
 
@@ -1054,8 +1438,51 @@ class ComputeStandin:
         return (match["project"], match["zone"], match["name"])  # type: ignore[index]
 
     def _attached_disks(self, vm: dict[str, Any]) -> list[dict[str, Any]]:
-        keys = [self._disk_key(attached["source"]) for attached in vm["disks"]]
+        keys = [self._disk_key(attached["source"]) for attached in vm["disks"] if attached.get("source")]
         return [self._disks[key] for key in keys if key in self._disks]
+
+    def _insert_disk(self, req: _Request, project: str, zone: str) -> dict[str, Any]:
+        """A blank disk (``sizeGb``) or one from ``sourceImage`` (in the body or the query), CREATING -> READY."""
+        body = req.body
+        name = _check_name(body.get("name"))
+        if (project, zone, name) in self._disks:
+            raise ApiError.exists(f"projects/{project}/zones/{zone}/disks/{name}")
+        image_ref = body.get("sourceImage") or req.query.get("sourceImage")
+        image = self._resolve_image(project, image_ref, "resource.sourceImage") if image_ref else None
+        disk_type = self._disk_type(zone, body.get("type"), "resource.type")
+        if disk_type == "local-ssd":
+            raise ApiError.bad_field("resource.type", body["type"], "Local SSDs are created with an instance, not as disks.")
+        size = self._disk_size(image, body.get("sizeGb"), "resource.sizeGb")
+        labels = _check_labels(body.get("labels", {}), "resource.labels")
+        plan = {"name": name, "image": image, "sizeGb": size, "type": disk_type, "labels": labels,
+                "description": body.get("description", "")}  # fmt: skip
+        target = {"selfLink": _link("projects", project, "zones", zone, "disks", name), "id": self._new_id()}
+
+        def begin() -> None:
+            self._new_disk(project, zone, plan)["id"] = target["id"]
+
+        def finish() -> None:
+            if disk := self._disks.get((project, zone, name)):
+                disk["status"] = "READY"
+
+        return self._start_operation(req, project=project, zone=zone, op_type="insert", target=target, begin=begin, finish=finish)
+
+    def _delete_disk(self, req: _Request, project: str, zone: str, disk: str) -> dict[str, Any]:
+        """Refused (400 resourceInUseByAnotherResource) while any instance uses the disk."""
+        found = self._disks.get((project, zone, disk))
+        if found is None:
+            raise ApiError.not_found(f"projects/{project}/zones/{zone}/disks/{disk}")
+        if found.get("users"):
+            raise ApiError.in_use(found["selfLink"].removeprefix(API_ROOT), found["users"][0].removeprefix(API_ROOT))
+
+        def finish() -> None:
+            if self._disks.get((project, zone, disk)) is found and not found.get("users"):
+                del self._disks[(project, zone, disk)]
+
+        return self._start_operation(
+            req, project=project, zone=zone, op_type="delete", target=found,
+            begin=lambda: found.update(status="DELETING"), finish=finish,
+        )  # fmt: skip
 
     def _list_disks(self, req: _Request, project: str, zone: str) -> dict[str, Any]:
         found = [v for (p, z, _), v in sorted(self._disks.items()) if (p, z) == (project, zone)]
@@ -1229,31 +1656,43 @@ class _HttpHandler(BaseHTTPRequestHandler):
         pass
 
 
-def _route(method: str, template: str, handler: Callable[..., dict[str, Any]], mutation: bool = False) -> _Route:
+def _route(
+    method: str, template: str, handler: Callable[..., dict[str, Any]], mutation: bool = False,
+    method_id: str = "", proto_root: str = "",
+) -> _Route:  # fmt: skip
     pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-    return _Route(method, re.compile(pattern), handler, mutation)
+    return _Route(method, re.compile(pattern), handler, mutation, method_id, proto_root)
 
 
 S = ComputeStandin
 _ROUTES: tuple[_Route, ...] = (
-    _route("GET", "projects/{project}/zones/{zone}/instances", S._list_instances),
-    _route("POST", "projects/{project}/zones/{zone}/instances", S._insert_instance, mutation=True),
-    _route("GET", "projects/{project}/zones/{zone}/instances/{instance}", S._get_instance),
-    _route("DELETE", "projects/{project}/zones/{zone}/instances/{instance}", S._delete_instance, mutation=True),
-    _route("POST", "projects/{project}/zones/{zone}/instances/{instance}/stop", S._stop_instance, mutation=True),
-    _route("POST", "projects/{project}/zones/{zone}/instances/{instance}/start", S._start_instance, mutation=True),
-    _route("GET", "projects/{project}/aggregated/instances", S._aggregated_instances),
-    _route("GET", "projects/{project}/zones/{zone}/disks", S._list_disks),
-    _route("GET", "projects/{project}/zones/{zone}/disks/{disk}", S._get_disk),
-    _route("GET", "projects/{project}/global/images", S._list_images),
-    _route("POST", "projects/{project}/global/images", S._insert_image, mutation=True),
-    _route("GET", "projects/{project}/global/images/family/{family}", S._get_image_family),
-    _route("GET", "projects/{project}/global/images/{image}", S._get_image),
-    _route("DELETE", "projects/{project}/global/images/{image}", S._delete_image, mutation=True),
+    _route("GET", "projects/{project}/zones/{zone}/instances", S._list_instances, method_id="instances.list"),
+    _route("POST", "projects/{project}/zones/{zone}/instances", S._insert_instance, True, "instances.insert", "instance"),
+    _route("GET", "projects/{project}/zones/{zone}/instances/{instance}", S._get_instance, method_id="instances.get"),
+    _route("DELETE", "projects/{project}/zones/{zone}/instances/{instance}", S._delete_instance, True, "instances.delete"),
+    _route("POST", "projects/{project}/zones/{zone}/instances/{instance}/stop", S._stop_instance, True, "instances.stop"),
+    _route("POST", "projects/{project}/zones/{zone}/instances/{instance}/start", S._start_instance, True, "instances.start"),
+    _route("POST", "projects/{project}/zones/{zone}/instances/{instance}/suspend", S._suspend_instance, True, "instances.suspend"),
+    _route("POST", "projects/{project}/zones/{zone}/instances/{instance}/resume", S._resume_instance, True, "instances.resume"),
+    _route("POST", "projects/{project}/zones/{zone}/instances/{instance}/setLabels", S._set_instance_labels, True,
+           "instances.setLabels", "instances_set_labels_request"),
+    _route("POST", "projects/{project}/zones/{zone}/instances/{instance}/attachDisk", S._attach_disk, True,
+           "instances.attachDisk", "attached_disk"),
+    _route("POST", "projects/{project}/zones/{zone}/instances/{instance}/detachDisk", S._detach_disk, True, "instances.detachDisk"),
+    _route("GET", "projects/{project}/aggregated/instances", S._aggregated_instances, method_id="instances.aggregatedList"),
+    _route("GET", "projects/{project}/zones/{zone}/disks", S._list_disks, method_id="disks.list"),
+    _route("POST", "projects/{project}/zones/{zone}/disks", S._insert_disk, True, "disks.insert", "disk"),
+    _route("GET", "projects/{project}/zones/{zone}/disks/{disk}", S._get_disk, method_id="disks.get"),
+    _route("DELETE", "projects/{project}/zones/{zone}/disks/{disk}", S._delete_disk, True, "disks.delete"),
+    _route("GET", "projects/{project}/global/images", S._list_images, method_id="images.list"),
+    _route("POST", "projects/{project}/global/images", S._insert_image, True, "images.insert", "image"),
+    _route("GET", "projects/{project}/global/images/family/{family}", S._get_image_family, method_id="images.getFromFamily"),
+    _route("GET", "projects/{project}/global/images/{image}", S._get_image, method_id="images.get"),
+    _route("DELETE", "projects/{project}/global/images/{image}", S._delete_image, True, "images.delete"),
     _route("GET", "projects/{project}/zones/{zone}/machineTypes/{machine_type}", S._get_machine_type),
     _route("GET", "projects/{project}/zones/{zone}/operations/{operation}", S._get_zone_operation),
     _route("POST", "projects/{project}/zones/{zone}/operations/{operation}/wait", S._wait_zone_operation),
     _route("GET", "projects/{project}/global/operations/{operation}", S._get_global_operation),
     _route("POST", "projects/{project}/global/operations/{operation}/wait", S._wait_global_operation),
-)
+)  # fmt: skip
 del S
