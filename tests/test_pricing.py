@@ -73,7 +73,8 @@ def test_every_machine_price_is_its_vcpus_and_memory_at_its_regions_rates() -> N
     )
     assert regenerated["machine_types_per_hour"] == RAW["machine_types_per_hour"]
     rates = RAW["rates_per_hour"]["europe-west4"]["n2"]
-    assert RAW["machine_types_per_hour"]["europe-west4"]["n2-highmem-4"] == round(4 * rates["core"] + 32 * rates["ram"], 6)
+    expected = round(4 * rates["core"] + 32 * rates["ram"], 6)
+    assert RAW["machine_types_per_hour"]["europe-west4"]["n2-highmem-4"] == expected
 
 
 def test_running_cost_per_day_is_machine_plus_disks() -> None:
@@ -89,7 +90,8 @@ def test_running_cost_per_day_is_machine_plus_disks() -> None:
         pytest.approx(24 * (machine + 50 * ssd / 730))
     )
     assert disks_per_month(table, "asia-east1-b", [Disk("pd-standard", 100), Disk("pd-extreme", 10)]) == pytest.approx(
-        100 * RAW["disks_per_gb_month"]["asia-east1"]["pd-standard"] + 10 * RAW["disks_per_gb_month"]["asia-east1"]["pd-extreme"]
+        100 * RAW["disks_per_gb_month"]["asia-east1"]["pd-standard"]
+        + 10 * RAW["disks_per_gb_month"]["asia-east1"]["pd-extreme"]
     )
 
 
@@ -102,7 +104,7 @@ def test_running_cost_per_day_is_machine_plus_disks() -> None:
         ("e2-standard-2", "us-central1-a", "hyperdisk-balanced"),
     ],
 )
-def test_what_the_table_does_not_know_is_price_unknown_never_a_number(machine_type: str, zone: str, disk_type: str) -> None:
+def test_what_the_table_does_not_know_is_price_unknown(machine_type: str, zone: str, disk_type: str) -> None:
     figures = costs(bundled_prices(), machine_type, zone, [Disk(disk_type, 10)], [Image(10)])
     assert figures.running_per_day is None
     assert format_per_day(figures.running_per_day) == "price unknown"
@@ -189,7 +191,7 @@ def test_an_operators_file_replaces_the_table_whole(tmp_path: Path) -> None:
         ('{"label": "x", "as_of": "y", "machine_types_per_hour": [], "disks_per_gb_month": {}}', "must map regions"),
     ],
 )
-def test_a_bad_price_file_is_refused_with_its_path_and_the_problem(tmp_path: Path, content: str | None, words: str) -> None:
+def test_a_bad_price_file_is_refused_saying_why(tmp_path: Path, content: str | None, words: str) -> None:
     path = tmp_path / "prices.json"
     if content is not None:
         path.write_text(content)

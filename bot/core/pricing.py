@@ -107,7 +107,10 @@ def _table(document: Mapping[str, Any]) -> PriceTable:
         table = document[section]
         if not isinstance(table, dict):
             raise TypeError(f"'{section}' must map regions to prices")
-        return {region: {name: _price(section, name, value) for name, value in items.items()} for region, items in table.items()}
+        return {
+            region: {name: _price(section, name, value) for name, value in items.items()}
+            for region, items in table.items()
+        }
 
     return PriceTable(
         label=str(document["label"]),

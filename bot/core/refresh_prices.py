@@ -179,7 +179,9 @@ def from_skus(skus: Iterable[Mapping[str, Any]], regions: Iterable[str], *, as_o
         if IMAGE_SKU.match(description) and unit == UNITS["disk"]:
             image = price
     if image is None:
-        raise ValueError("the dump has no 'Storage Image' SKU priced in GiBy.mo; is it Compute Engine's (6F81-5844-456A)?")
+        raise ValueError(
+            "the dump has no 'Storage Image' SKU priced in GiBy.mo; is it Compute Engine's (6F81-5844-456A)?"
+        )
     complete = {
         region: {family: parts for family, parts in families.items() if set(parts) == {"core", "ram"}}
         for region, families in rates.items()

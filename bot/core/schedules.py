@@ -172,7 +172,8 @@ def parse_schedule(options: Mapping[str, str], default_tz: str = "UTC") -> Sched
         )
     for side in (off, on):
         if len(side) > 1:
-            raise ScheduleError(f"choose one of {' and '.join(sorted(side))}: a schedule has one action each way", side[1])
+            choices = " and ".join(sorted(side))
+            raise ScheduleError(f"choose one of {choices}: a schedule has one action each way", side[1])
     _check_pairing(off[0] if off else None, on[0] if on else None)
     tz = parse_tz(options.get("tz", default_tz))
     return Schedule(
@@ -193,7 +194,8 @@ def _check_pairing(off_option: str | None, on_option: str | None) -> None:
     pairs = dict(zip(OFF_ACTIONS, ON_ACTIONS, strict=True))
     off, on = ACTION_OPTIONS[off_option], ACTION_OPTIONS[on_option]
     if pairs[off] != on:
-        raise ScheduleError(f"a VM that was {off_action_past(off)} comes back with {pairs[off]}-at, not {on}-at", on_option)
+        message = f"a VM that was {off_action_past(off)} comes back with {pairs[off]}-at, not {on}-at"
+        raise ScheduleError(message, on_option)
 
 
 def off_action_past(action: str) -> str:
@@ -273,7 +275,8 @@ def parse_skip_dates(text: str) -> frozenset[date]:
                 raise ValueError(part)
             dates.add(date.fromisoformat(part))
         except ValueError:
-            raise ScheduleError(f"skip={text}: '{part}' is not a date; write YYYY-MM-DD, e.g. 2025-12-25", "skip") from None
+            message = f"skip={text}: '{part}' is not a date; write YYYY-MM-DD, e.g. 2025-12-25"
+            raise ScheduleError(message, "skip") from None
     if len(dates) > MAX_SKIP_DATES:
         raise ScheduleError(f"skip= takes at most {MAX_SKIP_DATES} dates", "skip")
     return frozenset(dates)
@@ -340,10 +343,8 @@ def next_runs(schedule: Schedule, after: datetime) -> Iterator[Run]:
     ``next(next_runs(s, now), None)`` is the next one; ``itertools.islice`` takes a few."""
     after = _as_utc(after)
     snoozed = {snooze.key: snooze.until for snooze in schedule.snoozes}
-    moved = sorted(
-        (replace(run, when=snoozed[run.key]) for run in map(lambda key: _nominal(schedule, key), snoozed) if run),
-        key=lambda run: run.when,
-    )
+    nominal = (_nominal(schedule, key) for key in snoozed)  # None: no such run (skipped, or days changed)
+    moved = sorted((replace(run, when=snoozed[run.key]) for run in nominal if run), key=lambda run: run.when)
     on_time = (run for run in _runs_from(schedule, after) if run.key not in snoozed)
     for run in merge(on_time, moved, key=lambda run: run.when):
         if run.when > after:
