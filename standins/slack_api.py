@@ -38,6 +38,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+
 if TYPE_CHECKING:
     from standins.slack_socket import SocketModeStandin
 
@@ -45,6 +48,7 @@ RATE_LIMITED_TOKEN = "xoxb-429"  # always answered 429, like bolt-python's mock 
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]+$")
 USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
 MAX_BLOCKS = 50  # Slack refuses messages with more blocks (invalid_blocks)
+MAX_TEXT = 40_000  # chat.postMessage's documented limit for ``text`` (msg_too_long beyond it)
 RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_TTL = 30 * 60.0
 DEFAULT_CHANNEL_BURST = 3
@@ -72,6 +76,7 @@ class ApiCall:
     ok: bool
     error: str | None
     at: float
+    errors: list[str] = field(default_factory=list)  # Slack's reasons, e.g. for invalid_blocks
 
 
 @dataclass
@@ -140,11 +145,14 @@ class _ResponseUrl:
 class _ApiError(Exception):
     """Short-circuits a request with Slack's ``{"ok": false, "error": ...}``."""
 
-    def __init__(self, error: str, status: int = 200, retry_after: int | None = None):
+    def __init__(self, error: str, status: int = 200, retry_after: int | None = None,
+                 errors: list[str] | None = None, extra: JsonDict | None = None):
         super().__init__(error)
         self.error = error
         self.status = status
         self.retry_after = retry_after
+        self.errors = errors or []  # Slack's per-item reasons (invalid_blocks, invalid_arguments)
+        self.extra = extra or {}  # more keys for the answer body
 
 
 @dataclass
@@ -270,10 +278,39 @@ def _fill_generated_ids(blocks: list[JsonDict]) -> None:
                 element.setdefault("action_id", _random_id())
 
 
-def _parse_blocks(value: Any) -> list[JsonDict] | None:
-    """Accepts a list or, as Slack does for form bodies, a JSON-encoded string.
+def block_errors(blocks: list[Any], pointer: str = "/blocks") -> list[str]:
+    """What Slack's schema check says about ``blocks``, one line per bad block.
 
-    Returns None when absent; raises invalid_blocks_format / invalid_blocks.
+    Each block goes through ``slack_sdk.models`` (``Block.parse`` then
+    ``to_dict()``, which runs ``validate_json()`` on the block and on every
+    element, text and confirm object inside it): the limits Slack documents,
+    such as section text <= 3000, button text <= 75, action_id <= 255,
+    value <= 2000 and confirm text <= 300.  The lines mimic Slack's
+    ``errors`` entries: ``"<reason> [json-pointer:/blocks/2]"``.
+    """
+    errors: list[str] = []
+    for index, raw in enumerate(blocks):
+        where = f"[json-pointer:{pointer}/{index}]"
+        if not isinstance(raw, dict) or not raw.get("type"):
+            errors.append(f"missing required field: type {where}")
+            continue
+        try:
+            block = Block.parse(raw)
+            if block is None:  # slack_sdk knows every documented block type
+                errors.append(f"unsupported type: {raw['type']} {where}")
+                continue
+            block.to_dict()
+        except SlackObjectFormationError as e:
+            errors.append(f"{e} {where}")
+        except (TypeError, KeyError, ValueError, AttributeError) as e:  # malformed nested objects
+            errors.append(f"invalid block ({type(e).__name__}: {e}) {where}")
+    return errors
+
+
+def _decode_blocks(value: Any) -> list[Any] | None:
+    """``blocks`` as a list: Slack takes a list or, in forms, a JSON string.
+
+    None when absent; raises invalid_blocks_format when it is not a list.
     """
     if value is None or value == "":
         return None
@@ -284,8 +321,28 @@ def _parse_blocks(value: Any) -> list[JsonDict] | None:
             raise _ApiError("invalid_blocks_format") from None
     if not isinstance(value, list):
         raise _ApiError("invalid_blocks_format")
-    if len(value) > MAX_BLOCKS or not all(isinstance(b, dict) and b.get("type") for b in value):
-        raise _ApiError("invalid_blocks")
+    return value
+
+
+def _parse_blocks(value: Any, *, strict: bool = True) -> list[JsonDict] | None:
+    """Decodes and validates a message's ``blocks`` (at most 50, each valid).
+
+    Returns None when absent; raises invalid_blocks_format / invalid_blocks
+    (with Slack's ``errors`` list).  ``strict=False`` keeps only the count and
+    ``type`` checks (see ``SlackStandin(strict_blocks=...)``).
+    """
+    value = _decode_blocks(value)
+    if value is None:
+        return None
+    if len(value) > MAX_BLOCKS:
+        raise _ApiError("invalid_blocks", errors=[f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"])
+    if strict:
+        errors = block_errors(value)
+    else:
+        errors = [f"missing required field: type [json-pointer:/blocks/{i}]"
+                  for i, b in enumerate(value) if not (isinstance(b, dict) and b.get("type"))]
+    if errors:
+        raise _ApiError("invalid_blocks", errors=errors)
     blocks = copy.deepcopy(value)
     _fill_generated_ids(blocks)
     return blocks
@@ -307,8 +364,10 @@ class SlackStandin:
 
     def __init__(self, *, bot_token: str = "xoxb-standin", bot_user_id: str = "UBOT",
                  team_id: str = "T0001", team_domain: str = "acme", app_id: str = "A0VMBOT",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, strict_blocks: bool = True) -> None:
         self.bot_token = bot_token
+        # Block Kit validation with slack_sdk.models; False keeps only the count and type checks
+        self.strict_blocks = strict_blocks
         self.bot_user_id = bot_user_id
         self.bot_id = "B" + bot_user_id.lstrip("UW")
         self.team_id = team_id
@@ -537,13 +596,19 @@ class SlackStandin:
                 body = {"ok": True, **self._answer(method, request)}
                 status, headers, error = 200, {}, None
             except _ApiError as e:
-                status, error = e.status, e.error
-                body = {"ok": False, "error": e.error}
+                status, error, errors = e.status, e.error, e.errors
+                body = {"ok": False, "error": e.error, **e.extra}
+                if e.errors:
+                    if e.error == "invalid_blocks":
+                        body["errors"] = list(e.errors)
+                    body["response_metadata"] = {"messages": [f"[ERROR] {line}" for line in e.errors]}
                 headers = {"Retry-After": str(e.retry_after)} if e.retry_after is not None else {}
                 if status == 404:
                     body["req_method"] = method
+            else:
+                errors = []
             self._calls.append(ApiCall(method, copy.deepcopy(request.params), request.token,
-                                       status, error is None, error, self.clock()))
+                                       status, error is None, error, self.clock(), list(errors)))
             self._cond.notify_all()
         headers["X-Slack-Req-Id"] = secrets.token_hex(16)
         return status, body, headers
@@ -624,11 +689,13 @@ class SlackStandin:
             raise _ApiError(self._kept_out[channel])
         return channel
 
-    @staticmethod
-    def _content(params: JsonDict) -> tuple[str, list[JsonDict] | None]:
-        """text + blocks; Slack requires at least one of them (no_text)."""
-        blocks = _parse_blocks(params.get("blocks"))
+    def _content(self, params: JsonDict) -> tuple[str, list[JsonDict] | None]:
+        """text + blocks; Slack requires at least one of them (no_text), text
+        up to 40,000 characters (msg_too_long) and valid blocks (invalid_blocks)."""
         text = str(params.get("text") or "")
+        if len(text) > MAX_TEXT:
+            raise _ApiError("msg_too_long")
+        blocks = _parse_blocks(params.get("blocks"), strict=self.strict_blocks)
         if not text and not blocks:
             raise _ApiError("no_text")
         return text, blocks
@@ -690,8 +757,11 @@ class SlackStandin:
             raise _ApiError("cant_update_message")
         if "text" not in params and "blocks" not in params:
             raise _ApiError("no_text")
-        blocks = _parse_blocks(params["blocks"]) if "blocks" in params else message.blocks
         text = str(params["text"]) if "text" in params else message.text
+        if len(text) > MAX_TEXT:
+            raise _ApiError("msg_too_long")
+        blocks = (_parse_blocks(params["blocks"], strict=self.strict_blocks) if "blocks" in params
+                  else message.blocks)
         if not text and not blocks:
             raise _ApiError("no_text")
         message.replace_content(text, blocks or None, self._next_ts())
