@@ -5,8 +5,12 @@ against it unmodified.  It follows Slack's public API documentation rather
 than whatever vmbot happens to send, including these quirks:
 
 * Every method answers HTTP 200 with ``{"ok": false, "error": "..."}`` for
-  application errors; only rate limiting (429 + ``Retry-After`` seconds) and
-  unknown methods (404) use other status codes.
+  application errors; only rate limiting (429 + ``Retry-After`` seconds),
+  unknown methods (404) and outages a test switches on (``fail``: 5xx,
+  ``drop_connections``: no answer at all) use other status codes.
+* Blocks are checked with ``slack_sdk.models`` (Slack's documented limits);
+  a bad message gets ``invalid_blocks`` with an ``errors`` list, text over
+  40,000 characters ``msg_too_long``.
 * Arguments arrive as a JSON body (slack_sdk uses JSON for the chat.* methods
   that carry blocks), as a form-encoded body (everything else), as
   multipart/form-data, or in the query string.  In a form, ``blocks`` is a
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
@@ -52,6 +57,10 @@ MAX_TEXT = 40_000  # chat.postMessage's documented limit for ``text`` (msg_too_l
 RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_TTL = 30 * 60.0
 DEFAULT_CHANNEL_BURST = 3
+RESPONSE_URL = "response_url"  # fault key: posts to response_urls
+ALL_METHODS = "*"  # fault key: every Web API method (not response_urls)
+DROPPED = 0  # ApiCall.status of a request whose connection was closed unanswered
+SERVER_ERRORS = {500: "internal_error", 502: "bad_gateway", 503: "service_unavailable", 504: "request_timeout"}
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})  # the methods that take the app-level token
 
 JsonDict = dict[str, Any]
@@ -156,6 +165,28 @@ class _ApiError(Exception):
 
 
 @dataclass
+class _Fault:
+    """An outage switched on for one method: ``remaining`` answers to spoil
+    (None: until ``SlackStandin.recover``)."""
+
+    kind: str  # "ratelimited" | "server_error" | "drop"
+    status: int
+    retry_after: int | None
+    remaining: int | None
+
+    def error(self, for_response_url: bool) -> _ApiError:
+        if self.kind == "ratelimited":
+            return _ApiError("rate_limited" if for_response_url else "ratelimited", status=429,
+                             retry_after=self.retry_after)
+        return _ApiError(SERVER_ERRORS.get(self.status, "internal_error"), status=self.status,
+                         retry_after=self.retry_after)
+
+
+class _Dropped(Exception):
+    """The stand-in closes the connection without an answer."""
+
+
+@dataclass
 class _Request:
     path: str
     params: JsonDict
@@ -252,6 +283,10 @@ def _parse_request(handler: BaseHTTPRequestHandler) -> _Request:
 # --------------------------------------------------------------------------
 # Argument helpers
 # --------------------------------------------------------------------------
+
+
+def _names(method: str | Iterable[str]) -> list[str]:
+    return [method] if isinstance(method, str) else list(method)
 
 
 def _flag(value: Any) -> bool:
@@ -380,8 +415,7 @@ class SlackStandin:
         self._ephemerals: list[Message] = []
         self._responses: list[JsonDict] = []
         self._response_urls: dict[str, _ResponseUrl] = {}
-        self._forced_429: dict[str, list[int]] = {}
-        self._forced_response_429: list[int] = []
+        self._faults: dict[str, list[_Fault]] = {}  # method (or RESPONSE_URL, ALL_METHODS) -> queued outages
         self._channel_rate: float | None = None
         self._channel_burst = DEFAULT_CHANNEL_BURST
         self._channel_buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
@@ -450,17 +484,71 @@ class SlackStandin:
 
     # ---- test set-up -----------------------------------------------------
 
-    def rate_limit(self, method: str = "chat.postMessage", *, times: int = 1, retry_after: int = 1) -> None:
-        """The next ``times`` calls to ``method`` answer 429 with Retry-After."""
-        with self._cond:
-            self._forced_429.setdefault(method, []).extend([retry_after] * times)
+    def rate_limit(self, method: str | Iterable[str] = "chat.postMessage", *, times: int | None = 1,
+                   retry_after: int = 1) -> None:
+        """The next ``times`` calls to ``method`` answer 429 with Retry-After
+        (``times=None``: every call until ``recover()``).
 
-    def rate_limit_responses(self, *, times: int = 1, retry_after: int = 1) -> None:
+        ``method`` may be several methods, ``ALL_METHODS`` ("*") or
+        ``RESPONSE_URL``.  Refused calls change nothing.
+        """
+        self._add_fault(method, _Fault("ratelimited", 429, retry_after, times))
+
+    def rate_limit_responses(self, *, times: int | None = 1, retry_after: int = 1) -> None:
         """The next ``times`` response_url posts answer 429 with Retry-After
         (Slack rate-limits its webhooks too); they change nothing and do not
         count as uses."""
+        self.rate_limit(RESPONSE_URL, times=times, retry_after=retry_after)
+
+    def fail(self, method: str | Iterable[str] = "chat.postMessage", *, status: int = 500,
+             times: int | None = None, retry_after: int | None = None) -> None:
+        """``method`` answers HTTP ``status`` (500, 503 ...) for ``times`` calls,
+        or until ``recover()`` when ``times`` is None: a Slack outage.
+
+        The body is Slack's ``{"ok": false, "error": "internal_error"}``
+        (``service_unavailable`` for 503); nothing is stored.  Faults queue in
+        the order they are switched on, per method.
+        """
+        if status < 500:
+            raise ValueError("fail() is for server errors; use rate_limit() for 429")
+        self._add_fault(method, _Fault("server_error", status, retry_after, times))
+
+    def drop_connections(self, method: str | Iterable[str] = "chat.postMessage", *,
+                         times: int | None = None) -> None:
+        """Requests to ``method`` get their connection closed without any
+        answer (the client sees a reset / RemoteDisconnected), for ``times``
+        requests or until ``recover()``.  Nothing is stored."""
+        self._add_fault(method, _Fault("drop", DROPPED, None, times))
+
+    def recover(self, method: str | Iterable[str] | None = None) -> None:
+        """Ends the outages switched on for ``method`` (all of them when None)."""
         with self._cond:
-            self._forced_response_429.extend([retry_after] * times)
+            if method is None:
+                self._faults.clear()
+            else:
+                for name in _names(method):
+                    self._faults.pop(name, None)
+
+    def _add_fault(self, method: str | Iterable[str], fault: _Fault) -> None:
+        if fault.remaining is not None and fault.remaining < 1:
+            return
+        with self._cond:
+            for name in _names(method):
+                self._faults.setdefault(name, []).append(copy.copy(fault))
+
+    def _take_fault(self, *names: str) -> _Fault | None:
+        """The first outage queued for the first of ``names`` that has one; counts one use."""
+        for name in names:
+            queue = self._faults.get(name)
+            if not queue:
+                continue
+            fault = queue[0]
+            if fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    queue.pop(0)
+            return fault
+        return None
 
     def channel_rate_limit(self, per_second: float | None, *, burst: int = DEFAULT_CHANNEL_BURST) -> None:
         """Slack's special chat.postMessage limit: ~1 message/s per channel.
@@ -583,9 +671,15 @@ class SlackStandin:
         request = _parse_request(handler)
         if request.path.startswith("/api/"):
             status, body, headers = self._api(request.path[len("/api/"):], request)
+            if status == DROPPED:
+                handler.close_connection = True
+                return
             _reply(handler, status, json.dumps(body).encode(), "application/json; charset=utf-8", headers)
         elif request.path.startswith("/response/") and handler.command == "POST":
             status, text, headers = self._respond(request.path[len("/response/"):], request)
+            if status == DROPPED:
+                handler.close_connection = True
+                return
             _reply(handler, status, text.encode(), "text/html", headers)
         else:
             _reply(handler, 404, b"not found", "text/plain")
@@ -595,6 +689,8 @@ class SlackStandin:
             try:
                 body = {"ok": True, **self._answer(method, request)}
                 status, headers, error = 200, {}, None
+            except _Dropped:
+                status, error, errors, body, headers = DROPPED, "connection_dropped", [], {}, {}
             except _ApiError as e:
                 status, error, errors = e.status, e.error, e.errors
                 body = {"ok": False, "error": e.error, **e.extra}
@@ -620,9 +716,11 @@ class SlackStandin:
             raise _ApiError("unknown_method", status=404)
         if request.token == RATE_LIMITED_TOKEN:
             raise _ApiError("ratelimited", status=429, retry_after=1)
-        pending = self._forced_429.get(method)
-        if pending:
-            raise _ApiError("ratelimited", status=429, retry_after=pending.pop(0))
+        fault = self._take_fault(method, ALL_METHODS)
+        if fault is not None:
+            if fault.kind == "drop":
+                raise _Dropped()
+            raise fault.error(for_response_url=False)
         if not request.token:
             raise _ApiError("not_authed")
         app_level = method in APP_TOKEN_METHODS
@@ -823,9 +921,12 @@ class SlackStandin:
             self._responses.append({**copy.deepcopy(request.params), "url_id": url_id})
             headers: dict[str, str] = {}
             try:
-                if self._forced_response_429:
-                    retry_after = self._forced_response_429.pop(0)
-                    raise _ApiError("rate_limited", status=429, retry_after=retry_after)
+                fault = self._take_fault(RESPONSE_URL)
+                if fault is not None:
+                    if fault.kind == "drop":
+                        self._cond.notify_all()
+                        return DROPPED, "", headers
+                    raise fault.error(for_response_url=True)
                 self._apply_response(url_id, request)
                 result = (200, "ok")
             except _ApiError as e:
