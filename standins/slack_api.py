@@ -29,6 +29,7 @@ can assert on what the bot really sent.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import re
@@ -45,6 +46,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 
 if TYPE_CHECKING:
     from standins.slack_socket import SocketModeStandin
@@ -54,6 +56,12 @@ CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]+$")
 USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
 MAX_BLOCKS = 50  # Slack refuses messages with more blocks (invalid_blocks)
 MAX_TEXT = 40_000  # chat.postMessage's documented limit for ``text`` (msg_too_long beyond it)
+MAX_VIEW_BLOCKS = 100  # home tabs and modals
+MAX_VIEW_BYTES = 250 * 1024  # "view_too_large: ... greater than 250kb"
+MAX_EXTERNAL_ID = 255
+MAX_MODAL_STACK = 3  # views.push: push_limit_reached beyond three views in a stack
+MAX_MPIM_USERS = 8  # conversations.open: too_many_users beyond it
+TRIGGER_TTL = 3.0  # seconds a trigger_id can be exchanged for a view
 RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_TTL = 30 * 60.0
 DEFAULT_CHANNEL_BURST = 3
@@ -132,6 +140,37 @@ class Message:
         self.text, self.blocks = text, blocks
         self.edits += 1
         self.edited_ts = edited_ts
+
+
+@dataclass
+class _Trigger:
+    """A trigger_id Slack put in a command, shortcut or interaction:
+    exchangeable once, within 3 seconds, for a view shown to ``user``.
+    ``view_id`` is the modal the interaction came from (views.push stacks on it)."""
+
+    issued: float
+    user: str | None
+    view_id: str | None = None
+    exchanged: bool = False
+
+
+@dataclass
+class StoredView:
+    """A published home tab or an opened modal.  ``view`` is Slack's view
+    object as views.* methods answer it (id, hash, state ... included)."""
+
+    id: str
+    user: str | None
+    view: JsonDict
+    closed: bool = False
+
+    @property
+    def type(self) -> str:
+        return str(self.view.get("type"))
+
+    @property
+    def hash(self) -> str:
+        return str(self.view.get("hash"))
 
 
 @dataclass
@@ -383,6 +422,66 @@ def _parse_blocks(value: Any, *, strict: bool = True) -> list[JsonDict] | None:
     return blocks
 
 
+def _decode_view(value: Any) -> JsonDict:
+    """``view``: a JSON-encoded string (or an object in a JSON body), else invalid_arguments."""
+    if value is None or value == "":
+        raise _ApiError("invalid_arguments", errors=["missing required field: view"])
+    if isinstance(value, str):
+        if len(value.encode()) > MAX_VIEW_BYTES:
+            raise _ApiError("view_too_large")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _ApiError("invalid_arguments", errors=["invalid json [json-pointer:/view]"]) from None
+    if not isinstance(value, dict):
+        raise _ApiError("invalid_arguments", errors=["must be an object [json-pointer:/view]"])
+    if len(json.dumps(value).encode()) > MAX_VIEW_BYTES:
+        raise _ApiError("view_too_large")
+    return value
+
+
+def view_errors(view: JsonDict, expected_type: str) -> list[str]:
+    """What Slack says about a view payload (views.publish/open/update/push).
+
+    The view goes through ``slack_sdk.models.views.View`` (type, title <= 24,
+    submit/close <= 24, private_metadata <= 3000, callback_id <= 255, 1..100
+    blocks, no submit/close on a home tab), its blocks through
+    ``block_errors``; on top of that, what Slack's docs require and slack_sdk
+    leaves out: the type the method takes, a modal's title, a submit button
+    when a modal has input blocks, external_id <= 255.
+    """
+    errors: list[str] = []
+    kind = view.get("type")
+    if kind != expected_type:
+        errors.append(f'type must be "{expected_type}" for this method [json-pointer:/view/type]')
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or not blocks:
+        errors.append("missing required field: blocks [json-pointer:/view/blocks]")
+        blocks = []
+    elif len(blocks) > MAX_VIEW_BLOCKS:
+        errors.append(f"no more than {MAX_VIEW_BLOCKS} items allowed [json-pointer:/view/blocks]")
+    else:
+        errors.extend(block_errors(blocks, "/view/blocks"))
+    if kind == "modal":
+        if not isinstance(view.get("title"), dict):
+            errors.append("missing required field: title [json-pointer:/view/title]")
+        has_input = any(isinstance(b, dict) and b.get("type") == "input" for b in blocks)
+        if has_input and not isinstance(view.get("submit"), dict):
+            errors.append("submit is required when a modal has input blocks [json-pointer:/view/submit]")
+    if len(str(view.get("external_id") or "")) > MAX_EXTERNAL_ID:
+        errors.append(f"must be at most {MAX_EXTERNAL_ID} characters [json-pointer:/view/external_id]")
+    outline = {k: v for k, v in view.items() if k != "blocks"}
+    try:
+        # the view without its blocks (checked above, one line per block) but with a
+        # stand-in block so that slack_sdk's 1..100 rule does not fire twice
+        View(**{**outline, "blocks": [{"type": "divider"}]}).to_dict()
+    except SlackObjectFormationError as e:
+        errors.append(f"{e} [json-pointer:/view]")
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        errors.append(f"invalid view ({type(e).__name__}: {e}) [json-pointer:/view]")
+    return errors
+
+
 # --------------------------------------------------------------------------
 # The stand-in
 # --------------------------------------------------------------------------
@@ -434,7 +533,16 @@ class SlackStandin:
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
             "apps.connections.open": self._apps_connections_open,
+            "views.publish": self._views_publish,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
+            "views.push": self._views_push,
+            "conversations.open": self._conversations_open,
         }
+        self._triggers: dict[str, _Trigger] = {}
+        self._views: dict[str, StoredView] = {}
+        self._home: dict[str, str] = {}  # user -> id of their home tab view
+        self._ims: dict[str, list[str]] = {}  # DM / group DM id -> its users (conversations.open)
         self.app_token: str | None = None  # the app-level token apps.connections.open takes (Socket Mode)
         self.socket_mode: SocketModeStandin | None = None
 
@@ -591,7 +699,66 @@ class SlackStandin:
             self._response_urls[url_id] = _ResponseUrl(url_id, channel, user, original, self.clock())
         return f"{self.url}/response/{url_id}"
 
+    def issue_trigger_id(self, trigger_id: str | None = None, *, user: str | None = None,
+                         view_id: str | None = None) -> str:
+        """A trigger_id as Slack puts in a slash command, shortcut or interaction
+        (``SlackDriver`` asks for one per delivery).  It can be exchanged once
+        for a view (views.open/push) within 3 s of the stand-in's clock.
+
+        Passing a ``trigger_id`` registers it (a redelivery keeps its first
+        issue time); ``view_id`` is the modal an interaction came from.
+        """
+        with self._cond:
+            trigger_id = trigger_id or (f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**10)}."
+                                        f"{secrets.token_hex(16)}")
+            if trigger_id not in self._triggers:
+                self._triggers[trigger_id] = _Trigger(self.clock(), user, view_id)
+            return trigger_id
+
+    def close_view(self, view_id: str) -> None:
+        """The user closed a modal (with its stack) or Slack dismissed it."""
+        with self._cond:
+            root = self._views[view_id].view["root_view_id"]
+            for view in self._views.values():
+                if view.view["root_view_id"] == root and view.type == "modal":
+                    view.closed = True
+
     # ---- recordings ------------------------------------------------------
+
+    def home_view(self, user: str) -> JsonDict | None:
+        """The App Home view last published for ``user`` (Slack's view object), or None."""
+        with self._cond:
+            view_id = self._home.get(user)
+            return copy.deepcopy(self._views[view_id].view) if view_id else None
+
+    def home_views(self) -> dict[str, JsonDict]:
+        """Every user's current home view, by user id."""
+        with self._cond:
+            return {user: copy.deepcopy(self._views[view_id].view) for user, view_id in self._home.items()}
+
+    def view(self, view_id: str) -> JsonDict | None:
+        """Any view's current version by id (closed modals included)."""
+        with self._cond:
+            found = self._views.get(view_id)
+            return copy.deepcopy(found.view) if found else None
+
+    def modals(self, user: str | None = None) -> list[JsonDict]:
+        """Open modals (of ``user``), oldest first; a stack's views are listed root first."""
+        with self._cond:
+            return [copy.deepcopy(v.view) for v in self._views.values()
+                    if v.type == "modal" and not v.closed and (user is None or v.user == user)]
+
+    def modal_stack(self, root_view_id: str | None) -> list[JsonDict]:
+        """The open views of one modal stack, root first."""
+        with self._cond:
+            return [copy.deepcopy(v.view) for v in self._views.values()
+                    if v.type == "modal" and not v.closed and v.view["root_view_id"] == root_view_id]
+
+    def opened_conversations(self) -> dict[str, list[str]]:
+        """DMs and group DMs the app opened with conversations.open: id -> users."""
+        with self._cond:
+            return copy.deepcopy(self._ims)
+
 
     @property
     def calls(self) -> list[ApiCall]:
@@ -911,6 +1078,141 @@ class SlackStandin:
             "deleted": False, "is_bot": user == self.bot_user_id, "is_admin": False, "tz": "UTC",
             "profile": {"real_name": known["real_name"], "display_name": known["name"]},
         }}
+
+    # ---- views and DMs -----------------------------------------------------
+
+    def _exchange_trigger(self, params: JsonDict) -> _Trigger:
+        """trigger_id (or interactivity_pointer): known, unused, at most 3 s old."""
+        trigger_id = str(params.get("trigger_id") or params.get("interactivity_pointer") or "")
+        if not trigger_id:
+            raise _ApiError("invalid_arguments", errors=["missing required field: trigger_id"])
+        trigger = self._triggers.get(trigger_id)
+        if trigger is None:
+            raise _ApiError("invalid_trigger_id")
+        if self.clock() - trigger.issued > TRIGGER_TTL:
+            raise _ApiError("expired_trigger_id")
+        if trigger.exchanged:
+            raise _ApiError("exchanged_trigger_id")
+        return trigger
+
+    def _checked_view(self, params: JsonDict, expected_type: str) -> JsonDict:
+        view = _decode_view(params.get("view"))
+        errors = view_errors(view, expected_type)
+        if errors:
+            raise _ApiError("invalid_arguments", errors=errors)
+        external_id = view.get("external_id")
+        if external_id and any(v.view.get("external_id") == external_id and v.id != view.get("id")
+                               for v in self._views.values()):
+            raise _ApiError("duplicate_external_id")
+        return view
+
+    def _store_view(self, view: JsonDict, user: str | None, *, view_id: str | None = None,
+                    root_view_id: str | None = None, previous_view_id: str | None = None) -> StoredView:
+        """Slack's view object for ``view`` (blocks get generated ids), stored under ``view_id``."""
+        view_id = view_id or "V" + _random_id(10).upper()
+        blocks = copy.deepcopy(view["blocks"])
+        _fill_generated_ids(blocks)
+        stored = {
+            "id": view_id, "team_id": self.team_id, "type": view["type"],
+            "title": view.get("title"), "close": view.get("close"), "submit": view.get("submit"),
+            "blocks": blocks, "private_metadata": str(view.get("private_metadata") or ""),
+            "callback_id": str(view.get("callback_id") or ""), "external_id": str(view.get("external_id") or ""),
+            "state": {"values": {}}, "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+            "clear_on_close": _flag(view.get("clear_on_close")), "notify_on_close": _flag(view.get("notify_on_close")),
+            "root_view_id": root_view_id or view_id, "previous_view_id": previous_view_id,
+            "app_id": self.app_id, "bot_id": self.bot_id,
+        }
+        record = StoredView(view_id, user, stored)
+        self._views[view_id] = record
+        return record
+
+    def _views_publish(self, params: JsonDict) -> JsonDict:
+        """The user's App Home tab: one view per user, replaced on each publish."""
+        user = str(params.get("user_id") or "")
+        if not USER_ID.match(user):
+            raise _ApiError("invalid_arguments", errors=["invalid `user_id`"])
+        view = self._checked_view(params, "home")
+        current = self._views.get(self._home.get(user, ""))
+        self._check_hash(params, current)
+        record = self._store_view(view, user, view_id=current.id if current else None)
+        self._home[user] = record.id
+        return {"view": copy.deepcopy(record.view)}
+
+    def _views_open(self, params: JsonDict) -> JsonDict:
+        trigger = self._exchange_trigger(params)
+        view = self._checked_view(params, "modal")
+        trigger.exchanged = True
+        return {"view": copy.deepcopy(self._store_view(view, trigger.user).view)}
+
+    def _views_push(self, params: JsonDict) -> JsonDict:
+        """Stacks a modal on the one the trigger's interaction came from (a new stack otherwise)."""
+        trigger = self._exchange_trigger(params)
+        view = self._checked_view(params, "modal")
+        below = self._views.get(trigger.view_id or "")
+        root = below.view["root_view_id"] if below else None
+        if below is not None and len(self.modal_stack(root)) >= MAX_MODAL_STACK:
+            raise _ApiError("push_limit_reached")
+        trigger.exchanged = True
+        record = self._store_view(view, trigger.user, root_view_id=root, previous_view_id=below and below.id)
+        return {"view": copy.deepcopy(record.view)}
+
+    def _views_update(self, params: JsonDict) -> JsonDict:
+        """By view_id or external_id; a ``hash`` that is not the view's current one is a hash_conflict."""
+        view_id, external_id = params.get("view_id"), params.get("external_id")
+        if not view_id and not external_id:
+            raise _ApiError("invalid_arguments", errors=["either view_id or external_id is required"])
+        if view_id:
+            current = self._views.get(str(view_id))
+        else:
+            current = next((v for v in self._views.values() if v.view["external_id"] == external_id), None)
+        if current is None or current.closed:
+            raise _ApiError("not_found")
+        view = _decode_view(params.get("view"))
+        view = self._checked_view({"view": {**view, "id": current.id}}, current.type)
+        self._check_hash(params, current)
+        record = self._store_view(view, current.user, view_id=current.id,
+                                  root_view_id=current.view["root_view_id"],
+                                  previous_view_id=current.view["previous_view_id"])
+        return {"view": copy.deepcopy(record.view)}
+
+    @staticmethod
+    def _check_hash(params: JsonDict, current: StoredView | None) -> None:
+        given = params.get("hash")
+        if given and current is not None and str(given) != current.hash:
+            raise _ApiError("hash_conflict")
+
+    def _conversations_open(self, params: JsonDict) -> JsonDict:
+        """A DM ("D" + the user id's tail, as ``channel=<user id>`` is read) or a group DM ("G...")."""
+        channel = str(params.get("channel") or "")
+        if channel:
+            if channel not in self._ims:
+                raise _ApiError("channel_not_found")
+            return {"no_op": True, "already_open": True, "channel": self._im_object(channel, params)}
+        users = [u.strip() for u in str(params.get("users") or "").split(",") if u.strip()]
+        if not users:
+            raise _ApiError("users_list_not_supplied")
+        if any(not USER_ID.match(u) for u in users):
+            raise _ApiError("user_not_found")
+        if len(users) > MAX_MPIM_USERS:
+            raise _ApiError("too_many_users")
+        if len(users) == 1:
+            channel = "D" + users[0][1:]
+        else:
+            channel = "G" + hashlib.sha1(",".join(sorted(users)).encode()).hexdigest()[:10].upper()
+        already = channel in self._ims
+        self._ims[channel] = users
+        out: JsonDict = {"channel": self._im_object(channel, params)}
+        if already:
+            out.update(no_op=True, already_open=True)
+        return out
+
+    def _im_object(self, channel: str, params: JsonDict) -> JsonDict:
+        if not _flag(params.get("return_im")):
+            return {"id": channel}
+        users = self._ims[channel]
+        return {"id": channel, "created": 1_600_000_000, "is_im": channel.startswith("D"),
+                "is_mpim": channel.startswith("G"), "is_org_shared": False,
+                "user": users[0] if len(users) == 1 else None, "is_open": True}
 
     # ---- response_url ------------------------------------------------------
 

@@ -196,7 +196,7 @@ class SlackDriver:
             "api_app_id": self.api_app_id,
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": trigger_id or _trigger_id(),
+            "trigger_id": self._trigger(user, trigger_id),
         }
         retry: dict[str, str] = {}
         if retry_num is not None:
@@ -224,7 +224,7 @@ class SlackDriver:
             "token": self.verification_token,
             "container": {"type": "message", "message_ts": message_ts, "channel_id": channel,
                           "is_ephemeral": is_ephemeral},
-            "trigger_id": _trigger_id(),
+            "trigger_id": self._trigger(user),
             "team": {"id": self.team_id, "domain": self.team_domain},
             "enterprise": None,
             "is_enterprise_install": False,
@@ -256,6 +256,13 @@ class SlackDriver:
         return action
 
     # ---- helpers -----------------------------------------------------------
+
+    def _trigger(self, user: str, trigger_id: str | None = None, *, view_id: str | None = None) -> str:
+        """A trigger_id for one delivery: issued by the stand-in (so views.open
+        can exchange it within 3 s) when there is one, else Slack-shaped."""
+        if self.slack is not None:
+            return self.slack.issue_trigger_id(trigger_id, user=user, view_id=view_id)
+        return trigger_id or _trigger_id()
 
     def _response_url(self, kind: str, *, channel: str, user: str, message_ts: str | None = None) -> str:
         if self.slack is not None:
