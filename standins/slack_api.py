@@ -1168,6 +1168,7 @@ class SlackStandin:
         if current is None or current.closed:
             raise _ApiError("not_found")
         view = _decode_view(params.get("view"))
+        view.setdefault("external_id", current.view["external_id"])  # the view keeps its external_id
         view = self._checked_view({"view": {**view, "id": current.id}}, current.type)
         self._check_hash(params, current)
         record = self._store_view(view, current.user, view_id=current.id,
