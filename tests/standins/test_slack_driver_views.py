@@ -14,6 +14,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
+from slack_support import client, clock, slack  # noqa: F401 (fixtures)
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver, render_view
 

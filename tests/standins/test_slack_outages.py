@@ -15,6 +15,7 @@ from slack_sdk.http_retry import builtin_handlers, handler
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from slack_support import client, clock, slack  # noqa: F401 (fixtures)
 from standins.slack_api import ALL_METHODS, DROPPED, RESPONSE_URL, SlackStandin
 
 TOKEN = "xoxb-standin"

@@ -25,7 +25,7 @@ from slack_sdk.webhook import WebhookClient
 
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
-from slack_support import FakeClock
+from slack_support import FakeClock, client, clock, slack  # noqa: F401 (fixtures)
 
 TOKEN = "xoxb-standin"
 SECRET = "test-signing-secret"

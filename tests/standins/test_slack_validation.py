@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
+from slack_support import client, clock, slack  # noqa: F401 (fixtures)
 from standins.slack_api import MAX_BLOCKS, MAX_TEXT, SlackStandin
 
 JsonDict = dict[str, Any]

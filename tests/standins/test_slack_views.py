@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_support import FakeClock
+from slack_support import FakeClock, client, clock, slack  # noqa: F401 (fixtures)
 
 from standins.slack_api import MAX_VIEW_BYTES, SlackStandin
 from standins.slack_driver import SlackDriver
