@@ -30,11 +30,13 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlencode
 
 import requests
+
+from standins.slack_api import MAX_BLOCKS, MAX_TEXT, block_errors
 
 if TYPE_CHECKING:
     from standins.slack_api import SlackStandin
@@ -54,6 +56,8 @@ class Reply:
     json: JsonDict | None
     elapsed: float
     response_url: str | None = None
+    # what Slack's checks say about an ack that carries a message (see ``slack_error``)
+    block_errors: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -65,6 +69,16 @@ class Reply:
     @property
     def blocks(self) -> list[JsonDict] | None:
         return self.json.get("blocks") if self.json is not None else None
+
+    @property
+    def slack_error(self) -> str | None:
+        """Why Slack would not show the message in this ack: ``invalid_blocks``
+        (see ``block_errors``), ``msg_too_long``, or None when it is fine."""
+        if self.block_errors:
+            return "invalid_blocks"
+        if self.json is not None and len(str(self.json.get("text") or "")) > MAX_TEXT:
+            return "msg_too_long"
+        return None
 
     @property
     def in_time(self) -> bool:
@@ -83,6 +97,16 @@ class Prepared:
 
 def _trigger_id() -> str:
     return f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**10)}.{secrets.token_hex(16)}"
+
+
+def _ack_block_errors(ack: JsonDict | None) -> list[str]:
+    """Slack checks the blocks of a message in an ack as it checks chat.postMessage's."""
+    blocks = ack.get("blocks") if ack is not None else None
+    if not isinstance(blocks, list):
+        return []
+    if len(blocks) > MAX_BLOCKS:
+        return [f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"]
+    return block_errors(blocks)
 
 
 def find_button(blocks: list[JsonDict], action_id: str) -> tuple[JsonDict, JsonDict]:
@@ -150,8 +174,8 @@ class SlackDriver:
             parsed = response.json() if response.content else None
         except ValueError:
             parsed = None
-        return Reply(response.status_code, response.text,
-                     parsed if isinstance(parsed, dict) else None, elapsed, response_url)
+        parsed = parsed if isinstance(parsed, dict) else None
+        return Reply(response.status_code, response.text, parsed, elapsed, response_url, _ack_block_errors(parsed))
 
     def send_prepared(self, prepared: Prepared) -> Reply:
         """Sends a request built earlier (see ``prepare_command``)."""

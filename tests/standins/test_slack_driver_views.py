@@ -65,6 +65,13 @@ def bolt(slack: SlackStandin) -> Iterator[SimpleNamespace]:
         ack()
         client.views_open(trigger_id=shortcut["trigger_id"], view=FORM)
 
+    @app.command("/vm")
+    def command(ack, command):  # noqa: ANN001
+        dialog = {"title": {"type": "plain_text", "text": "Park?"}, "text": {"type": "mrkdwn", "text": command["text"]},
+                  "confirm": {"type": "plain_text", "text": "Park"}, "deny": {"type": "plain_text", "text": "No"}}
+        ack(text="Park?", blocks=[{"type": "actions", "elements": [{
+            "type": "button", "action_id": "park", "text": {"type": "plain_text", "text": "Park"}, "confirm": dialog}]}])
+
     @app.message_shortcut("vm_actions")
     def on_message(ack, shortcut, client):  # noqa: ANN001
         ack()
@@ -144,3 +151,11 @@ def test_message_shortcut_carries_the_message_and_a_usable_trigger(slack: SlackS
     assert slack.wait_for(lambda: len(slack.modals("U200")) == 1)
     assert bolt.seen[0]["message"]["text"] == "Parking vm-a" and bolt.seen[0]["type"] == "message_action"
     assert slack.calls_to("views.open", ok=True)[0].params["trigger_id"] == bolt.seen[0]["trigger_id"]
+
+
+def test_an_ack_is_checked_as_slack_checks_a_message(bolt: SimpleNamespace) -> None:
+    fine = bolt.driver.command("x" * 300)
+    assert (fine.slack_error, fine.block_errors) == (None, [])
+    too_long = bolt.driver.command("x" * 301)
+    assert too_long.slack_error == "invalid_blocks"
+    assert too_long.block_errors == ["text attribute cannot exceed 300 characters [json-pointer:/blocks/0]"]
