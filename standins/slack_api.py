@@ -492,8 +492,16 @@ class SlackStandin:
 
     Thread-safe: the server handles requests on several threads, tests read
     the recordings from theirs.  ``clock`` (monotonic seconds) drives
-    ``ApiCall.at``, the per-channel rate limit and response_url expiry, so
-    tests can move time forward without sleeping.
+    ``ApiCall.at``, the per-channel rate limit, response_url and trigger_id
+    expiry, so tests can move time forward without sleeping.
+
+    Methods: auth.test, chat.postMessage/update/postEphemeral/delete,
+    conversations.info/open, users.info, views.publish/open/update/push,
+    apps.connections.open.  Outages: ``fail`` (5xx), ``drop_connections``,
+    ``rate_limit`` (429), each for N calls or until ``recover``.  Views:
+    ``home_view``, ``modals``, ``modal_stack``, ``view``; trigger_ids come
+    from ``issue_trigger_id`` (the driver calls it per delivery).
+    ``strict_blocks=False`` turns off the slack_sdk.models checks of blocks.
     """
 
     def __init__(self, *, bot_token: str = "xoxb-standin", bot_user_id: str = "UBOT",

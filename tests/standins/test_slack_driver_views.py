@@ -67,10 +67,12 @@ def bolt(slack: SlackStandin) -> Iterator[SimpleNamespace]:
 
     @app.command("/vm")
     def command(ack, command):  # noqa: ANN001
-        dialog = {"title": {"type": "plain_text", "text": "Park?"}, "text": {"type": "mrkdwn", "text": command["text"]},
+        dialog = {"title": {"type": "plain_text", "text": "Park?"},
+                  "text": {"type": "mrkdwn", "text": command["text"]},
                   "confirm": {"type": "plain_text", "text": "Park"}, "deny": {"type": "plain_text", "text": "No"}}
-        ack(text="Park?", blocks=[{"type": "actions", "elements": [{
-            "type": "button", "action_id": "park", "text": {"type": "plain_text", "text": "Park"}, "confirm": dialog}]}])
+        park = {"type": "button", "action_id": "park", "text": {"type": "plain_text", "text": "Park"},
+                "confirm": dialog}
+        ack(text="Park?", blocks=[{"type": "actions", "elements": [park]}])
 
     @app.message_shortcut("vm_actions")
     def on_message(ack, shortcut, client):  # noqa: ANN001

@@ -19,7 +19,8 @@ from standins.slack_api import MAX_BLOCKS, MAX_TEXT, SlackStandin
 JsonDict = dict[str, Any]
 
 
-def button(text: str = "Park", action_id: str = "park", value: str = "vm-a", confirm: JsonDict | None = None) -> JsonDict:
+def button(text: str = "Park", action_id: str = "park", value: str = "vm-a",
+           confirm: JsonDict | None = None) -> JsonDict:
     element: JsonDict = {"type": "button", "text": {"type": "plain_text", "text": text},
                          "action_id": action_id, "value": value}
     if confirm is not None:
