@@ -25,6 +25,7 @@ from slack_sdk.webhook import WebhookClient
 
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
+from slack_support import FakeClock, client, clock, slack  # noqa: F401 (fixtures)
 
 TOKEN = "xoxb-standin"
 SECRET = "test-signing-secret"
@@ -37,30 +38,6 @@ BUTTONS = [
         {"type": "button", "action_id": "no", "text": {"type": "plain_text", "text": "No"}},
     ]},
 ]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def slack(clock: FakeClock) -> Iterator[SlackStandin]:
-    with SlackStandin(clock=clock) as standin:
-        yield standin
-
-
-@pytest.fixture
-def client(slack: SlackStandin) -> WebClient:
-    return WebClient(token=TOKEN, base_url=slack.api_url)
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
