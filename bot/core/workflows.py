@@ -251,6 +251,8 @@ class Workflows:
         if not _began(op, "create") and self.compute.get_instance(zone, name) is not None:
             raise Refused(Reason.VM_EXISTS_IN_GCP, name, verb=op.verb.value, zone=zone, project=self.compute.project)
         image = self.settings.source_image
+        if op.params.get("image_family"):  # the create form's optional image family, in the same image project
+            image = f"projects/{self.settings.image_project}/global/images/family/{op.params['image_family']}"
         progress.started(f"{machine_type} in {zone}")
         try:
             with self._step(op, progress, "create", f"Creating `{name}` from `{image}`…") as step:
