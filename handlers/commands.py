@@ -39,6 +39,9 @@ def register(app: App, bot: Deps) -> None:
     def vm_command(ack: Ack, command: Payload, respond: Respond) -> None:
         if wants_create_form(bot, command):
             trouble = shortcuts.open_create_form(bot, command["trigger_id"], command["user_id"], channel=command["channel_id"])
+            request = audit.Request.of_command(command)
+            request.verb = "create"
+            audit.record(bot.store, request, Verdict.ALLOWED, detail=trouble or "opened the create form")
             ack(**(blocks.text_only(trouble).as_kwargs() if trouble else {}))
             return
         handle_vm_command(bot, command, ack, respond)
