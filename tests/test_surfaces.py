@@ -261,3 +261,16 @@ def test_help_lists_what_the_person_may_run(driver: SlackDriver, running: Runnin
     assert "for its owner and admins" in notes
     admin = driver.command("help", user=ADMIN).text
     assert "/vm sweep" in admin and "e.g. `/vm sweep`" in admin
+
+
+def test_a_form_that_cannot_open_in_time_says_what_to_type_instead(
+    driver: SlackDriver, slack: SlackStandin, running: Running
+) -> None:
+    """Slack takes a trigger_id for 3 s: past that, views.open fails and the ack says so."""
+    import time
+
+    trigger = slack.issue_trigger_id(user=OWNER)
+    slack.clock = lambda: time.monotonic() + 10
+    reply = driver.command("create", trigger_id=trigger)
+    assert reply.status == 200 and "could not open the create form" in reply.text and "/vm create NAME" in reply.text
+    assert slack.calls_to("views.open", ok=False) and not slack.modals(OWNER)
