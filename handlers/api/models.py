@@ -1,0 +1,280 @@
+"""What the API takes and gives, as pydantic models: they validate requests and are the OpenAPI schemas.
+
+Request bodies are strict (a number is not a string) and forbid unknown fields; query
+parameters arrive as text, so their models convert it. A rule the core owns (GCP's naming
+rule, a zone's shape) is checked by bot.core.names and raised as a PydanticCustomError whose
+type is the API's error code, so handlers.api.errors turns every ValidationError into
+the stable ``{"error": {"code", "message"}}`` without knowing any field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WrapValidator
+from pydantic_core import PydanticCustomError
+
+from bot.core.errors import InvalidInput
+from bot.core.names import check_name, check_option, explain
+from bot.settings import SLACK_CHANNEL_RE
+from handlers.api.errors import ERROR_CODES
+from storage.models import ImageState, OperationState, Verb, VmState
+
+MAX_WAIT_SECONDS = 600
+NAME_PATTERN = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+def refuse(code: str, message: str) -> PydanticCustomError:
+    """A validation error carrying the API's stable ``code`` and the words a person reads."""
+    return PydanticCustomError(code, "{message}", {"message": message})
+
+
+def _quote(value: str) -> str:
+    return f"`{value}`"
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with a VM name by GCP's rule (bot.core.names), or None."""
+    try:
+        check_name(name, what="VM name")
+    except InvalidInput as invalid:
+        return explain(invalid, _quote)
+    return None
+
+
+def _vm_name(name: str) -> str:
+    if problem := name_problem(name):
+        raise refuse("invalid_name", problem)
+    return name
+
+
+def _option(key: str, rule: str) -> Callable[[str], str]:
+    """A field checked by the rule of the matching ``/vm`` option (bot.core.names); empty means not given."""
+
+    def check(value: str) -> str:
+        if value:
+            try:
+                check_option(rule, value)
+            except InvalidInput as invalid:
+                raise refuse("invalid_option", f"{key}: {explain(invalid, _quote)}") from None
+        return value
+
+    return check
+
+
+def _channel(channel: str | None) -> str | None:
+    if channel is not None and not SLACK_CHANNEL_RE.fullmatch(channel):
+        raise refuse("invalid_option", f"{channel[:40]!r} is not a Slack channel id; notify_channel looks like 'C0123ABCD'.")
+    return channel
+
+
+def _reworded(code: str, words: Callable[[Any], str]) -> WrapValidator:
+    """Any failure of the wrapped checks (type, bounds) becomes one error with these words."""
+
+    def validate(value: Any, handler: Callable[[Any], Any]) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise refuse(code, words(value)) from None
+
+    return WrapValidator(validate)
+
+
+def _flag(raw: Any) -> Any:
+    """``?live`` as a person writes it: empty, 1, true or yes; 0, false or no."""
+    if isinstance(raw, str):
+        if raw.lower() in ("", "1", "true", "yes"):
+            return True
+        if raw.lower() in ("0", "false", "no"):
+            return False
+        raise refuse("invalid_option", f"live={raw[:20]!r}: use true or false.")
+    return raw
+
+
+VmName = Annotated[
+    str,
+    AfterValidator(_vm_name),
+    Field(
+        description="GCP's rule: lowercase letters, digits and hyphens, starting with a letter, at most 63 characters.",
+        json_schema_extra={"pattern": NAME_PATTERN, "examples": ["test-vm-22"]},
+    ),
+]
+NotifyChannel = Annotated[
+    str | None,
+    AfterValidator(_channel),
+    Field(
+        description=(
+            "A Slack channel id: the operation's thread is posted there as for a slash command. "
+            "Absent: VMBOT_API_NOTIFY_CHANNEL (if set). null: no Slack thread."
+        ),
+        json_schema_extra={"pattern": SLACK_CHANNEL_RE.pattern},
+    ),
+]
+Seconds = Annotated[
+    float,
+    Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False, description=(
+        f"Hold the answer up to this many seconds (0 to {MAX_WAIT_SECONDS}) until the operation ends. "
+        "The answer is 200 if it ended by then, else 202 as without wait."
+    )),
+    _reworded("invalid_option", lambda raw: f"wait={str(raw)[:20]!r}: give a number of seconds from 0 to {MAX_WAIT_SECONDS}."),
+]
+
+
+# ---- requests ---------------------------------------------------------------------------------------------
+
+
+class Body(BaseModel):
+    """A JSON request body: strict types, no unknown fields; an empty body is {}."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    """Query parameters: text converted to the field's type; no unknown parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateVm(Body):
+    name: VmName
+    zone: Annotated[str, AfterValidator(_option("zone", "zone")), Field(examples=["us-central1-a"])] = ""
+    machine_type: Annotated[str, AfterValidator(_option("machine_type", "machine-type")), Field(examples=["e2-small"])] = ""
+    notify_channel: NotifyChannel = None
+
+
+class ParkVm(Body):
+    image: Annotated[str, AfterValidator(_option("image", "image")), Field(
+        description="The image's name (default NAME-DATE-OPID); names already in vmbot's records are refused.",
+        json_schema_extra={"pattern": NAME_PATTERN, "examples": ["image-224"]},
+    )] = ""
+    family: Annotated[str, AfterValidator(_option("family", "family")), Field(
+        description="The image family (default: the VM's name).",
+        json_schema_extra={"pattern": NAME_PATTERN, "examples": ["segmind-fam"]},
+    )] = ""
+    notify_channel: NotifyChannel = None
+
+
+class VerbOnVm(Body):
+    """Restore and delete take no options, only where to report."""
+
+    notify_channel: NotifyChannel = None
+
+
+class NoQuery(Query):
+    pass
+
+
+class WaitQuery(Query):
+    wait: Seconds = 0.0
+
+
+class VmQuery(Query):
+    live: Annotated[bool, BeforeValidator(_flag), Field(description="Also ask GCP for the instance's live state.")] = False
+
+
+# ---- responses --------------------------------------------------------------------------------------------
+
+Time = Annotated[str | None, Field(json_schema_extra={"format": "date-time"})]
+
+
+class Busy(BaseModel):
+    operation_id: int
+    verb: Verb
+
+
+class Vm(BaseModel):
+    name: str
+    state: VmState
+    busy: Busy | None
+    zone: str
+    machine_type: str
+    owner: str = Field(description="Slack user id, or API token name")
+    external_ip: str | None
+    newest_image: str | None
+    created_at: Time
+    updated_at: Time
+
+
+class Image(BaseModel):
+    name: str
+    family: str
+    state: ImageState
+    disk_size_gb: int | None
+    archive_size_bytes: int | None
+    created_at: Time
+    dirty_since: Time
+
+
+class Step(BaseModel):
+    name: str
+    state: str
+    gcp_operation: str | None
+    error: str | None
+    started_at: Time
+    finished_at: Time
+
+
+class SlackThread(BaseModel):
+    channel: str
+    thread_ts: str | None
+
+
+class Operation(BaseModel):
+    id: int
+    url: str
+    verb: Verb
+    vm: str
+    state: OperationState
+    done: bool
+    step: str | None
+    requested_by: str
+    params: dict[str, Any]
+    slack: SlackThread | None
+    result: str | None
+    error: str | None
+    created_at: Time
+    started_at: Time
+    finished_at: Time
+    steps: list[Step] | None = Field(None, description="Only on GET /operations/{id} and mutation answers")
+
+
+class LiveState(BaseModel):
+    exists: bool
+    status: str | None = None
+    external_ip: str | None = None
+    machine_type: str | None = None
+
+
+class VmDetail(Vm):
+    images: list[Image]
+    operations: list[Operation]
+    gcp: LiveState | None = Field(None, description="Only with ?live=true")
+
+
+class VmList(BaseModel):
+    vms: list[Vm]
+
+
+class OneVm(BaseModel):
+    vm: VmDetail
+
+
+class OneOperation(BaseModel):
+    operation: Operation
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(json_schema_extra={"enum": sorted(ERROR_CODES)})
+    message: str
+    operation_id: int | None = Field(None, description="operation_in_progress: the one holding the VM")
+    state: str | None = Field(None, description="state_conflict: the VM's state")
+
+
+class Error(BaseModel):
+    error: ErrorDetail
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """A response as JSON; fields left out on purpose (``steps``, ``gcp``) stay out."""
+    return model.model_dump(mode="json", exclude_unset=True)
