@@ -10,16 +10,24 @@ the stable ``{"error": {"code", "message"}}`` without knowing any field.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WrapValidator
+from pydantic import (
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, WrapValidator, computed_field,
+)
 from pydantic_core import PydanticCustomError
 
 from bot.core.errors import InvalidInput
 from bot.core.names import check_name, check_option, explain
 from bot.settings import SLACK_CHANNEL_RE
-from handlers.api.errors import ERROR_CODES
-from storage.models import ImageState, OperationState, Verb, VmState
+from handlers.api.errors import ERROR_CODES, PREFIX
+from storage.models import FINISHED_STATES, ImageState, OperationState, Verb, VmState
+
+if TYPE_CHECKING:
+    from storage.models import Image as ImageRow
+    from storage.models import Vm as VmRow
+    from storage.store import Store
 
 MAX_WAIT_SECONDS = 600
 NAME_PATTERN = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -173,30 +181,39 @@ class VmQuery(Query):
     live: Annotated[bool, BeforeValidator(_flag), Field(description="Also ask GCP for the instance's live state.")] = False
 
 
-# ---- responses --------------------------------------------------------------------------------------------
+# ---- responses: read straight from the store's rows ---------------------------------------------------------
 
-Time = Annotated[str | None, Field(json_schema_extra={"format": "date-time"})]
+Time = Annotated[datetime | None, PlainSerializer(lambda when: when and when.isoformat(), return_type=str | None),
+                 Field(json_schema_extra={"format": "date-time"})]
 
 
-class Busy(BaseModel):
-    operation_id: int
+class Answer(BaseModel):
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True)
+
+
+class Busy(Answer):
+    operation_id: int = Field(validation_alias="id")
     verb: Verb
 
 
-class Vm(BaseModel):
+class Vm(Answer):
     name: str
     state: VmState
-    busy: Busy | None
+    busy: Busy | None = Field(validation_alias="active_operation")
     zone: str
     machine_type: str
     owner: str = Field(description="Slack user id, or API token name")
     external_ip: str | None
-    newest_image: str | None
+    newest_image: str | None = None
     created_at: Time
     updated_at: Time
 
+    @classmethod
+    def of(cls, vm: VmRow, newest_image: ImageRow | str | None) -> Vm:
+        return cls.model_validate({**dict(cls.model_validate(vm)), "newest_image": getattr(newest_image, "name", newest_image)})
 
-class Image(BaseModel):
+
+class Image(Answer):
     name: str
     family: str
     state: ImageState
@@ -206,9 +223,9 @@ class Image(BaseModel):
     dirty_since: Time
 
 
-class Step(BaseModel):
+class Step(Answer):
     name: str
-    state: str
+    state: OperationState
     gcp_operation: str | None
     error: str | None
     started_at: Time
@@ -220,23 +237,43 @@ class SlackThread(BaseModel):
     thread_ts: str | None
 
 
-class Operation(BaseModel):
+class Operation(Answer):
     id: int
-    url: str
     verb: Verb
-    vm: str
+    vm: str = Field(validation_alias="vm_name")
     state: OperationState
-    done: bool
     step: str | None
     requested_by: str
-    params: dict[str, Any]
-    slack: SlackThread | None
+    params: Annotated[dict[str, Any], BeforeValidator(lambda params: params or {})] = Field(
+        description="The verb's options, e.g. a park's image and family")
+    channel: str | None = Field(exclude=True)
+    thread_ts: str | None = Field(exclude=True)
     result: str | None
     error: str | None
     created_at: Time
     started_at: Time
     finished_at: Time
-    steps: list[Step] | None = Field(None, description="Only on GET /operations/{id} and mutation answers")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def url(self) -> str:
+        return f"{PREFIX}/operations/{self.id}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def done(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def slack(self) -> SlackThread | None:
+        return SlackThread(channel=self.channel, thread_ts=self.thread_ts) if self.channel else None
+
+
+class OperationDetail(Operation):
+    """An operation read by Store.operation, the one read that loads its steps."""
+
+    steps: list[Step]
 
 
 class LiveState(BaseModel):
@@ -251,6 +288,14 @@ class VmDetail(Vm):
     operations: list[Operation]
     gcp: LiveState | None = Field(None, description="Only with ?live=true")
 
+    @classmethod
+    def of(cls, store: Store, vm: VmRow) -> VmDetail:
+        return cls.model_validate({
+            **dict(Vm.of(vm, store.newest_image(vm.name))),
+            "images": store.images(vm.name),
+            "operations": store.operations_for(vm.name),
+        })
+
 
 class VmList(BaseModel):
     vms: list[Vm]
@@ -261,7 +306,7 @@ class OneVm(BaseModel):
 
 
 class OneOperation(BaseModel):
-    operation: Operation
+    operation: OperationDetail
 
 
 class ErrorDetail(BaseModel):
@@ -276,5 +321,5 @@ class Error(BaseModel):
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
-    """A response as JSON; fields left out on purpose (``steps``, ``gcp``) stay out."""
+    """A response as JSON; ``gcp`` only when asked for."""
     return model.model_dump(mode="json", exclude_unset=True)

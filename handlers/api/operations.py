@@ -9,10 +9,9 @@ from flask import Blueprint
 
 from handlers.api.errors import PREFIX, ApiError
 from handlers.api.inputs import deps, query
-from handlers.api.models import OneOperation, Operation, Step, WaitQuery, dump
+from handlers.api.models import OneOperation, WaitQuery, dump
 from storage.models import FINISHED_STATES
 from storage.models import Operation as OperationRow
-from storage.models import OperationStep
 
 operations = Blueprint("operations", __name__, url_prefix=f"{PREFIX}/operations")
 OPERATION_ID = re.compile(r"[0-9]{1,11}")  # ASCII digits only: '²'.isdigit() is true, and int('²') fails
@@ -24,7 +23,7 @@ def get_operation(id: str) -> Any:  # noqa: A002 - the path parameter's document
     op = deps().store.operation(int(id)) if OPERATION_ID.fullmatch(id) else None
     if op is None:
         raise ApiError("operation_not_found", f"There is no operation {id[:20]!r}.")
-    return dump(OneOperation(operation=operation_model(wait_for(op, wait))))
+    return dump(OneOperation(operation=wait_for(op, wait)))
 
 
 def wait_for(op: OperationRow, seconds: float) -> OperationRow:
@@ -41,42 +40,3 @@ def _reread(op: OperationRow) -> OperationRow:
     current = deps().store.operation(op.id)
     assert current is not None, "operations are never deleted"
     return current
-
-
-def operation_model(op: OperationRow, *, with_steps: bool = True) -> Operation:
-    """``with_steps`` only for rows read by Store.operation (the one read that loads them)."""
-    model = Operation(
-        id=op.id,
-        url=f"{PREFIX}/operations/{op.id}",
-        verb=op.verb,
-        vm=op.vm_name,
-        state=op.state,
-        done=op.state in FINISHED_STATES,
-        step=op.step,
-        requested_by=op.requested_by,
-        params=op.params or {},
-        slack={"channel": op.channel, "thread_ts": op.thread_ts} if op.channel else None,
-        result=op.result,
-        error=op.error,
-        created_at=time(op.created_at),
-        started_at=time(op.started_at),
-        finished_at=time(op.finished_at),
-    )
-    if with_steps:
-        model.steps = [step_model(step) for step in op.steps]
-    return model
-
-
-def step_model(step: OperationStep) -> Step:
-    return Step(
-        name=step.name,
-        state=step.state.value,
-        gcp_operation=step.gcp_operation,
-        error=step.error,
-        started_at=time(step.started_at),
-        finished_at=time(step.finished_at),
-    )
-
-
-def time(when: Any) -> str | None:
-    return None if when is None else when.isoformat()

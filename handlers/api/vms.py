@@ -20,12 +20,10 @@ from bot.gcp.compute import GceError
 from handlers.api.errors import PREFIX, ApiError, refusal_error, unknown_vm
 from handlers.api.inputs import actor, body, deps, query, vm_name
 from handlers.api.models import (
-    CreateVm, Image, LiveState, NoQuery, OneOperation, OneVm, ParkVm, VerbOnVm, Vm, VmDetail, VmList, VmQuery, WaitQuery,
-    dump,
+    CreateVm, LiveState, NoQuery, OneOperation, OneVm, ParkVm, VerbOnVm, Vm, VmDetail, VmList, VmQuery, WaitQuery, dump,
 )
-from handlers.api.operations import operation_model, time, wait_for
+from handlers.api.operations import wait_for
 from storage.models import FINISHED_STATES, Verb
-from storage.models import Image as ImageRow
 from storage.models import Operation as OperationRow
 from storage.models import Vm as VmRow
 
@@ -37,21 +35,16 @@ Answer = tuple[dict[str, Any], int, list[tuple[str, str]]]
 @vms.get("")
 def list_vms() -> Any:
     query(NoQuery)
-    return dump(VmList(vms=[vm_model(item.vm, item.newest_image) for item in deps().store.list_vms()]))
+    return dump(VmList(vms=[Vm.of(item.vm, item.newest_image) for item in deps().store.list_vms()]))
 
 
 @vms.get("/<name>")
 def get_vm(name: str) -> Any:
     live = query(VmQuery).live
-    store = deps().store
-    vm = store.vm(vm_name(name))
+    vm = deps().store.vm(vm_name(name))
     if vm is None:
         raise unknown_vm(name)
-    detail = VmDetail(
-        **dict(vm_model(vm, store.newest_image(name))),
-        images=[image_model(image) for image in store.images(name)],
-        operations=[operation_model(op, with_steps=False) for op in store.operations_for(name)],
-    )
+    detail = VmDetail.of(deps().store, vm)
     if live:
         detail.gcp = _live_state(vm)
     return dump(OneVm(vm=detail))
@@ -154,7 +147,7 @@ def _accepted(op: OperationRow, wait: float) -> Answer:
     """202 with the operation as it is now; 200 only when asked to ``wait`` and it has ended."""
     op = wait_for(op, wait)
     status = 200 if wait > 0 and op.state in FINISHED_STATES else 202
-    return dump(OneOperation(operation=operation_model(op))), status, [("Location", f"{PREFIX}/operations/{op.id}")]
+    return dump(OneOperation(operation=op)), status, [("Location", f"{PREFIX}/operations/{op.id}")]
 
 
 def _live_state(vm: VmRow) -> LiveState:
@@ -165,31 +158,3 @@ def _live_state(vm: VmRow) -> LiveState:
     if live is None:
         return LiveState(exists=False)
     return LiveState(exists=True, status=live.status, external_ip=live.external_ip, machine_type=live.machine_type)
-
-
-def vm_model(vm: VmRow, newest_image: ImageRow | str | None) -> Vm:
-    active = vm.active_operation
-    return Vm(
-        name=vm.name,
-        state=vm.state,
-        busy={"operation_id": active.id, "verb": active.verb} if active else None,
-        zone=vm.zone,
-        machine_type=vm.machine_type,
-        owner=vm.owner,
-        external_ip=vm.external_ip,
-        newest_image=newest_image.name if isinstance(newest_image, ImageRow) else newest_image,
-        created_at=time(vm.created_at),
-        updated_at=time(vm.updated_at),
-    )
-
-
-def image_model(image: ImageRow) -> Image:
-    return Image(
-        name=image.name,
-        family=image.family,
-        state=image.state,
-        disk_size_gb=image.disk_size_gb,
-        archive_size_bytes=image.archive_size_bytes,
-        created_at=time(image.created_at),
-        dirty_since=time(image.dirty_since),
-    )
