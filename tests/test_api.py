@@ -19,8 +19,8 @@ from api_client import API_TOKENS, CI_TOKEN, DEPLOY_TOKEN, WAIT, ApiClient
 from conftest import PROJECT, Running
 from sqlalchemy import func, select
 
-from handlers.api import ERROR_CODES, MAX_BODY_BYTES, SPEC, create_api
 from bot.settings import Settings
+from handlers.api import ERROR_CODES, MAX_BODY_BYTES, SPEC, create_api
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
@@ -472,8 +472,8 @@ def test_a_body_shorter_than_its_content_length_is_refused_not_parsed_in_part(ru
             content_type="application/json",
         ).get_environ()
         environ.update({"CONTENT_LENGTH": str(len(whole) + 100), "wsgi.input": wsgi_input})
-        answers: list[str] = []
-        body = b"".join(app(environ, lambda status, headers, *_: answers.append(status)))
-        assert answers == ["400 BAD REQUEST"], body
+        statuses: list[str] = []
+        body = b"".join(app(environ, lambda status, headers, *_, seen=statuses: seen.append(status)))
+        assert statuses == ["400 BAD REQUEST"], body
         assert b'"invalid_json"' in body and f"ended after {0 if wsgi_input.stalls else len(whole)} of the".encode() in body
     assert running.bot.store.vm("test-vm-22") is None

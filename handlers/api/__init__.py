@@ -21,29 +21,23 @@ and never logged.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import pydantic_core
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from bot.core import audit
-from bot.core.names import NAME_RE
-from bot.slack.text import escape
+from handlers.api.audited import audited
 from handlers.api.errors import ERROR_CODES, PREFIX, ApiError
-from handlers.api.inputs import DEPS_KEY, deps
+from handlers.api.inputs import DEPS_KEY
 from handlers.api.models import MAX_WAIT_SECONDS
 from handlers.api.openapi import ROUTES, SPEC, openapi
 from handlers.api.operations import operations
 from handlers.api.vms import vms
-from storage.models import Verdict
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -67,8 +61,9 @@ def create_api(bot: Deps) -> Flask:
     app.extensions["vmbot.tokens"] = [(name, _digest(token)) for name, token in bot.settings.api_tokens]
     for blueprint in (openapi, vms, operations):
         app.register_blueprint(blueprint)
-    for endpoint in ("vms.create_vm", "vms.park_vm", "vms.restore_vm", "vms.delete_vm"):
-        app.view_functions[endpoint] = _audited(app.view_functions[endpoint])
+    for rule in app.url_map.iter_rules():  # every mutation, allowed or refused, goes into the audit trail
+        if "POST" in (rule.methods or ()):
+            app.view_functions[rule.endpoint] = audited(app.view_functions[rule.endpoint])
     app.before_request(_before)
     app.after_request(_log)
     app.register_error_handler(ApiError, _error)
@@ -139,58 +134,6 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     if len(data) < length:
         raise ApiError("invalid_json", f"The body ended after {len(data)} of the {length} bytes its Content-Length announced.")
     return data
-
-
-# ---- the audit trail -------------------------------------------------------------------------------------
-
-
-def _audited(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Record an authenticated mutation's verdict as the audit trail records a Slack command's."""
-
-    @functools.wraps(view)
-    def recorded(**args: Any) -> Any:
-        with audit.recording(_audit_request(args)) as recording:  # an operation is written with its entry
-            try:
-                answer = view(**args)
-            except Exception as error:
-                _record(recording, error)
-                raise
-            _record(recording, None)
-            return answer
-
-    return recorded
-
-
-def _record(recording: audit.Recording, error: Exception | None) -> None:
-    if error is None:
-        verdict, detail = Verdict.ALLOWED, None
-    elif isinstance(error, ApiError):
-        verdict = Verdict.INVALID if error.status in (400, 405, 413) else Verdict.REFUSED
-        verdict = Verdict.ERROR if error.status >= 500 else verdict
-        # Stored as Slack text (the history shows it there): the plain API message is escaped again.
-        detail = escape(f"{error.code}: {error.message}")
-    else:
-        verdict, detail = Verdict.ERROR, "internal error; see the bot's log"
-    recording.record(deps().store, verdict, detail=detail)
-
-
-def _audit_request(args: dict[str, Any]) -> audit.Request:
-    """An API mutation as the audit trail describes it: who, the method and path, and the body sent."""
-    raw = g.get("raw_body", b"")
-    body = raw.decode("utf-8", "replace").strip()
-    name = args.get("name") or _field(raw, "name")
-    name = name if name and NAME_RE.fullmatch(name) else None
-    return audit.Request("api", g.actor, None, f"{request.method} {request.path} {body}".strip(),
-                         verb=request.path.rsplit("/", 1)[-1] if args else "create", vm_name=name)
-
-
-def _field(raw: bytes, key: str) -> str | None:
-    """One string field of a JSON body, if it is one (for the audit trail; the view checks it properly)."""
-    try:
-        value = pydantic_core.from_json(raw).get(key)
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
 
 
 # ---- answers ----------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
 
 from bot.core.errors import Reason, Refused
 from bot.slack.text import SLACK_USER_RE
@@ -62,40 +61,27 @@ def unknown_vm(name: str) -> ApiError:
 _RANK = {"extra_forbidden": 0, "missing": 1}  # what the old hand-written checks said first; then types, then rules
 
 
-def invalid_body(error: ValidationError, model: type[BaseModel]) -> ApiError:
-    """The first problem with a JSON body, in the words the API has always used."""
-    first = _first(error)
+def invalid(error: ValidationError, model: type[BaseModel], *, query: bool = False) -> ApiError:
+    """The first problem pydantic found in a body (or a query string), in the words the API has always used."""
+    first = min(enumerate(error.errors(include_url=False)), key=lambda item: (_rank(item[1]["type"]), item[0]))[1]
     key = str(first["loc"][0]) if first["loc"] else ""
     if first["type"] in ERROR_CODES:  # a rule of the core (bot.core.names), already worded
         return ApiError(first["type"], str(first["ctx"]["message"]))
+    if query:
+        accepted = ", ".join(f"?{name}=" for name in sorted(model.model_fields)) or "none"
+        what = f"Unknown query parameter {key!r}" if first["type"] == "extra_forbidden" else f"?{key}= is not valid here"
+        return ApiError("invalid_option", f"{what} (accepted: {accepted}).")
     if not first["loc"]:  # a list, a string, a number: not an object
         return ApiError("invalid_json", "The body must be a JSON object, like {\"name\": \"test-vm-22\"}.")
     if first["type"] == "extra_forbidden":
-        fields = ", ".join(sorted(model.model_fields)) or "no fields"
-        return ApiError("invalid_field", f"Unknown field {key!r}; this request takes {fields}.")
+        return ApiError("invalid_field", f"Unknown field {key!r}; this request takes {', '.join(sorted(model.model_fields)) or 'no fields'}.")
     if first["type"] == "missing":
         return ApiError("invalid_field", f"The field {key!r} is required.")
     return ApiError("invalid_field", f"The field {key!r} must be a string.")  # every field the API takes is text
 
 
-def invalid_query(error: ValidationError, model: type[BaseModel]) -> ApiError:
-    first = _first(error)
-    if first["type"] in ERROR_CODES:
-        return ApiError(first["type"], str(first["ctx"]["message"]))
-    key = str(first["loc"][0]) if first["loc"] else ""
-    accepted = ", ".join(f"?{name}=" for name in sorted(model.model_fields)) or "none"
-    if first["type"] == "extra_forbidden":
-        return ApiError("invalid_option", f"Unknown query parameter {key!r} (accepted: {accepted}).")
-    return ApiError("invalid_option", f"?{key}= is not valid here (accepted: {accepted}).")
-
-
-def _first(error: ValidationError) -> ErrorDetails:
-    found = error.errors(include_url=False)
-    ranked = sorted(
-        enumerate(found),
-        key=lambda item: (_RANK.get(item[1]["type"], 3 if item[1]["type"] in ERROR_CODES else 2), item[0]),
-    )
-    return ranked[0][1]
+def _rank(error_type: str) -> int:
+    return _RANK.get(error_type, 3 if error_type in ERROR_CODES else 2)
 
 
 # ---- the core's refusals ----------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import pydantic_core
 from flask import current_app, g, request
 from pydantic import BaseModel, ValidationError
 
-from handlers.api.errors import ApiError, invalid_body, invalid_query
-from handlers.api.models import name_problem
+from handlers.api.errors import ApiError, invalid
+from handlers.api.models import PathName
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -51,7 +51,7 @@ def body(model: type[Model]) -> Model:
     try:
         return model.model_validate(parse_json(raw_body()))
     except ValidationError as error:
-        raise invalid_body(error, model) from None
+        raise invalid(error, model) from None
 
 
 def query(model: type[Model]) -> Model:
@@ -59,11 +59,12 @@ def query(model: type[Model]) -> Model:
     try:
         return model.model_validate(dict(request.args.items(multi=True)))
     except ValidationError as error:
-        raise invalid_query(error, model) from None
+        raise invalid(error, model, query=True) from None
 
 
 def vm_name(name: str) -> str:
     """A VM name from the path, by GCP's rule."""
-    if problem := name_problem(name):
-        raise ApiError("invalid_name", problem)
-    return name
+    try:
+        return PathName.model_validate({"name": name}).name
+    except ValidationError as error:
+        raise invalid(error, PathName) from None

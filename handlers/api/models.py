@@ -14,7 +14,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
-    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, WrapValidator, computed_field,
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WrapValidator,
+    computed_field,
 )
 from pydantic_core import PydanticCustomError
 
@@ -42,18 +50,11 @@ def _quote(value: str) -> str:
     return f"`{value}`"
 
 
-def name_problem(name: str) -> str | None:
-    """What is wrong with a VM name by GCP's rule (bot.core.names), or None."""
+def _vm_name(name: str) -> str:
     try:
         check_name(name, what="VM name")
     except InvalidInput as invalid:
-        return explain(invalid, _quote)
-    return None
-
-
-def _vm_name(name: str) -> str:
-    if problem := name_problem(name):
-        raise refuse("invalid_name", problem)
+        raise refuse("invalid_name", explain(invalid, _quote)) from None
     return name
 
 
@@ -169,6 +170,10 @@ class VerbOnVm(Body):
     notify_channel: NotifyChannel = None
 
 
+class PathName(Body):
+    name: VmName
+
+
 class NoQuery(Query):
     pass
 
@@ -210,7 +215,9 @@ class Vm(Answer):
 
     @classmethod
     def of(cls, vm: VmRow, newest_image: ImageRow | str | None) -> Vm:
-        return cls.model_validate({**dict(cls.model_validate(vm)), "newest_image": getattr(newest_image, "name", newest_image)})
+        model = cls.model_validate(vm)
+        model.newest_image = getattr(newest_image, "name", newest_image)
+        return model
 
 
 class Image(Answer):

@@ -16,7 +16,17 @@ from pydantic.json_schema import models_json_schema
 
 from handlers.api.errors import ERROR_CODES, PREFIX
 from handlers.api.models import (
-    NAME_PATTERN, CreateVm, Error, NoQuery, OneOperation, OneVm, ParkVm, VerbOnVm, VmList, VmQuery, WaitQuery,
+    NAME_PATTERN,
+    CreateVm,
+    Error,
+    NoQuery,
+    OneOperation,
+    OneVm,
+    ParkVm,
+    VerbOnVm,
+    VmList,
+    VmQuery,
+    WaitQuery,
 )
 
 Json = dict[str, Any]

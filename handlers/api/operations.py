@@ -18,7 +18,7 @@ OPERATION_ID = re.compile(r"[0-9]{1,11}")  # ASCII digits only: '²'.isdigit() i
 
 
 @operations.get("/<id>")
-def get_operation(id: str) -> Any:  # noqa: A002 - the path parameter's documented name
+def get_operation(id: str) -> Any:  # the path parameter's documented name
     wait = query(WaitQuery).wait
     op = deps().store.operation(int(id)) if OPERATION_ID.fullmatch(id) else None
     if op is None:

@@ -20,7 +20,19 @@ from bot.gcp.compute import GceError
 from handlers.api.errors import PREFIX, ApiError, refusal_error, unknown_vm
 from handlers.api.inputs import actor, body, deps, query, vm_name
 from handlers.api.models import (
-    CreateVm, LiveState, NoQuery, OneOperation, OneVm, ParkVm, VerbOnVm, Vm, VmDetail, VmList, VmQuery, WaitQuery, dump,
+    CreateVm,
+    LiveState,
+    NoQuery,
+    OneOperation,
+    OneVm,
+    ParkVm,
+    VerbOnVm,
+    Vm,
+    VmDetail,
+    VmList,
+    VmQuery,
+    WaitQuery,
+    dump,
 )
 from handlers.api.operations import wait_for
 from storage.models import FINISHED_STATES, Verb
