@@ -46,7 +46,7 @@ __all__ = ["ERROR_CODES", "MAX_BODY_BYTES", "MAX_WAIT_SECONDS", "PREFIX", "ROUTE
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 16 * 1024
-PUBLIC_ENDPOINTS = frozenset({"openapi.describe"})  # the description needs no token (the API must be on)
+PUBLIC_PATHS = frozenset(route.template for route in ROUTES if route.public)  # no token (the API must be on)
 
 
 def create_api(bot: Deps) -> Flask:
@@ -85,7 +85,7 @@ def _before() -> None:
         raise ApiError("api_disabled", "The HTTP API is off on this vmbot: set VMBOT_API_TOKENS to turn it on.")
     if request.routing_exception is not None:
         return  # Flask raises it next: 404 or 405, before any token is asked for
-    if request.endpoint not in PUBLIC_ENDPOINTS:
+    if request.url_rule is None or request.url_rule.rule not in PUBLIC_PATHS:
         g.actor = _authenticate(request.headers.get("Authorization", ""))
     g.raw_body = _read_body(request.environ)
 
@@ -140,7 +140,7 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 
 
 def _error(error: ApiError) -> Response:
-    response = Response(_json_bytes(error.body()), error.status, mimetype="application/json")
+    response = Response(json.dumps(error.body()), error.status, mimetype="application/json")
     for header, value in error.headers:
         response.headers[header] = value
     return response
@@ -168,7 +168,3 @@ def _internal_error(error: Exception) -> Response:
 def _log(response: Response) -> Response:
     log.info("API %s %s by %s: %s", request.method, request.path, g.get("actor", "-"), response.status_code)
     return response
-
-
-def _json_bytes(body: dict[str, Any]) -> bytes:
-    return json.dumps(body).encode()
