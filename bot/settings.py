@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.core.errors import InvalidInput
 from bot.core.names import check_option
+from storage.models import UNKNOWN_OWNER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # An API actor's name (VMBOT_API_TOKENS): lowercase, so it can never be mistaken for a Slack user id (U0123ABCD).
@@ -164,11 +165,11 @@ class Settings:
             zones_offered=choices("VMBOT_ZONES", "zone"),
             machine_types_offered=choices("VMBOT_MACHINE_TYPES", "machine-type"),
         )
-        if settings.api_notify_channel and not SLACK_CHANNEL_RE.match(settings.api_notify_channel):
+        if settings.api_notify_channel and not SLACK_CHANNEL_RE.fullmatch(settings.api_notify_channel):
             problems.append(
                 f"VMBOT_API_NOTIFY_CHANNEL={settings.api_notify_channel!r} is not a Slack channel id (like C0123ABCD)"
             )
-        if settings.report_channel and not SLACK_CHANNEL_RE.match(settings.report_channel):
+        if settings.report_channel and not SLACK_CHANNEL_RE.fullmatch(settings.report_channel):
             problems.append(f"VMBOT_REPORT_CHANNEL={settings.report_channel!r} is not a Slack channel id (like C0123ABCD)")
         if not settings.startup_script.is_file():
             problems.append(f"VMBOT_STARTUP_SCRIPT={settings.startup_script} is not a file")
@@ -192,11 +193,13 @@ def parse_api_tokens(raw: str, problems: list[str]) -> tuple[tuple[str, str], ..
         where = f"VMBOT_API_TOKENS entry {number}"
         if not separator:
             problems.append(f"{where} has no '=': write NAME=TOKEN pairs separated by commas")
-        elif not API_ACTOR_RE.match(name):
+        elif not API_ACTOR_RE.fullmatch(name):
             problems.append(
                 f"{where}: {name[:40]!r} is not a valid name (lowercase letters, digits, '.', '_', '-', "
                 "starting with a letter, at most 40 characters)"
             )
+        elif name == UNKNOWN_OWNER:  # reconcile's owner for adopted VMs: a token by that name would own them all
+            problems.append(f"{where}: the name {name!r} is reserved for VMs nobody asked for; pick another name")
         elif len(token) < API_TOKEN_MIN_LENGTH or any(c.isspace() for c in token):
             problems.append(f"{where} ({name}): the token must be at least {API_TOKEN_MIN_LENGTH} characters, no spaces")
         elif name in (known for known, _ in pairs):

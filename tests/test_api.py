@@ -6,6 +6,7 @@ a JSON error with a stable code and changes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -18,10 +19,8 @@ from api_client import API_TOKENS, CI_TOKEN, DEPLOY_TOKEN, WAIT, ApiClient
 from conftest import PROJECT, Running
 from sqlalchemy import func, select
 
-from handlers.api import MAX_BODY_BYTES, ROUTES
-from handlers.openapi import ERROR_CODES
-from handlers.openapi import SPEC
 from bot.settings import Settings
+from handlers.api import ERROR_CODES, MAX_BODY_BYTES, SPEC, create_api
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
@@ -365,13 +364,16 @@ def test_the_notify_channel_setting_posts_every_api_operation(api: ApiClient, sl
 # ---- the description -------------------------------------------------------------------------------------
 
 
-def test_every_route_is_described_in_the_openapi_document(api: ApiClient) -> None:
+def test_every_route_is_described_in_the_openapi_document(api: ApiClient, running: Running) -> None:
     served = api.get("/api/v1/openapi.json", token=None)
     assert served.status_code == 200 and served.json() == SPEC, "the description needs no token"
     assert SPEC["openapi"].startswith("3.")
-    implemented = {(route.template, route.method.lower()) for route in ROUTES}
+    routes = create_api(running.bot).url_map.iter_rules()  # what Flask serves, not the table the document is made from
+    implemented = {(re.sub(r"<(\w+)>", r"{\1}", rule.rule), method.lower()) for rule in routes for method in rule.methods - {"HEAD"}}
     described = {(path, method) for path, item in SPEC["paths"].items() for method in item}
     assert implemented == described
+    references = set(re.findall(r'"\$ref": "#/components/schemas/(\w+)"', json.dumps(SPEC)))
+    assert references and references <= set(SPEC["components"]["schemas"]), "every schema a route names is in the document"
     for path, item in SPEC["paths"].items():
         for method, operation in item.items():
             named = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
@@ -412,3 +414,66 @@ def test_delete_a_vm_and_be_refused_what_cannot_be_deleted(api: ApiClient, runni
     api.done(VMS, {"name": "test-vm-22"})
     op = api.done(f"{VMS}/test-vm-22/delete")
     assert [step["name"] for step in op["steps"]] == ["delete"] and gcp.instances(PROJECT) == []
+
+
+# ---- hostile input: a 4xx with a JSON code, promptly, and nothing changed ------------------------------------
+
+
+def test_hostile_bodies_and_paths_are_refused_with_a_code(
+    api: ApiClient, running: Running, gcp: ComputeStandin, slack: SlackStandin
+) -> None:
+    cases: list[tuple[str, str, Any, int, str, str]] = [
+        # nested past any parser's patience: json.loads raised RecursionError (a 500)
+        ("POST", VMS, "[" * 5000, 400, "invalid_json", "not valid JSON"),
+        ("POST", VMS, '{"name": ' * 1500, 400, "invalid_json", "not valid JSON"),
+        # '²'.isdigit() is true, and int('²') raised (a 500); %B2 alone is not even UTF-8
+        ("GET", "/api/v1/operations/%B2", None, 404, "operation_not_found", "There is no operation"),
+        ("GET", "/api/v1/operations/%C2%B2", None, 404, "operation_not_found", "There is no operation '²'"),
+        ("GET", "/api/v1/operations/%D9%A3", None, 404, "operation_not_found", "There is no operation"),  # Arabic-Indic 3
+        # a channel id with a line break after it: `.match` with `$` let it through
+        ("POST", VMS, {"name": "ok-vm", "notify_channel": "C0OPS0001\n"}, 400, "invalid_option", "not a Slack channel id"),
+        ("POST", VMS, {"name": "ok-vm\n"}, 400, "invalid_name", "is not a valid VM name"),
+        ("POST", VMS, {"name": "ok-vm", "notify_channel": 5}, 400, "invalid_field", "'notify_channel' must be a string"),
+        ("GET", f"{VMS}?wait=nan", None, 400, "invalid_option", "Unknown query parameter 'wait' (accepted: none)"),
+        ("GET", "/api/v1/operations/1?wait=nan", None, 400, "invalid_option", "from 0 to 600"),
+        ("GET", f"{VMS}/ok-vm?live=maybe", None, 400, "invalid_option", "live='maybe': use true or false"),
+    ]
+    for method, path, body, status, code, words in cases:
+        before = world(running, gcp, slack)
+        kwargs = {"data": body} if isinstance(body, str) else {"json": body}
+        response = api.call(method, path, **kwargs)
+        case = f"{method} {path} {str(body)[:40]!r}"
+        assert error(response)[:2] == (status, code), f"{case}: {response.text[:300]}"
+        assert words in error(response)[2], f"{case}: {response.text[:300]}"
+        assert world(running, gcp, slack) == before, f"{case} changed something"
+
+
+class ShortInput:
+    """A wsgi.input that holds fewer bytes than the Content-Length says, or stalls until the server gives up."""
+
+    def __init__(self, data: bytes, *, stalls: bool = False) -> None:
+        self.data, self.stalls = data, stalls
+
+    def read(self, size: int = -1) -> bytes:
+        if self.stalls:
+            raise TimeoutError("timed out")  # what a socket read raises at the server's timeout
+        data, self.data = self.data[:size], self.data[size:]
+        return data
+
+
+def test_a_body_shorter_than_its_content_length_is_refused_not_parsed_in_part(running: Running) -> None:
+    from werkzeug.test import EnvironBuilder
+
+    app = create_api(running.bot)
+    whole = b'{"name": "test-vm-22"}'
+    for wsgi_input in (ShortInput(whole), ShortInput(whole, stalls=True)):
+        environ = EnvironBuilder(
+            path=VMS, method="POST", data=whole, headers={"Authorization": f"Bearer {API_TOKENS[0][1]}"},
+            content_type="application/json",
+        ).get_environ()
+        environ.update({"CONTENT_LENGTH": str(len(whole) + 100), "wsgi.input": wsgi_input})
+        statuses: list[str] = []
+        body = b"".join(app(environ, lambda status, headers, *_, seen=statuses: seen.append(status)))
+        assert statuses == ["400 BAD REQUEST"], body
+        assert b'"invalid_json"' in body and f"ended after {0 if wsgi_input.stalls else len(whole)} of the".encode() in body
+    assert running.bot.store.vm("test-vm-22") is None

@@ -32,6 +32,7 @@ def test_name_token_pairs() -> None:
         ("ci=short", "entry 1 (ci): the token must be at least 16 characters"),
         (f"ci={TOKEN1},ci={TOKEN2}", "entry 2: the name 'ci' is used twice"),
         (f"ci={TOKEN1},cd={TOKEN1}", "entry 2 (cd): the same token is given to two names"),
+        (f"ci={TOKEN1},unknown={TOKEN2}", "entry 2: the name 'unknown' is reserved"),  # reconcile's placeholder owner
     ],
 )
 def test_bad_tokens_are_named_without_showing_the_token(value: str, problem: str) -> None:

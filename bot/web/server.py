@@ -18,8 +18,8 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.request.internals import build_context
 
-from handlers.openapi import PREFIX as API_PREFIX
-from handlers.api import Api
+from handlers.api import PREFIX as API_PREFIX
+from handlers.api import create_api
 from bot.app import VmBot
 from bot.web.pooled_server import PooledWSGIServer
 from bot.web.slack_guard import guard_requests, has_payload_field
@@ -51,7 +51,7 @@ class SlackFormHandler(SlackRequestHandler):
 
 def wsgi_app(bot: VmBot) -> WsgiApp:
     slack = guard_requests(SlackFormHandler(bot.app))
-    api = Api(bot)
+    api = create_api(bot)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
