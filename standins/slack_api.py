@@ -323,6 +323,7 @@ class SlackStandin:
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._forced_429: dict[str, list[int]] = {}
         self._forced_response_429: list[int] = []
+        self._outage: tuple[frozenset[str], int] | None = None  # (methods, HTTP status); no methods: all
         self._channel_rate: float | None = None
         self._channel_burst = DEFAULT_CHANNEL_BURST
         self._channel_buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
@@ -395,6 +396,16 @@ class SlackStandin:
         """The next ``times`` calls to ``method`` answer 429 with Retry-After."""
         with self._cond:
             self._forced_429.setdefault(method, []).extend([retry_after] * times)
+
+    def outage(self, *methods: str, status: int = 500) -> None:
+        """Until ``outage_over()``, every call to ``methods`` (every method if none is named) answers
+        ``status`` (Slack's 5xx during an incident) and changes nothing."""
+        with self._cond:
+            self._outage = (frozenset(methods), status)
+
+    def outage_over(self) -> None:
+        with self._cond:
+            self._outage = None
 
     def rate_limit_responses(self, *, times: int = 1, retry_after: int = 1) -> None:
         """The next ``times`` response_url posts answer 429 with Retry-After
@@ -553,6 +564,8 @@ class SlackStandin:
         handler = self._methods.get(method)
         if handler is None:
             raise _ApiError("unknown_method", status=404)
+        if self._outage is not None and (not self._outage[0] or method in self._outage[0]):
+            raise _ApiError("fatal_error", status=self._outage[1])
         if request.token == RATE_LIMITED_TOKEN:
             raise _ApiError("ratelimited", status=429, retry_after=1)
         pending = self._forced_429.get(method)

@@ -190,13 +190,14 @@ class Store(HousekeepingQueries):
             )
 
     def unreported_operations(self) -> list[Operation]:
-        """Ended operations whose thread never got its result (their process died in between)."""
+        """Ended operations with a channel whose result Slack has not taken yet (a Slack outage, or
+        their process stopped in between); their thread root may never have been posted either."""
         with self.sessions() as s:
             query = select(Operation).where(
                 Operation.state.in_(FINISHED_STATES),
                 Operation.reported_at.is_(None),
                 Operation.report.is_not(None),
-                Operation.thread_ts.is_not(None),
+                Operation.channel.is_not(None),
             )
             return list(s.scalars(query.order_by(Operation.id)))
 
@@ -315,11 +316,15 @@ class Store(HousekeepingQueries):
         return self.operation(op_id) if claimed else None
 
     def renew_leases(self) -> int:
-        """Extend the lease of every unfinished operation this process holds; return how many."""
+        """Extend the lease of every operation this process holds, unfinished or with its result still
+        to post (so no other process posts it again meanwhile); return how many."""
         with self.sessions.begin() as s:
             return s.execute(
                 update(Operation)
-                .where(Operation.lease_owner == self.owner, Operation.state.not_in(FINISHED_STATES))
+                .where(
+                    Operation.lease_owner == self.owner,
+                    or_(Operation.state.not_in(FINISHED_STATES), Operation.reported_at.is_(None)),
+                )
                 .values(lease_expires_at=self._lease_end())
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -401,21 +406,29 @@ class Store(HousekeepingQueries):
         with self.sessions.begin() as s:
             s.execute(update(Operation).where(Operation.id == op_id).values(reported_at=utcnow()))
 
-    def claim_report(self, op_id: int) -> bool:
-        """Take on posting an ended operation's result that was never posted; False if someone has.
-
-        Marked before posting: of two processes resuming at once only one posts,
-        and a process that dies while posting leaves no second copy behind it.
-        """
+    def claim_report(self, op_id: int) -> Operation | None:
+        """Lease an ended operation's unposted result to this process; None if it is posted or a live
+        process holds it. ``reported`` marks it posted once Slack has it; till then the lease is
+        renewed (``renew_leases``), and a process that stops leaves it to the next one."""
+        now = utcnow()
         with self.sessions.begin() as s:
-            return bool(
-                s.execute(
-                    update(Operation)
-                    .where(Operation.id == op_id, Operation.reported_at.is_(None))
-                    .values(reported_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-            )
+            claimed = s.execute(
+                update(Operation)
+                .where(
+                    Operation.id == op_id,
+                    Operation.state.in_(FINISHED_STATES),
+                    Operation.reported_at.is_(None),
+                    or_(
+                        Operation.lease_owner.is_(None),
+                        Operation.lease_owner == self.owner,
+                        Operation.lease_expires_at.is_(None),
+                        Operation.lease_expires_at < now,
+                    ),
+                )
+                .values(lease_owner=self.owner, lease_expires_at=self._lease_end())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        return self.operation(op_id) if claimed else None
 
     # ---- images ----------------------------------------------------------------
 

@@ -208,10 +208,11 @@ class Workflows:
         self._end(op_id, progress, outcome, began)
 
     def _end(self, op_id: int, progress: Progress, outcome: Outcome, began: float, *, error: str | None = None) -> None:
-        """Record the outcome with what the thread's end will say, say it, and record that it was said.
+        """Record the outcome with what the thread's end will say, then say it.
 
-        A process that dies between the two records leaves the report for the
-        next one to post (``report_again``), so no thread misses its result.
+        The Progress records that it was said (``store.reported``) once it was:
+        a result Slack has not taken yet (an outage, a process that stops first)
+        is left for ``report_again``, so no thread misses its result.
         """
         self.store.finish(
             op_id,
@@ -222,20 +223,21 @@ class Workflows:
             report={"ok": outcome.ok, "headline": outcome.headline, "detail": outcome.detail},
         )
         progress.finished(ok=outcome.ok, headline=outcome.headline, detail=outcome.detail, took=time.monotonic() - began)
-        self.store.reported(op_id)
 
     def report_again(self, op_id: int) -> None:
-        """Post the result of an operation whose process died after recording its end, before saying it.
+        """Post the result of an ended operation whose thread does not have it yet (its process
+        stopped before Slack took it), starting the thread if Slack never took its root.
 
-        The Resumer calls it; ``claim_report`` makes sure one process posts it, once.
+        The Resumer calls it; ``claim_report`` leases the report to this process,
+        so one process posts it; it is recorded as posted once it is.
         """
-        if not self.store.claim_report(op_id):
-            return
-        op = self.store.operation(op_id)
+        op = self.store.claim_report(op_id)
         if op is None or not op.report:
             return
         log.info("posting the result of operation %s, which ended before a restart", op_id)
         progress = self.progress_for(op)
+        vm = self.store.vm(op.vm_name)
+        progress.started(f"{vm.machine_type} in {vm.zone}" if vm else "")
         progress.step(":arrows_counterclockwise: Resumed after restart: the work had ended. Its result:")
         took = (op.finished_at - op.started_at).total_seconds() if op.started_at and op.finished_at else 0.0
         report = op.report
