@@ -67,7 +67,7 @@ class Resumer:
         queued it (it may be waiting for a worker) or is running it, and renews
         its lease meanwhile.
         """
-        orphans = [op for op in self.store.unfinished_operations() ]
+        orphans = [op for op in self.store.unfinished_operations() if op.lease_owner != self.store.owner]
         return self._hand_over(orphans, self.workflows.run, "was left unfinished; resuming it")
 
     def report_unreported(self) -> list[int]:
@@ -79,7 +79,7 @@ class Resumer:
         """Submit ``job(op.id)`` for each operation neither this process is running or has queued nor a live one holds."""
         running_here = self.workflows.in_flight()
         with self._lock:
-            ids = [op.id for op in operations if op.id not in running_here and self._lease_free(op)]
+            ids = [op.id for op in operations if op.id not in running_here | self._queued and self._lease_free(op)]
             self._queued.update(ids)
         for op_id in ids:
             log.info("operation %s %s", op_id, why)
