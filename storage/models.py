@@ -154,6 +154,9 @@ class Operation(Base):
     # and any process may take the operation over once it has run out (see Store.claim_operation).
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
+    # Fencing: raised by one on every claim, and checked with the owner by every write of a step and
+    # the finish (Store.Lease), so a process that lost its lease (frozen, partitioned) stops at its next write.
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # What the end of its Slack thread says ({"ok", "headline", "detail"}), written with the outcome,
     # and when it was posted: a process that dies in between leaves it for the next one to post.
     report: Mapped[dict | None] = mapped_column(JSON)

@@ -43,7 +43,7 @@ from bot.core.lifecycle import check_image_name_free
 from bot.core.progress import Progress, duration
 from bot.settings import Settings
 from storage.models import Operation, OperationState, OperationStep, Verb, VmState
-from storage.store import Store
+from storage.store import Lease, LeaseLost, Store
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -166,7 +166,13 @@ class Workflows:
                 with logs.context(operation_id=op.id, vm=op.vm_name, slack_user=op.requested_by):
                     how = "resumed" if op.state is OperationState.RUNNING else "started"
                     log.info("%s of %s %s", op.verb.value, op.vm_name, how)
-                    self._run(op)
+                    try:
+                        with self.store.fenced_by(Lease(op.id, self.store.owner, op.lease_token)):
+                            self._run(op)
+                    except LeaseLost:
+                        log.warning("%s of %s was taken over by another bot process (or handed over); "
+                                    "stopping here", op.verb.value, op.vm_name)  # fmt: skip
+                        return
                     ended = self.store.operation(op_id)
                     state = ended.state if ended else None
                     level = logging.INFO if state is OperationState.SUCCEEDED else logging.WARNING
@@ -189,6 +195,8 @@ class Workflows:
         workflow = workflows[op.verb]
         try:
             outcome = workflow(op, progress)
+        except LeaseLost:
+            raise  # another process has it: this one says and writes nothing more
         except Refused as refusal:
             vm_values = {"state": VmState.DELETED} if op.verb is Verb.CREATE else {}
             self.store.finish(op_id, OperationState.REJECTED, error=self.words(refusal), vm_values=vm_values)

@@ -60,6 +60,17 @@ class Resumer:
             self._thread.join(timeout=5)
             self._thread = None
 
+    def hand_over(self) -> list[int]:
+        """A graceful stop: renew and resume nothing more, and let go of every operation this process
+        holds, so another process takes them over at once (not after the lease runs out), re-attaching
+        to the GCP operations their steps recorded. Whatever this process still tries to write for them
+        fails (storage.store.LeaseLost) and its workflow stops quietly. Returns their ids."""
+        self.stop()
+        released = self.store.release_leases()
+        if released:
+            log.info("handed over operations %s to the next bot process", ", ".join(f"#{i}" for i in released))
+        return released
+
     def resume_unfinished(self) -> list[int]:
         """Hand the runner every unfinished operation no live process holds; return their ids.
 
