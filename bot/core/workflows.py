@@ -42,7 +42,7 @@ from bot.gcp.compute import (
 from bot.core.lifecycle import check_image_name_free
 from bot.core.progress import Progress, duration
 from bot.settings import Settings
-from storage.models import Operation, OperationState, OperationStep, Verb, VmState
+from storage.models import Image, ImageState, Operation, OperationState, OperationStep, Verb, VmState
 from storage.store import Lease, LeaseLost, Store
 
 log = logging.getLogger(__name__)
@@ -274,6 +274,9 @@ class Workflows:
         vm = self.store.vm(name)
         assert vm is not None, "a park is only recorded for a known VM"
         recorded = self.store.image_of_operation(op.id)  # set when a run that died got as far as the image
+        instance = self.compute.get_instance(vm.zone, name)
+        if recorded is None and not op.params.get("image"):
+            recorded = self._image_of_failed_park(op, instance)
         if recorded is None:
             image_name = op.params.get("image") or image_name_for(name, datetime.now(timezone.utc), op.id)
             family = op.params.get("family") or name
@@ -281,7 +284,6 @@ class Workflows:
         else:
             image_name, family = recorded.name, recorded.family
         progress.started(f"{vm.machine_type} in {vm.zone}")
-        instance = self.compute.get_instance(vm.zone, name)
         if instance is None and recorded is None:
             return Outcome(
                 False,
@@ -396,6 +398,18 @@ class Workflows:
         check_image_name_free(self.store, image_name)
         if self.compute.get_image(image_name) is not None:
             raise Refused(Reason.IMAGE_EXISTS, image=image_name, project=self.compute.project)
+
+    def _image_of_failed_park(self, op: Operation, instance: InstanceInfo | None) -> Image | None:
+        """The READY image of the park just before this one, if that park failed only at deleting the VM
+        and the VM has stayed stopped since: a retry deletes the VM and keeps that image rather than
+        making a second one (and marking the first dirty)."""
+        if instance is None or instance.status != "TERMINATED":
+            return None
+        earlier = [prior for prior in self.store.operations_for(op.vm_name, limit=5) if prior.id < op.id]
+        if not earlier or earlier[0].verb is not Verb.PARK or earlier[0].state is not OperationState.FAILED:
+            return None
+        image = self.store.image_of_operation(earlier[0].id)
+        return image if image is not None and image.state is ImageState.READY else None
 
     @contextmanager
     def _step(self, op: Operation, progress: Progress, name: str, text: str) -> Iterator[StepRun]:
