@@ -367,6 +367,17 @@ class Store(HousekeepingQueries):
         if not held:
             raise LeaseLost(lease.op_id)
 
+    def let_go(self, op_id: int) -> None:
+        """Release one unfinished operation this process holds (fenced), for the resumer to run again."""
+        with self.sessions.begin() as s:
+            self._fence(s, op_id)
+            s.execute(
+                update(Operation)
+                .where(Operation.id == op_id, Operation.lease_owner == self.owner)
+                .values(lease_owner=None, lease_expires_at=None)
+                .execution_options(synchronize_session=False)
+            )
+
     def release_leases(self) -> list[int]:
         """Hand over: let go of every operation this process holds (unfinished, or with its result still
         to post), so another process takes them at once. Their steps keep the GCP operations they

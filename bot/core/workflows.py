@@ -33,6 +33,7 @@ from bot.gcp.compute import (
     GceAlreadyExists,
     GceError,
     GceNotFound,
+    GceTimeout,
     ImageInfo,
     InstanceInfo,
     InstanceSpec,
@@ -197,6 +198,9 @@ class Workflows:
             outcome = workflow(op, progress)
         except LeaseLost:
             raise  # another process has it: this one says and writes nothing more
+        except GceTimeout as timeout:
+            self._outcome_unknown(op, progress, timeout)
+            return
         except Refused as refusal:
             vm_values = {"state": VmState.DELETED} if op.verb is Verb.CREATE else {}
             self.store.finish(op_id, OperationState.REJECTED, error=self.words(refusal), vm_values=vm_values)
@@ -231,6 +235,18 @@ class Workflows:
             report={"ok": outcome.ok, "headline": outcome.headline, "detail": outcome.detail},
         )
         progress.finished(ok=outcome.ok, headline=outcome.headline, detail=outcome.detail, took=time.monotonic() - began)
+
+    def _outcome_unknown(self, op: Operation, progress: Progress, timeout: GceTimeout) -> None:
+        """A GCP operation outlasted ``operation_timeout``: nothing is known yet, so nothing is recorded as
+        done or failed. The step stays unfinished with the GCP operation's name, and the operation is let go
+        (``Store.let_go``): the resumer runs it again, which waits for that GCP operation by its name and
+        goes on from what GCP says."""
+        log.warning("operation %s: %s; its outcome is unknown, it will be checked again", op.id, timeout.message)
+        self.store.let_go(op.id)
+        progress.step(
+            f":hourglass: GCP has not finished `{timeout.operation}` yet, so its outcome is unknown for now; "
+            "I will keep checking GCP and say here how it ends."
+        )
 
     def report_again(self, op_id: int) -> None:
         """Post the result of an ended operation whose thread does not have it yet (its process
@@ -431,6 +447,8 @@ class Workflows:
         )
         try:
             yield step
+        except GceTimeout:
+            raise  # not a failure: the step stays unfinished, with its GCP operation, for the next run
         except GceError as error:
             self.store.step_finished(step_id, error=error.message)
             raise StepFailed(STEP_WORDS[name], error) from error
