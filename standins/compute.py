@@ -590,13 +590,13 @@ class ComputeStandin:
 
     def seed_image(
         self, project: str, name: str, *, family: str | None = None, labels: dict[str, str] | None = None,
-        disk_size_gb: int = 10,
+        disk_size_gb: int = 10, created: float | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """A READY image made outside the bot (no source disk)."""
+        """A READY image made outside the bot (no source disk); ``created``: when (epoch seconds), default now."""
         with self._cond:
             if (project, name) in self._images or not _NAME.match(name):
                 raise ValueError(f"cannot seed image {name!r} in {project!r}")
-            image = self._new_image(project, name, family, labels or {}, disk_size_gb)
+            image = self._new_image(project, name, family, labels or {}, disk_size_gb, created=created)
             image.update(status="READY", archiveSizeBytes=str(disk_size_gb * 310_000_000))
             return copy.deepcopy(image)
 

@@ -73,6 +73,15 @@ class GceAlreadyExists(GceError):
     pass
 
 
+class GceTimeout(GceError):
+    """A GCP operation did not finish within ``operation_timeout``: its outcome is unknown, not failed.
+    ``operation`` names it, so whoever carries on can wait for it again and read what GCP says."""
+
+    def __init__(self, message: str, *, operation: str) -> None:
+        super().__init__(message)
+        self.operation = operation
+
+
 # The REST transport's own failures: no answer at all, or an answer cut short.
 NETWORK_ERRORS = (
     ConnectionError,
@@ -304,7 +313,7 @@ class Compute:
         deadline = time.monotonic() + self.operation_timeout
         while operation.status != DONE:
             if time.monotonic() > deadline:
-                raise GceError(f"GCP operation {name} did not finish within {self.operation_timeout:.0f} s")
+                raise GceTimeout(f"GCP operation {name} did not finish within {self.operation_timeout:g} s", operation=name)
             operation = self._poll(name, zone, wait=True)
         errors = list(operation.error.errors) if operation.error else []
         if errors:
