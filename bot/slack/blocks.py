@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from bot.core.progress import duration
-from bot.slack.text import actor, escape, is_slack_user
+from bot.slack.text import actor, code, escape, from_core, is_slack_user
 from storage.models import VmState
 
 if TYPE_CHECKING:
@@ -217,17 +217,17 @@ def _question(
 
 def operation_started(op: Operation, detail: str) -> Message:
     who = actor(op.requested_by)
-    headline = f":hourglass_flowing_sand: {who} is {VERB_ING[op.verb.value]} `{op.vm_name}`"
+    headline = f":hourglass_flowing_sand: {who} is {VERB_ING[op.verb.value]} {code(op.vm_name)}"
     return Message(
-        f"{VERB_ING[op.verb.value].capitalize()} {op.vm_name} (asked by {who})",
-        [section(headline), context(f"{detail} · operation #{op.id} · progress in the thread")],
+        f"{VERB_ING[op.verb.value].capitalize()} {escape(op.vm_name)} (asked by {who})",
+        [section(headline), context(f"{from_core(detail)} · operation #{op.id} · progress in the thread")],
     )
 
 
 def operation_progress(op: Operation, detail: str, step_text: str) -> Message:
     """The thread root while its channel is too busy for a reply per step: the current step is shown on it."""
     started = operation_started(op, detail)
-    return Message(started.text, [*started.blocks, context(f":arrow_forward: {step_text}")])
+    return Message(started.text, [*started.blocks, context(f":arrow_forward: {from_core(step_text)}")])
 
 
 def operation_finished(op: Operation, *, ok: bool, headline: str, took: float) -> Message:
@@ -235,7 +235,7 @@ def operation_finished(op: Operation, *, ok: bool, headline: str, took: float) -
     return Message(
         f"{op.verb.value.capitalize()} {op.vm_name}: {'done' if ok else 'failed'}",
         [
-            section(f"{icon} {headline}"),
+            section(f"{icon} {from_core(headline)}"),
             context(f"{actor(op.requested_by)} asked to {op.verb.value} `{op.vm_name}` · operation #{op.id} · {_duration(took)}"),
         ],
     )
@@ -256,12 +256,23 @@ def operation_refused(op: Operation, reason: str) -> Message:
 
 
 def step(text: str) -> Message:
-    return Message(text)
+    """A step of an operation, as a thread reply (``text`` is the core's: see ``from_core``)."""
+    return Message(from_core(text))
 
 
-def operation_failed_reply(op: Operation, detail: str) -> Message:
+def operation_succeeded_reply(detail: str) -> Message:
+    """A finished operation's last thread reply (``detail`` is the core's: see ``from_core``)."""
+    return text_only(from_core(detail))
+
+
+def operation_failed_reply(op: Operation, detail: str, *, retry: bool = True) -> Message:
     """A failed operation's last thread reply: what happened, and a ``retry`` button that asks again
-    (with the same checks as a fresh request, and a confirm dialog for the destructive park)."""
+    (with the same checks as a fresh request, and a confirm dialog for the destructive park).
+
+    No button when trying again can only fail the same way (GCP refused the request as invalid).
+    """
+    if not retry:
+        return operation_succeeded_reply(detail)
     button: Block = {
         "type": "button",
         "action_id": "operation_retry",
@@ -274,6 +285,7 @@ def operation_failed_reply(op: Operation, detail: str) -> Message:
     elif op.verb.value == "delete":
         what = f"This tries again to *delete `{op.vm_name}` for good*."
         button["confirm"] = confirm_dialog("Delete again?", what, "Delete it", "Cancel")
+    detail = from_core(detail)
     return Message(detail, [section(detail), {"type": "actions", "block_id": f"retry:{op.id}", "elements": [button]}])
 
 

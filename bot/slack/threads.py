@@ -75,13 +75,13 @@ class SlackThread:
             root = blocks.operation_progress(self.op, self.detail, text)
             self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
 
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
         if not self.thread_ts:
             return
         root = blocks.operation_finished(self.op, ok=ok, headline=headline, took=took)
         self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
         self.pacer.wait_to_post(self.channel or "")
-        self._reply(blocks.text_only(detail) if ok else blocks.operation_failed_reply(self.op, detail))
+        self._reply(blocks.operation_succeeded_reply(detail) if ok else blocks.operation_failed_reply(self.op, detail, retry=retry))
 
     def refused(self, refusal: UserError) -> None:
         """Tell only the person who asked (the operation was refused before its thread began).
@@ -129,7 +129,7 @@ class Silent:
     def step(self, text: str) -> None:
         log.info("operation %s: %s", self.op.id, text)
 
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
         log.info("operation %s %s: %s", self.op.id, "succeeded" if ok else "failed", detail)
 
     def refused(self, refusal: UserError) -> None:
