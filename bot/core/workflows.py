@@ -314,12 +314,17 @@ class Workflows:
             return self._park_failed(
                 name, failure, f"is stopped and still exists; its image `{image_name}` is safe", VmState.STOPPED
             )
-        older = f" The previous image {', '.join(f'`{d}`' for d in dirty)} is now dirty and will be swept." if dirty else ""
+        # Say "only" only when it is true: a previous image is dirty, but there until the sweeper deletes it.
+        several = len(dirty) != 1
+        kept = (
+            f"image `{image_name}` (family `{family}`) holds its disk. The previous image{'s' if several else ''} "
+            f"{', '.join(f'`{d}`' for d in dirty)} {'are' if several else 'is'} now dirty and will be swept."
+            if dirty else f"only image `{image_name}` (family `{family}`) remains."
+        )
         return Outcome(
             True,
             f"`{name}` is parked as image `{image_name}`",
-            f"`{name}` is parked: only image `{image_name}` (family `{family}`) remains.{older} "
-            f"Bring it back with `/vm restore {name}`.",
+            f"`{name}` is parked: {kept} Bring it back with `/vm restore {name}`.",
             {"state": VmState.PARKED, "external_ip": None},
         )
 
