@@ -9,11 +9,14 @@ acknowledgement and the thread grow, press a button by its number.
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import secrets
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -40,7 +43,7 @@ You are @{USER_NAME} in #{CHANNEL_NAME}. Try:
   /vm restore test-vm-22     /vm list     /vm status test-vm-22     /vm help
   /vm images test-vm-22      /vm sweep dry-run     /vm sweep   (the demo sweeps dirty images at once: no grace)
   /vm delete test-vm-22      (for good: asks first, like park)
-Also: `wait` (until running operations end), `quit`.
+Also: `wait` (until running operations end), `quit`. A button in a thread (Retry) is pressed by its number too.
 """
 
 
@@ -51,11 +54,25 @@ def render(text: str) -> str:
     for code, char in EMOJI.items():
         text = text.replace(code, char)
     text = re.sub(r"\*([^*\n]+)\*", r"\1", text)  # *bold*
+    text = _italics(text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def render_blocks(text: str, blocks: list[dict[str, Any]] | None, buttons: list[dict[str, Any]]) -> list[str]:
-    """Lines for a message; buttons found are appended to ``buttons`` and shown by number."""
+ITALIC_ON, ITALIC_OFF = "\x1b[3m", "\x1b[23m"
+_ITALIC = re.compile(r"(?<![\w])_([^_\n]+?)_(?![\w])")
+
+
+def _italics(text: str) -> str:
+    """Slack's ``_italics_`` outside code spans: italic on a terminal that shows it, else the bare words."""
+    on, off = (ITALIC_ON, ITALIC_OFF) if sys.stdout.isatty() else ("", "")
+    parts = text.split("`")
+    return "`".join(_ITALIC.sub(f"{on}\\1{off}", part) if i % 2 == 0 else part for i, part in enumerate(parts))
+
+
+def render_blocks(
+    text: str, blocks: list[dict[str, Any]] | None, register: Callable[[dict[str, Any]], int] | None = None
+) -> list[str]:
+    """Lines for a message; each button found is shown by the number ``register`` gives it (not at all without)."""
     if not blocks:
         return [render(text)]
     lines: list[str] = []
@@ -67,10 +84,10 @@ def render_blocks(text: str, blocks: list[dict[str, Any]] | None, buttons: list[
         elif block["type"] == "actions":
             labels = []
             for element in block["elements"]:
-                if element["type"] == "button":
-                    buttons.append(element)
-                    labels.append(f"[{len(buttons)}] {element['text']['text']}")
-            lines.append("  " + "   ".join(labels))
+                if element["type"] == "button" and register is not None:
+                    labels.append(f"[{register(element)}] {element['text']['text']}")
+            if labels:
+                lines.append("  " + "   ".join(labels))
     return lines
 
 
@@ -82,8 +99,7 @@ class Terminal:
         self.seen: dict[str, int] = {}  # ts -> edits shown
         self.responses_seen = 0
         self.lock = threading.RLock()  # held while a request is sent, so its ack prints before its effects
-        self.buttons: list[dict[str, Any]] = []
-        self.blocks_of_buttons: list[dict[str, Any]] = []
+        self.buttons: list[Button] = []  # numbered as shown: from private replies, channel messages and threads
         self.stopped = threading.Event()
 
     def watch(self) -> None:
@@ -106,7 +122,7 @@ class Terminal:
             responses = self.slack.responses
             for response in responses[self.responses_seen :]:
                 if response.get("text") or response.get("blocks"):
-                    lines = render_blocks(response.get("text", ""), response.get("blocks"), [])
+                    lines = render_blocks(response.get("text", ""), response.get("blocks"))
                     self._print("(only you)", lines)
             self.responses_seen = len(responses)
 
@@ -117,8 +133,21 @@ class Terminal:
         prefix = "   ↳ thread" if is_reply else f"#{CHANNEL_NAME} vmbot"
         if shown >= 0:
             prefix = f"#{CHANNEL_NAME} vmbot (edited)"
-        self._print(prefix, render_blocks(message.text, message.blocks, []))
+        self._print(prefix, render_blocks(message.text, message.blocks, self.registrar(message.blocks, ts=message.ts)))
         self.seen[message.ts] = message.edits
+
+    def registrar(self, blocks: list[dict[str, Any]] | None, *, ts: str | None) -> Callable[[dict[str, Any]], int]:
+        """Numbers a message's buttons after those shown already, so each can be pressed by its number.
+
+        A button in the channel or a thread (a failed operation's Retry) is pressable as well as one in
+        a private reply (``ts`` None); pressing it sends what Slack sends for a click on that message.
+        """
+
+        def register(element: dict[str, Any]) -> int:
+            self.buttons.append(Button(element, blocks or [], ts))
+            return len(self.buttons)
+
+        return register
 
     def _print(self, prefix: str, lines: list[str]) -> None:
         print(f"{prefix}: {lines[0]}", file=self.out)
@@ -127,11 +156,20 @@ class Terminal:
         self.out.flush()
 
 
+@dataclass(frozen=True)
+class Button:
+    element: dict[str, Any]
+    blocks: list[dict[str, Any]]
+    ts: str | None  # the channel message it is on; None for a private reply
+
+
 def run_demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot demo", description=__doc__.splitlines()[0])
     parser.add_argument("--operation-seconds", type=float, default=2.0, help="how long each simulated GCP operation takes")
     args = parser.parse_args(argv)
-    logs.configure(level="WARNING")
+    # The bot's log goes to a buffer, not into the middle of the playback; it is shown when the demo ends.
+    log = io.StringIO()
+    logs.configure(level="WARNING", stream=log)
 
     with tempfile.TemporaryDirectory(prefix="vmbot-demo-") as tmp, ComputeStandin(
         operation_seconds=args.operation_seconds
@@ -148,7 +186,7 @@ def run_demo(argv: list[str]) -> int:
             admins=frozenset({USER}),  # the demo's one person may try the admin verbs (`/vm sweep`)
             sweep_grace=0,  # so `/vm sweep` after a second park shows a deletion
         )
-        logs.configure(level="WARNING", secrets=secrets_of(settings))  # now that the secrets are known
+        logs.configure(level="WARNING", stream=log, secrets=secrets_of(settings))  # now that the secrets are known
         bot = create_app(settings)
         bot.start()
         server = make_http_server(bot, "127.0.0.1", 0)
@@ -166,6 +204,8 @@ def run_demo(argv: list[str]) -> int:
             terminal.stopped.set()
             server.shutdown()
             bot.shutdown()
+            if log.getvalue():
+                print(f"\nThe bot's log during the demo (warnings and errors):\n{log.getvalue()}", end="", file=sys.stderr)
     return 0
 
 
@@ -208,18 +248,17 @@ def show_ack(terminal: Terminal, reply: Reply) -> None:
         print(f"(Slack would show an error: the bot answered HTTP {reply.status})")
         return
     with terminal.lock:
-        terminal.buttons = []
-        lines = render_blocks(reply.text, reply.blocks, terminal.buttons)
-        terminal.blocks_of_buttons = reply.blocks or []
+        lines = render_blocks(reply.text, reply.blocks, terminal.registrar(reply.blocks, ts=None))
         terminal._print("(only you)", lines)
 
 
 def press(driver: SlackDriver, terminal: Terminal, choice: str, interactive: bool) -> None:
     buttons = terminal.buttons
-    button = buttons[int(choice) - 1] if choice.isdigit() and 0 < int(choice) <= len(buttons) else None
-    if button is None:
+    pressed = buttons[int(choice) - 1] if choice.isdigit() and 0 < int(choice) <= len(buttons) else None
+    if pressed is None:
         print("No such button; buttons show as [1], [2] under a message.")
         return
+    button = pressed.element
     confirm = button.get("confirm")
     if confirm:
         print(f"┌ {confirm['title']['text']}\n│ {render(confirm['text']['text'])}")
@@ -228,5 +267,5 @@ def press(driver: SlackDriver, terminal: Terminal, choice: str, interactive: boo
             print("(dialog closed; nothing was sent)")
             return
     with terminal.lock:
-        terminal.buttons = []
-        driver.click(button["action_id"], blocks=terminal.blocks_of_buttons, user=USER, user_name=USER_NAME, channel=CHANNEL, channel_name=CHANNEL_NAME)
+        driver.click(button["action_id"], blocks=pressed.blocks, user=USER, user_name=USER_NAME, channel=CHANNEL,
+                     channel_name=CHANNEL_NAME, is_ephemeral=pressed.ts is None, message_ts=pressed.ts)
