@@ -47,8 +47,26 @@ class Message:
         return {"text": self.text, "blocks": self.blocks} if self.blocks else {"text": self.text}
 
 
+SECTION_TEXT_LIMIT = 3000  # Slack refuses a section (or a context element) with a longer text
+
+
+def fit(markdown: str, limit: int = SECTION_TEXT_LIMIT) -> str:
+    """``markdown`` within ``limit`` characters: a long text (a GCP message can be) is cut, with "…",
+    never inside an ``&entity;`` or a ``<...>``, and never leaving a code span open."""
+    if len(markdown) <= limit:
+        return markdown
+    text = markdown[: limit - 1]
+    for opener, closer in (("<", ">"), ("&", ";")):
+        cut = text.rfind(opener)
+        if cut > text.rfind(closer):
+            text = text[:cut]
+    if text.count("`") % 2:
+        text = text[: text.rfind("`")]
+    return text + "…"
+
+
 def section(markdown: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": markdown}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit(markdown)}}
 
 
 def sections(lines: Sequence[str], *, limit: int = 2900) -> list[Block]:
@@ -66,7 +84,7 @@ def sections(lines: Sequence[str], *, limit: int = 2900) -> list[Block]:
 
 
 def context(*markdown: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": item} for item in markdown]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(item)} for item in markdown]}
 
 
 def text_only(markdown: str) -> Message:
