@@ -38,6 +38,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+
 if TYPE_CHECKING:
     from standins.slack_socket import SocketModeStandin
 
@@ -286,6 +289,13 @@ def _parse_blocks(value: Any) -> list[JsonDict] | None:
         raise _ApiError("invalid_blocks_format")
     if len(value) > MAX_BLOCKS or not all(isinstance(b, dict) and b.get("type") for b in value):
         raise _ApiError("invalid_blocks")
+    for block in value:  # Slack's documented limits (text lengths, a confirm dialog's 300 characters, ...)
+        try:
+            parsed = Block.parse(copy.deepcopy(block))
+            if parsed is not None:
+                parsed.to_dict()  # validates the block and every object in it (validate_json alone does not recurse)
+        except (SlackObjectFormationError, KeyError, TypeError, ValueError):
+            raise _ApiError("invalid_blocks") from None
     blocks = copy.deepcopy(value)
     _fill_generated_ids(blocks)
     return blocks

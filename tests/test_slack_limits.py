@@ -4,7 +4,8 @@
 characters, a confirm dialog's text at most 300, a button's label at most 75, ...);
 a message Slack would refuse never reaches the person. Each builder in
 bot/slack/blocks.py is fed 63-character VM, image and family names, long GCP
-messages and API actor names, and checked with ``Block.parse(...).validate_json()``.
+messages and API actor names, and checked with ``Block.parse(...).to_dict()``, which runs every validator of the block
+and of each object in it (``validate_json`` alone checks only the block itself).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from bot.gcp.compute import InstanceInfo
 from bot.jobs.sweeper import SweepReport, Tally
 from bot.slack import blocks
 from bot.slack.blocks import MAX_BLOCKS, Message
+from conftest import Running
+from standins.slack_api import SlackStandin
+from standins.slack_driver import SlackDriver
 from storage.models import AuditEntry, Image, ImageState, Operation, OperationState, Verb, Verdict, Vm, VmState
 from storage.store import VmSummary
 
@@ -126,7 +130,7 @@ def test_every_message_passes_slacks_validators_with_the_longest_names(kind: str
     for block in message.blocks:
         parsed = Block.parse(block)
         assert parsed is not None, block
-        parsed.validate_json()  # raises SlackObjectFormationError on any limit Slack enforces
+        parsed.to_dict()  # validates the block and everything in it: SlackObjectFormationError on any limit
         if block["type"] == "section":
             assert len(block["text"]["text"]) <= 3000
         for element in block.get("elements", []):
@@ -168,3 +172,33 @@ def test_history_reads_in_words_in_the_singular_with_outcomes() -> None:
     assert "park_confirm" not in text and f"`pressed Park {VM}`" in text
     assert "1 entry." in text and "1 entries" not in text
     assert f"succeeded: `{VM}` is parked as image `{IMAGE}`" in text
+
+
+def test_the_slack_standin_refuses_what_slack_refuses(slack: SlackStandin) -> None:
+    """The stand-in checks blocks with slack_sdk.models too, so a message Slack would refuse fails every test."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    client = WebClient(token=slack.bot_token, base_url=slack.api_url)
+    too_long = blocks.confirm_dialog("Park?", "x" * 301, "Park", "Keep")
+    button = {"type": "button", "action_id": "a", "text": {"type": "plain_text", "text": "Park"}, "confirm": too_long}
+    for bad in ([{"type": "actions", "elements": [button]}], [blocks.section("x" * 2900) | {"text": {"type": "mrkdwn", "text": "x" * 3001}}]):
+        with pytest.raises(SlackApiError) as error:
+            client.chat_postMessage(channel="C100", text="t", blocks=bad)
+        assert error.value.response["error"] == "invalid_blocks"
+    assert client.chat_postMessage(channel="C100", text="t", blocks=[blocks.section("x" * 3000)])["ok"]
+
+
+def test_parking_a_vm_with_the_longest_names_reaches_slack_whole(
+    driver: SlackDriver, running: Running, slack: SlackStandin
+) -> None:
+    driver.command(f"create {VM}")
+    running.settle()
+    question = driver.command(f"park {VM} image={IMAGE} family={FAMILY}")
+    for block in question.blocks or []:
+        Block.parse(block).to_dict()
+    driver.click("park_confirm", blocks=question.blocks)
+    running.settle()
+    assert running.bot.store.vm(VM).state is VmState.PARKED
+    assert not slack.calls_to("chat.postMessage", ok=False) and not slack.calls_to("chat.update", ok=False)
+    assert f"`{VM}` is parked: only image `{IMAGE}` (family `{FAMILY}`) remains." in slack.thread("C100", slack.messages("C100")[-1].ts)[-1].text
