@@ -525,7 +525,7 @@ def _image_line(image: Image, grace: float) -> str:
 def _tally_text(title: str, tally: Tally) -> str:
     if not tally.count:
         return f"{title}: none"
-    items = "\n".join(f"• `{name}`" + (f" ({escape(note)})" if note else "") for name, note in tally.samples)
+    items = "\n".join(f"• {code(name)}" + (f" ({escape(note)})" if note else "") for name, note in tally.samples)
     more = f"\n… and {tally.count - len(tally.samples)} more" if tally.count > len(tally.samples) else ""
     return f"{title}: {tally.count}\n{items}{more}"[:2990]
 
