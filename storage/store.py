@@ -647,12 +647,15 @@ class Store(HousekeepingQueries):
         return AuditEntry(id=entry_id, **values)
 
     def audit_trail(self, vm_name: str, *, offset: int = 0, limit: int = 10) -> tuple[list[AuditEntry], int]:
-        """A page of one VM's audit entries, newest first, and how many there are in all."""
+        """A page of one VM's audit entries, newest first, and how many there are in all (history reads left out)."""
         with self.sessions() as s:
-            total = s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.vm_name == vm_name)) or 0
+            # Reading the trail is recorded too (audit_log has it), but not shown in it: a page of the
+            # trail would otherwise change (and its count grow) with every look at it.
+            shown = (AuditEntry.vm_name == vm_name) & ((AuditEntry.verb != "history") | AuditEntry.verb.is_(None))
+            total = s.scalar(select(func.count()).select_from(AuditEntry).where(shown)) or 0
             entries = s.scalars(
                 select(AuditEntry)
-                .where(AuditEntry.vm_name == vm_name)
+                .where(shown)
                 .order_by(AuditEntry.id.desc())
                 .offset(offset)
                 .limit(limit)

@@ -55,7 +55,7 @@ class StepFailed(Exception):
 
     def __init__(self, what: str, error: GceError) -> None:
         super().__init__(f"{what}: {error.message}")
-        self.what, self.gcp = what, error.message
+        self.what, self.gcp, self.permanent = what, error.message, error.permanent
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class Outcome:
     headline: str  # the thread root's final line
     detail: str  # the thread's last reply
     vm_values: dict[str, Any] = field(default_factory=dict)
+    retry: bool = True  # whether trying again may help (False: GCP refused the request as invalid)
 
 
 def labels_for(vm_name: str) -> dict[str, str]:
@@ -232,9 +233,10 @@ class Workflows:
             result=outcome.headline if outcome.ok else None,
             error=None if outcome.ok else (error or outcome.detail),
             vm_values=outcome.vm_values,
-            report={"ok": outcome.ok, "headline": outcome.headline, "detail": outcome.detail},
+            report={"ok": outcome.ok, "headline": outcome.headline, "detail": outcome.detail, "retry": outcome.retry},
         )
-        progress.finished(ok=outcome.ok, headline=outcome.headline, detail=outcome.detail, took=time.monotonic() - began)
+        progress.finished(ok=outcome.ok, headline=outcome.headline, detail=outcome.detail,
+                          took=time.monotonic() - began, retry=outcome.retry)  # fmt: skip
 
     def _outcome_unknown(self, op: Operation, progress: Progress, timeout: GceTimeout) -> None:
         """A GCP operation outlasted ``operation_timeout``: nothing is known yet, so nothing is recorded as
@@ -266,7 +268,7 @@ class Workflows:
         took = (op.finished_at - op.started_at).total_seconds() if op.started_at and op.finished_at else 0.0
         report = op.report
         progress.finished(ok=bool(report.get("ok")), headline=str(report.get("headline", "")),
-                          detail=str(report.get("detail", "")), took=took)  # fmt: skip
+                          detail=str(report.get("detail", "")), took=took, retry=report.get("retry", True) is not False)  # fmt: skip
 
     # ---- the workflows ---------------------------------------------------------------
 
@@ -342,12 +344,17 @@ class Workflows:
             return self._park_failed(
                 name, failure, f"is stopped and still exists; its image `{image_name}` is safe", VmState.STOPPED
             )
-        older = f" The previous image {', '.join(f'`{d}`' for d in dirty)} is now dirty and will be swept." if dirty else ""
+        # Say "only" only when it is true: a previous image is dirty, but there until the sweeper deletes it.
+        several = len(dirty) != 1
+        kept = (
+            f"image `{image_name}` (family `{family}`) holds its disk. The previous image{'s' if several else ''} "
+            f"{', '.join(f'`{d}`' for d in dirty)} {'are' if several else 'is'} now dirty and will be swept."
+            if dirty else f"only image `{image_name}` (family `{family}`) remains."
+        )
         return Outcome(
             True,
             f"`{name}` is parked as image `{image_name}`",
-            f"`{name}` is parked: only image `{image_name}` (family `{family}`) remains.{older} "
-            f"Bring it back with `/vm restore {name}`.",
+            f"`{name}` is parked: {kept} Bring it back with `/vm restore {name}`.",
             {"state": VmState.PARKED, "external_ip": None},
         )
 
@@ -390,7 +397,8 @@ class Workflows:
                 False,
                 f"Deleting `{name}` failed while {failure.what}",
                 f"Deleting `{name}` failed while {failure.what}. GCP said: _{failure.gcp}_. `{name}` still exists "
-                f"and nothing else was changed. `/vm delete {name}` tries again.",
+                f"and nothing else was changed." + ("" if failure.permanent else f" `/vm delete {name}` tries again."),
+                retry=not failure.permanent,
             )
         dirty = self.store.mark_images_dirty(name)
         grace = self.settings.sweep_grace
@@ -583,6 +591,7 @@ class Workflows:
             f"{op.verb.value.capitalize()} of `{name}` failed while {failure.what}. GCP said: _{failure.gcp}_. "
             f"`{name}` {leaves_vm}.",
             {"state": vm_state, "external_ip": None},
+            retry=not failure.permanent,
         )
 
     def _check_failed(self, op: Operation, error: GceError) -> Outcome:
@@ -595,10 +604,11 @@ class Workflows:
             leaves, values = f"is {vm.state.value if vm else 'unknown'}", {}
         return Outcome(
             False,
-            f"{verb.capitalize()} of `{name}` failed: GCP did not answer",
+            f"{verb.capitalize()} of `{name}` failed while checking GCP",
             f"{verb.capitalize()} of `{name}` failed while checking GCP. "
             f"GCP said: _{error.message}_. `{name}` {leaves}.",
             values,
+            retry=not error.permanent,
         )
 
     @staticmethod
@@ -606,9 +616,10 @@ class Workflows:
         return Outcome(
             False,
             f"Parking `{name}` failed while {failure.what}",
-            f"Parking `{name}` failed while {failure.what}. GCP said: _{failure.gcp}_. `{name}` {leaves}. "
-            f"`/vm park {name}` tries again.",
+            f"Parking `{name}` failed while {failure.what}. GCP said: _{failure.gcp}_. `{name}` {leaves}."
+            + ("" if failure.permanent else f" `/vm park {name}` tries again."),
             {"state": vm_state},
+            retry=not failure.permanent,
         )
 
 
@@ -657,8 +668,8 @@ class _Resumed:
     def step(self, text: str) -> None:
         self.progress.step(text)
 
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
-        self.progress.finished(ok=ok, headline=headline, detail=detail, took=took)
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
+        self.progress.finished(ok=ok, headline=headline, detail=detail, took=took, retry=retry)
 
     def refused(self, refusal: UserError) -> None:
         self.progress.refused(refusal)

@@ -43,6 +43,13 @@ log = logging.getLogger(__name__)
 MANAGED_LABEL = {"managed-by": "vmbot"}
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "backendError", "internalError"})
+PERMANENT_STATUSES = frozenset({400, 404})  # invalid, not found: the same request fails the same way
+# Client errors (4xx) that may pass by themselves: a quota or a zone's capacity can free up.
+PASSING_REASONS = frozenset({
+    "quotaExceeded", "QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED", "resourceExhausted", "ZONE_RESOURCE_POOL_EXHAUSTED",
+    "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "RESOURCE_OPERATION_RATE_EXCEEDED", "rateLimitExceeded",
+    "userRateLimitExceeded", "resourceNotReady", "RESOURCE_NOT_READY",
+})  # fmt: skip
 DONE = compute_v1.Operation.Status.DONE
 
 
@@ -63,6 +70,15 @@ class GceError(Exception):
     @property
     def transient(self) -> bool:
         return self.status in TRANSIENT_STATUSES or self.reason in TRANSIENT_REASONS
+
+    @property
+    def permanent(self) -> bool:
+        """Whether the same request can only fail again: GCP refused it as invalid (400) or not found
+        (404). A quota, a zone's capacity, a rate or a permission can change, and a 5xx or no answer
+        passes: those are worth retrying."""
+        reason = (self.reason or "").lower()
+        passing = self.reason in PASSING_REASONS or "quota" in reason or "exhausted" in reason
+        return self.status in PERMANENT_STATUSES and not passing
 
 
 class GceNotFound(GceError):

@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from bot.gcp.compute import MANAGED_LABEL, Compute, GceError, GceNotFound
 from bot.settings import Settings
 from storage.housekeeping import DirtyImage, SweepOutcome, VmGuard
-from storage.models import VmState, utcnow
+from storage.models import ImageState, VmState, utcnow
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class SweepReport:
     next_eligible: datetime | None = None  # when the first image still in grace may go
     freed_bytes: int = 0
     took: float = 0.0
+    untouched: int = 0  # images kept because they are not dirty (ready): each VM's way back, or in use
 
     @property
     def freed_gb(self) -> float:
@@ -269,6 +270,7 @@ class Sweeper:
                     break
                 self._sweep_page(page, report, pool)
         self._note_grace(report, cutoff)
+        report.untouched = self.store.count_images_in_state(ImageState.READY)
         if not self.stopping.is_set():
             self._find_orphans(report)
 

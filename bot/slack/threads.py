@@ -72,8 +72,8 @@ class SlackThread:
     def step(self, text: str) -> None:
         self._send(lambda: self._post_step(text), step=True)
 
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
-        delivery = self._send(lambda: self._post_result(ok=ok, headline=headline, detail=detail, took=took))
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
+        delivery = self._send(lambda: self._post_result(ok=ok, headline=headline, detail=detail, took=took, retry=retry))
         if self.outbox is not None and delivery is not None:
             self.outbox.wait_sent(self.channel or "", delivery, self.FLUSH_WAIT)
 
@@ -130,12 +130,12 @@ class SlackThread:
             root = blocks.operation_progress(self.op, self.detail, text)
             self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
 
-    def _post_result(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
+    def _post_result(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool) -> None:
         if self.thread_ts:
             root = blocks.operation_finished(self.op, ok=ok, headline=headline, took=took)
             self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
             self.pacer.wait_to_post(self.channel or "")
-            self._reply(blocks.text_only(detail) if ok else blocks.operation_failed_reply(self.op, detail))
+            self._reply(blocks.operation_succeeded_reply(detail) if ok else blocks.operation_failed_reply(self.op, detail, retry=retry))
         elif not self.gave_up:
             return  # no root yet (Slack did not take it): not reported, the resumer posts it later
         self.store.reported(self.op.id)
@@ -177,7 +177,7 @@ class Silent:
     def step(self, text: str) -> None:
         log.info("operation %s: %s", self.op.id, text)
 
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
         log.info("operation %s %s: %s", self.op.id, "succeeded" if ok else "failed", detail)
         if self.store is not None:
             self.store.reported(self.op.id)
