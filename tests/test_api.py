@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from handlers.api import MAX_BODY_BYTES, ROUTES
 from handlers.openapi import ERROR_CODES
 from handlers.openapi import SPEC
+from bot import __version__
 from bot.settings import Settings
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
@@ -317,7 +318,7 @@ def test_the_api_is_off_without_tokens(api: ApiClient, running: Running) -> None
         assert error(response)[:2] == (404, "api_disabled")
         assert "set VMBOT_API_TOKENS" in error(response)[2]
     assert running.bot.store.vm("test-vm-22") is None
-    assert api.session.get(running.base_url + "/healthz").json() == {"ok": True}
+    assert api.session.get(running.base_url + "/healthz").json() == {"ok": True, "version": __version__}
 
 
 # ---- Slack sees what scripts do ----------------------------------------------------------------------------

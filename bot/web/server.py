@@ -1,33 +1,54 @@
-"""HTTP serving: one WSGI app with ``/slack/events``, ``/healthz`` and the HTTP API (``/api/v1``, handlers.api).
+"""HTTP serving: one WSGI app with ``/slack/events``, ``/healthz`` and the HTTP API (``/api/v1``, handlers.api),
+and the one server every mode runs it on: waitress, started from Python (``make_http_server``).
 
-``python -m bot`` serves it with bot.web.pooled_server (a few threads, arrival
-order); App Engine serves the very same app (bot.web.wsgi) with gunicorn.
+``vmbot serve`` / ``python -m bot`` (bot.__main__), App Engine's and the container's entrypoint (the same
+command), the demo and the tests all serve through ``make_http_server``: there is no second code path.
+
+Why waitress, not gunicorn's gthread worker: waitress reads a whole request (headers and body) on its one
+event-loop thread before any worker thread sees it, so a connection that sends nothing, or sends its body
+slowly, holds no thread; ``CHANNEL_TIMEOUT`` closes it, and ``CONNECTION_LIMIT`` bounds how many are open.
+gunicorn 27's gthread worker (gunicorn/workers/gthread.py) submits every accepted connection to its thread
+pool (``accept`` -> ``enqueue_req`` -> ``tpool.submit(self.handle, conn)``), and ``handle`` waits on that
+worker thread up to ``DEFAULT_WORKER_DATA_TIMEOUT`` (5 s) for the request's first bytes before handing a
+silent connection back to its poller: eight silent clients hold all eight threads, and Slack's 3 s pass.
+
+Threads (``VMBOT_HTTP_THREADS``) answer requests; Slack's acknowledgements take milliseconds, while an API
+``?wait=`` long poll holds its thread up to minutes, so at most half the threads may wait at once
+(bot.web.long_polls), and the others stay free for Slack.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
-from wsgiref.simple_server import WSGIRequestHandler
 
+import waitress
 from slack_bolt import BoltContext, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.request.internals import build_context
+from waitress import wasyncore
 
+from bot import __version__
+from handlers.openapi import MAX_WAIT_SECONDS
 from handlers.openapi import PREFIX as API_PREFIX
 from handlers.api import Api
 from bot.app import VmBot
-from bot.web.pooled_server import PooledWSGIServer
+from bot.web.long_polls import LongPolls
 from bot.web.slack_guard import guard_requests, has_payload_field
 
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+CONNECTION_LIMIT = 1000  # open connections at most; idle ones cost a socket and a buffer, no thread
+CHANNEL_TIMEOUT = 30  # seconds a connection may send nothing (between requests, or mid-request) before it is closed
+LOOP_TIMEOUT = 1  # seconds between waitress's housekeeping passes (closing timed-out connections) when all is quiet
 
 
 class SlackFormHandler(SlackRequestHandler):
@@ -51,19 +72,25 @@ class SlackFormHandler(SlackRequestHandler):
 
 def wsgi_app(bot: VmBot) -> WsgiApp:
     slack = guard_requests(SlackFormHandler(bot.app))
-    api = Api(bot)
+    api = LongPolls(Api(bot), slots=long_poll_slots(bot.settings.http_threads), max_wait=MAX_WAIT_SECONDS)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/slack/events":
-            return slack(environ, start_response)
+            with bot.runner.answering():  # jobs its listener submits start once the ack is out (bot.jobs.runner)
+                return slack(environ, start_response)
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             return api(environ, start_response)
         if path == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            return _json(start_response, "200 OK", {"ok": True})
+            return _json(start_response, "200 OK", {"ok": True, "version": __version__})
         return _json(start_response, "404 Not Found", {"ok": False, "error": "not_found"})
 
     return application
+
+
+def long_poll_slots(threads: int) -> int:
+    """API requests that may wait at once: half the request threads, so the other half answer Slack."""
+    return max(1, threads // 2)
 
 
 def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
@@ -72,19 +99,69 @@ def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> l
     return [data]
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("%s %s", self.address_string(), format % args)
+class HttpServer:
+    """waitress serving one WSGI app: ``serve_forever()`` on one thread; ``shutdown()`` from any other.
+
+    The names are socketserver's, so callers (tests, the demo) start and stop it as they would one.
+    The event loop is waitress's own (``wasyncore.loop``), one pass at a time so that it can stop.
+    """
+
+    def __init__(self, app: WsgiApp, host: str, port: int, *, threads: int, channel_timeout: int = CHANNEL_TIMEOUT) -> None:
+        self._server = waitress.create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            connection_limit=CONNECTION_LIMIT,
+            channel_timeout=channel_timeout,
+            cleanup_interval=min(channel_timeout, 10),
+            asyncore_loop_timeout=LOOP_TIMEOUT,
+            asyncore_use_poll=True,  # select() cannot watch sockets numbered past 1024
+            ident="waitress",  # the Server header
+        )
+        self.server_port: int = int(self._server.effective_port)
+        self._map = self._server._map  # waitress's socket map: the listener, its trigger and every connection
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._serving = False
+
+    def serve_forever(self) -> None:
+        """Accept and answer until ``shutdown()`` (or an exception here: a signal handler's SystemExit)."""
+        with self._lock:
+            self._serving = True
+        try:
+            while not self._stopping.is_set() and self._map:
+                wasyncore.loop(timeout=LOOP_TIMEOUT, use_poll=True, map=self._map, count=1)
+        finally:
+            self._close()
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop serving and wait until the loop has closed every connection and the request threads."""
+        self._stopping.set()
+        with self._lock:
+            serving = self._serving
+        if serving:
+            self._server.pull_trigger()  # wakes the loop from its poll
+            self._stopped.wait()
+        else:
+            self._close()
+
+    def server_close(self) -> None:
+        """Close the sockets (a no-op once ``shutdown()`` or the end of ``serve_forever()`` did)."""
+        self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            if not self._map:
+                return
+            wasyncore.dispatcher.close(self._server)  # the listening socket only: no new connections
+            # Requests being answered finish first (5 s at most): their threads still pull the loop's trigger.
+            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+            wasyncore.close_all(self._map)  # the trigger and every connection
 
 
-def make_http_server(bot: VmBot, host: str, port: int) -> PooledWSGIServer:
-    """The app on ``bot.settings.http_threads`` threads; jobs hold back while requests are answered (bot.jobs.runner)."""
-    server = PooledWSGIServer(
-        (host, port),
-        QuietHandler,
-        threads=bot.settings.http_threads,
-        on_arrival=bot.runner.request_arrived,
-        on_leave=bot.runner.request_left,
-    )
-    server.set_app(wsgi_app(bot))
-    return server
+def make_http_server(bot: VmBot, host: str, port: int) -> HttpServer:
+    """The bot's app on waitress with ``bot.settings.http_threads`` request threads (see the module's docstring)."""
+    return HttpServer(wsgi_app(bot), host, port, threads=bot.settings.http_threads)
