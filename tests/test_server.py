@@ -177,11 +177,14 @@ def test_healthz_says_the_version_and_the_server(running: Running) -> None:
 
 @dataclass
 class Recorder:
-    """A WSGI app that notes which thread answered each path, in order."""
+    """A WSGI app that notes which thread answered each path, in order; ``?hold`` waits until released."""
 
     answered: list[tuple[str, threading.Thread]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ.get("QUERY_STRING") == "hold":
+            self.release.wait(30)
         self.answered.append((environ["PATH_INFO"], threading.current_thread()))
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
         return [b"ok"]
@@ -195,16 +198,59 @@ class Served:
     thread: threading.Thread
 
 
-def serve(threads: int, channel_timeout: int = 30) -> Iterator[Served]:
-    app = Recorder()
-    server = HttpServer(app, "127.0.0.1", 0, threads=threads, channel_timeout=channel_timeout)
+@dataclass
+class Counter:
+    """Stands in for the job runner's count of Slack requests in flight."""
+
+    in_flight: int = 0
+    most: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def arrived(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+
+    def left(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+
+def serve(threads: int, channel_timeout: int = 30, counter: Counter | None = None) -> Iterator[Served]:
+    app, counter = Recorder(), counter or Counter()
+    server = HttpServer(app, "127.0.0.1", 0, threads=threads, channel_timeout=channel_timeout,
+                        slack_arrived=counter.arrived, slack_left=counter.left)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield Served(server, app, f"http://127.0.0.1:{server.server_port}", thread)
     finally:
+        app.release.set()
         server.shutdown()
         server.server_close()
+
+
+def test_slack_requests_count_as_in_flight_from_read_to_answered_queued_ones_too() -> None:
+    """The job runner holds jobs back while a burst is answered: the requests queued behind a busy thread
+    count from the moment waitress has read them, so the burst is one bracket, not one per request."""
+    counter = Counter()
+    for served in serve(1, counter=counter):
+        assert requests.get(served.url + "/healthz", timeout=10).status_code == 200
+        assert counter.most == 0, "only Slack's requests count"
+        port = served.server.server_port
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
+        try:
+            for client in clients:
+                client.sendall(b"GET /slack/events?hold HTTP/1.0\r\n\r\n")
+            wait_until(lambda: counter.in_flight == 5, "five Slack requests to be read and counted")
+        finally:
+            served.app.release.set()
+            for client in clients:
+                client.recv(1024)  # its answer
+                client.close()
+        wait_until(lambda: counter.in_flight == 0, "every Slack request to stop counting")
+        assert counter.most == 5
+        assert [path for path, _ in served.app.answered].count("/slack/events") == 5
 
 
 def test_a_burst_is_answered_by_the_pools_threads_not_one_per_connection() -> None:

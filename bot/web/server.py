@@ -14,7 +14,9 @@ silent connection back to its poller: eight silent clients hold all eight thread
 
 Threads (``VMBOT_HTTP_THREADS``) answer requests; Slack's acknowledgements take milliseconds, while an API
 ``?wait=`` long poll holds its thread up to minutes, so at most half the threads may wait at once
-(bot.web.long_polls), and the others stay free for Slack.
+(bot.web.long_polls), and the others stay free for Slack. The pool tells the job runner while Slack
+requests are in flight (SlackBracketingDispatcher, passed through ``create_server``'s ``_dispatcher``,
+which waitress's own tests and webtest use), so a burst is answered before the work it starts runs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.request.internals import build_context
 from waitress import wasyncore
+from waitress.task import ThreadedTaskDispatcher
 
 from bot import __version__
 from handlers.openapi import MAX_WAIT_SECONDS
@@ -77,8 +80,7 @@ def wsgi_app(bot: VmBot) -> WsgiApp:
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/slack/events":
-            with bot.runner.answering():  # jobs its listener submits start once the ack is out (bot.jobs.runner)
-                return slack(environ, start_response)
+            return slack(environ, start_response)
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             return api(environ, start_response)
         if path == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
@@ -106,9 +108,22 @@ class HttpServer:
     The event loop is waitress's own (``wasyncore.loop``), one pass at a time so that it can stop.
     """
 
-    def __init__(self, app: WsgiApp, host: str, port: int, *, threads: int, channel_timeout: int = CHANNEL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        app: WsgiApp,
+        host: str,
+        port: int,
+        *,
+        threads: int,
+        channel_timeout: int = CHANNEL_TIMEOUT,
+        slack_arrived: Callable[[], None] = lambda: None,
+        slack_left: Callable[[], None] = lambda: None,
+    ) -> None:
+        dispatcher = SlackBracketingDispatcher(slack_arrived, slack_left)
+        dispatcher.set_thread_count(threads)
         self._server = waitress.create_server(
             app,
+            _dispatcher=dispatcher,
             host=host,
             port=port,
             threads=threads,
@@ -162,6 +177,52 @@ class HttpServer:
             wasyncore.close_all(self._map)  # the trigger and every connection
 
 
+class SlackBracketingDispatcher(ThreadedTaskDispatcher):
+    """waitress's thread pool, telling the job runner when a Slack request is in flight.
+
+    From the moment waitress has read a ``/slack/events`` request whole and queues it for a thread
+    until it is answered (or cancelled): a burst waiting for threads is then one bracket, and the jobs
+    it starts wait until it is all answered (bot.jobs.runner says why, with measurements). Only Slack's
+    requests count: an API long poll would hold every job back for ``max_defer``.
+    """
+
+    def __init__(self, arrived: Callable[[], None], left: Callable[[], None]) -> None:
+        super().__init__()
+        self.arrived, self.left = arrived, left
+
+    def add_task(self, task: Any) -> None:
+        requests = getattr(task, "requests", None)  # an HTTPChannel; requests[0] is the one it serves next
+        if requests and getattr(requests[0], "path", None) == "/slack/events":
+            self.arrived()
+            task = _Bracketed(task, self.left)
+        super().add_task(task)
+
+
+class _Bracketed:
+    """A queued waitress task that calls ``left`` once, when it has been served or cancelled."""
+
+    def __init__(self, task: Any, left: Callable[[], None]) -> None:
+        self.task, self.left = task, left
+
+    def service(self) -> None:
+        try:
+            self.task.service()
+        finally:
+            self.left()
+
+    def cancel(self) -> None:
+        try:
+            self.task.cancel()
+        finally:
+            self.left()
+
+    def __repr__(self) -> str:
+        return repr(self.task)
+
+
 def make_http_server(bot: VmBot, host: str, port: int) -> HttpServer:
     """The bot's app on waitress with ``bot.settings.http_threads`` request threads (see the module's docstring)."""
-    return HttpServer(wsgi_app(bot), host, port, threads=bot.settings.http_threads)
+    return HttpServer(
+        wsgi_app(bot), host, port, threads=bot.settings.http_threads,
+        slack_arrived=bot.runner.request_arrived, slack_left=bot.runner.request_left,
+    )
