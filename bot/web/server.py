@@ -42,7 +42,7 @@ from handlers.openapi import PREFIX as API_PREFIX
 from handlers.api import Api
 from bot.app import VmBot
 from bot.web.long_polls import LongPolls
-from bot.web.slack_guard import guard_requests, has_payload_field
+from bot.web.slack_guard import MAX_BODY_BYTES, guard_requests, has_payload_field
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,9 @@ class HttpServer:
             cleanup_interval=min(channel_timeout, 10),
             asyncore_loop_timeout=LOOP_TIMEOUT,
             asyncore_use_poll=True,  # select() cannot watch sockets numbered past 1024
+            # waitress reads a body whole before the app sees it: refuse a too long one (413) from its headers,
+            # as bot.web.slack_guard does (waitress refuses content_length >= the limit, the guard > it).
+            max_request_body_size=MAX_BODY_BYTES + 1,
             ident="waitress",  # the Server header
         )
         self.server_port: int = int(self._server.effective_port)
