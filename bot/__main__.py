@@ -34,7 +34,9 @@ def parser() -> argparse.ArgumentParser:
         description="Serve the bot on $PORT with the settings from the environment (README > Configuration).",
     )
     # The demo parses its own options (bot.demo): everything after `demo` goes to it as it is.
-    commands.add_parser("demo", help="try the bot in this terminal against local Slack and GCP stand-ins", add_help=False)
+    commands.add_parser(
+        "demo", help="try the bot in this terminal against local Slack and GCP stand-ins", add_help=False
+    )
     commands.add_parser(
         "migrate", help="bring DATABASE_URL's schema to the newest version and exit",
         description="Apply the database migrations to DATABASE_URL (the bot also does it at start-up).",

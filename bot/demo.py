@@ -157,7 +157,8 @@ def run_demo(argv: list[str]) -> int:
         server = make_http_server(bot, "127.0.0.1", 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         if args.no_terminal:
-            print(f"vmbot demo serving on http://127.0.0.1:{server.server_port} (Ctrl-C or SIGTERM stops it)", flush=True)
+            url = f"http://127.0.0.1:{server.server_port}"
+            print(f"vmbot demo serving on {url} (Ctrl-C or SIGTERM stops it)", flush=True)
             try:
                 wait_for_stop_signal()
             finally:

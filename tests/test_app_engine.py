@@ -145,7 +145,8 @@ def test_the_entrypoint_serves_healthz_and_a_signed_slash_command_that_runs_to_t
 
 
 def test_the_entrypoint_with_a_bad_environment_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
-    server = start_entrypoint(app_engine_env(tmp_path, SLACK_SIGNING_SECRET=SIGNING_SECRET, GOOGLE_CLOUD_PROJECT=PROJECT), tmp_path)
+    env = app_engine_env(tmp_path, SLACK_SIGNING_SECRET=SIGNING_SECRET, GOOGLE_CLOUD_PROJECT=PROJECT)
+    server = start_entrypoint(env, tmp_path)
     try:
         code = server.process.wait(timeout=60)
     finally:

@@ -171,9 +171,9 @@ def test_turned_away_from_waiting_it_comes_back_after_retry_after(
     gcp.hold_operations()
     try:
         assert cli("create", "held-vm", "--no-wait")[0] == EXIT_OK
+        poll = {"params": {"wait": "30"}, "headers": {"Authorization": f"Bearer {CI_TOKEN}"}, "timeout": 60}
         holders = [threading.Thread(target=requests.get, args=(f"{running.base_url}/api/v1/operations/1",),
-                                    kwargs={"params": {"wait": "30"}, "headers": {"Authorization": f"Bearer {CI_TOKEN}"},
-                                            "timeout": 60}, daemon=True) for _ in range(slots)]
+                                    kwargs=poll, daemon=True) for _ in range(slots)]
         for holder in holders:
             holder.start()
         caplog.set_level(logging.INFO, logger="handlers.api")

@@ -134,8 +134,9 @@ def test_idle_and_slow_connections_hold_no_thread_and_slack_is_still_acked(
     slow = [socket.create_connection(address, timeout=10) for _ in range(100)]
     try:
         for client in slow:  # the headers and a first piece of a body that never comes in full
-            client.sendall(b"POST /slack/events HTTP/1.1\r\nHost: vmbot\r\nContent-Type: application/x-www-form-urlencoded"
-                           b"\r\nContent-Length: 1000\r\n\r\ncommand=%2Fvm&text=")
+            client.sendall(b"POST /slack/events HTTP/1.1\r\nHost: vmbot\r\n"
+                           b"Content-Type: application/x-www-form-urlencoded\r\n"
+                           b"Content-Length: 1000\r\n\r\ncommand=%2Fvm&text=")
         started = time.monotonic()
         health = requests.get(f"{running.base_url}/healthz", timeout=3)
         reply = driver.command("help")

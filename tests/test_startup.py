@@ -114,7 +114,8 @@ def test_missing_google_credentials_are_one_line(quiet_root_logger: None, monkey
 def test_python_m_bot_serve_is_bare_python_m_bot() -> None:
     result = run([sys.executable, "-m", "bot", "serve"], bare_env(SLACK_SIGNING_SECRET=SIGNING_SECRET))
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [f"SLACK_BOT_TOKEN is not set; {SEE}", f"GOOGLE_CLOUD_PROJECT is not set; {SEE}"]
+    missing = ["SLACK_BOT_TOKEN", "GOOGLE_CLOUD_PROJECT"]
+    assert result.stderr.splitlines() == [f"{name} is not set; {SEE}" for name in missing]
 
 
 def test_version_help_and_a_wrong_command() -> None:
