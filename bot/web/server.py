@@ -161,7 +161,10 @@ class HttpServer:
         with self._lock:
             serving = self._serving
         if serving:
-            self._server.pull_trigger()  # wakes the loop from its poll
+            try:
+                self._server.pull_trigger()  # wakes the loop from its poll
+            except OSError:  # the loop has ended and closed the trigger already
+                pass
             self._stopped.wait()
         else:
             self._close()
