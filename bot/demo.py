@@ -14,6 +14,7 @@ import argparse
 import io
 import re
 import secrets
+import signal
 import sys
 import tempfile
 import threading
@@ -196,6 +197,8 @@ class Button:
 def run_demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot demo", description=__doc__.splitlines()[0])
     parser.add_argument("--operation-seconds", type=float, default=2.0, help="how long each simulated GCP operation takes")
+    parser.add_argument("--no-terminal", action="store_true",
+                        help="no Slack in this terminal: serve the bot headless until Ctrl-C or SIGTERM")
     args = parser.parse_args(argv)
     # The bot's log goes to a buffer, not into the middle of the playback; it is shown when the demo ends.
     log = io.StringIO()
@@ -223,6 +226,15 @@ def run_demo(argv: list[str]) -> int:
         bot.start()
         server = make_http_server(bot, "127.0.0.1", 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        if args.no_terminal:
+            url = f"http://127.0.0.1:{server.server_port}"
+            print(f"vmbot demo serving on {url} (Ctrl-C or SIGTERM stops it)", flush=True)
+            try:
+                wait_for_stop_signal()
+            finally:
+                server.shutdown()
+                bot.shutdown()  # running jobs end while the stand-ins they talk to are still up
+            return 0
         terminal = Terminal(slack, sys.stdout)
         threading.Thread(target=terminal.watch, daemon=True).start()
         driver = SlackDriver(f"http://127.0.0.1:{server.server_port}/slack/events", settings.slack_signing_secret, slack)
@@ -239,6 +251,14 @@ def run_demo(argv: list[str]) -> int:
             if log.getvalue():
                 print(f"\nThe bot's log during the demo (warnings and errors):\n{log.getvalue()}", end="", file=sys.stderr)
     return 0
+
+
+def wait_for_stop_signal() -> None:
+    """Until SIGINT (Ctrl-C) or SIGTERM; call from the main thread (signal handlers live there)."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
 
 
 def repl(driver: SlackDriver, bot: Any, terminal: Terminal, interactive: bool) -> None:
