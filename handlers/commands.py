@@ -134,6 +134,58 @@ def restore(bot: Deps, command: Command, payload: Payload, respond: Respond) -> 
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
 
 
+def stop(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    """Only asks: the stop itself starts when the requester presses ``stop_confirm`` (handlers.actions)."""
+    return _ask_to_pause(bot, command, payload, Verb.STOP)
+
+
+def suspend(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    """Only asks: the suspend itself starts when the requester presses ``suspend_confirm`` (handlers.actions)."""
+    return _ask_to_pause(bot, command, payload, Verb.SUSPEND)
+
+
+def _ask_to_pause(bot: Deps, command: Command, payload: Payload, verb: Verb) -> tuple[blocks.Message, FollowUp]:
+    assert command.name
+    vm = bot.store.vm(command.name)
+    check_allowed(verb, command.name, vm)
+    assert vm is not None
+    return blocks.pause_confirmation(vm, payload["user_id"], verb.value, costs=vm_costs_line(bot, vm)), None
+
+
+def start(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    return _come_back(bot, command, payload, Verb.START, ":arrow_forward: Starting")
+
+
+def resume(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    return _come_back(bot, command, payload, Verb.RESUME, ":arrow_forward: Resuming")
+
+
+def _come_back(bot: Deps, command: Command, payload: Payload, verb: Verb, doing: str) -> tuple[blocks.Message, FollowUp]:
+    """start and resume need no question: they only bring a VM back."""
+    assert command.name
+    vm = bot.store.vm(command.name)
+    check_allowed(verb, command.name, vm)
+    assert vm is not None
+    op = start_operation(
+        bot.store,
+        verb,
+        command.name,
+        requested_by=payload["user_id"],
+        zone=vm.zone,
+        machine_type=vm.machine_type,
+        channel=payload["channel_id"],
+        response_url=payload.get("response_url"),
+        request_key=request_key(payload),
+    )
+    ack = f"{doing} `{command.name}`. I'll report in a thread in this channel."
+    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+
+
+def vm_costs_line(bot: Deps, vm: Any) -> str | None:
+    """The money line of a confirm card (filled in by the pricing step)."""
+    return None
+
+
 def list_vms(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     return blocks.vm_list(bot.store.list_vms()), None
 
@@ -219,6 +271,10 @@ VERBS: dict[str, Callable[[Deps, Command, Payload, Respond], tuple[blocks.Messag
     "park": park,
     "restore": restore,
     "delete": delete,
+    "stop": stop,
+    "start": start,
+    "suspend": suspend,
+    "resume": resume,
     "list": list_vms,
     "status": status,
     "images": images,

@@ -52,7 +52,11 @@ def _enum(cls: type[enum.Enum]) -> Enum:
 class VmState(str, enum.Enum):
     CREATING = "creating"  # reserved by a create that has not finished
     RUNNING = "running"
-    STOPPED = "stopped"  # exists in GCP but stopped (a park that did not finish)
+    # Exists in GCP, stopped, its disks kept: by `/vm stop`, or a park that did not finish (or a failed
+    # create's leftover). The two are one state on purpose: either way the instance is TERMINATED in GCP,
+    # `/vm start` brings it back and `/vm park` parks it (a park skips its stop step for it).
+    STOPPED = "stopped"
+    SUSPENDED = "suspended"  # exists in GCP, suspended by `/vm suspend` (memory kept); `/vm resume` brings it back
     PARKED = "parked"  # only its image exists
     DELETED = "deleted"  # gone; the name may be used again
 
@@ -70,6 +74,10 @@ class Verb(str, enum.Enum):
     PARK = "park"
     RESTORE = "restore"
     DELETE = "delete"
+    STOP = "stop"
+    START = "start"
+    SUSPEND = "suspend"
+    RESUME = "resume"
 
 
 class OperationState(str, enum.Enum):

@@ -26,11 +26,13 @@ if TYPE_CHECKING:
 
 Block = dict[str, Any]
 
-VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting"}
+VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting",
+            "stop": "stopping", "start": "starting", "suspend": "suspending", "resume": "resuming"}
 STATE_EMOJI = {
     "running": ":large_green_circle:",
     "parked": ":parking:",
     "stopped": ":double_vertical_bar:",
+    "suspended": ":zzz:",
     "creating": ":hourglass_flowing_sand:",
     "deleted": ":wastebasket:",
 }
@@ -149,6 +151,25 @@ def delete_confirmation(vm: Vm, requested_by: str, *, images: int, grace: float,
         "delete", vm.name, vm.name, requested_by, what, nonce=nonce,
         summary=f"Delete {vm.name}? It cannot be restored afterwards.",
         confirm=("Delete this VM?", "Delete it", "Keep it"),
+    )
+
+
+PAUSE_WORDS = {
+    "stop": ("stops it and keeps its disk (the disk is still paid for; the machine is not)", "start", "Stop"),
+    "suspend": ("suspends it, keeping its memory and disk (both still paid for; the machine is not)", "resume", "Suspend"),
+}
+
+
+def pause_confirmation(vm: Vm, requested_by: str, verb: str, *, costs: str | None = None, nonce: str | None = None) -> Message:
+    """The ephemeral question ``/vm stop`` and ``/vm suspend`` start with (see ``_question``)."""
+    does, back, title = PAUSE_WORDS[verb]
+    what = f"{VERB_ING[verb].capitalize()} `{vm.name}` {does}. `/vm {back} {vm.name}` brings it back."
+    if costs:
+        what += f"\n{costs}"
+    return _question(
+        verb, vm.name, vm.name, requested_by, what, nonce=nonce,
+        summary=f"{title} {vm.name}?",
+        confirm=(f"{title} this VM?", f"{title} it", "Keep it running"),
     )
 
 

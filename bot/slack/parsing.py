@@ -45,6 +45,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "delete the VM and its boot disk for good; its images are swept after the grace period (asks first)",
         takes_name=True,
     ),
+    "stop": Subcommand("stop NAME", "stop the VM, keeping its disk: cheap to come back, the disk is still paid (asks first)", takes_name=True),
+    "start": Subcommand("start NAME", "start a stopped VM again", takes_name=True),
+    "suspend": Subcommand(
+        "suspend NAME", "suspend the VM, keeping its memory; GCP refuses some machines, e.g. with GPUs (asks first)",
+        takes_name=True,
+    ),
+    "resume": Subcommand("resume NAME", "resume a suspended VM", takes_name=True),
     "list": Subcommand("list", "the VMs I manage, with state, owner and newest image"),
     "status": Subcommand("status NAME", "one VM: its record, its live GCP state and its last operations", takes_name=True),
     "images": Subcommand("images NAME", "a VM's images: ready, dirty since when, deleted", takes_name=True),
