@@ -72,6 +72,12 @@ class Settings:
     sweep_concurrency: int = 8
     admins: frozenset[str] = frozenset()  # Slack user ids (or API token names) that may act on any VM and run admin-only verbs
     allowed_channels: frozenset[str] = frozenset()  # empty: the bot acts in every channel
+    # Schedules (bot.jobs.schedule_runner): the default zone, how late a missed run may still run,
+    # how long before a scheduled park/stop/suspend the owner is warned; the price table (bot.core.pricing).
+    timezone: str = "UTC"
+    schedule_catchup: float = 900.0
+    schedule_notice: float = 1800.0
+    prices: Path | None = None  # None: the bundled list-price table
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -144,6 +150,10 @@ class Settings:
             sweep_concurrency=int(number("VMBOT_SWEEP_CONCURRENCY", cls.sweep_concurrency)),
             admins=ids("VMBOT_ADMINS", ADMIN_ID, "a Slack user id like U012AB3CD, or an API token's name"),
             allowed_channels=ids("VMBOT_ALLOWED_CHANNELS", SLACK_CHANNEL_ID, "a Slack channel id like C012AB3CD"),
+            timezone=_timezone(env.get("VMBOT_TIMEZONE", "").strip() or cls.timezone, problems),
+            schedule_catchup=float(number("VMBOT_SCHEDULE_CATCHUP", cls.schedule_catchup, float, zero_ok=True)),
+            schedule_notice=float(number("VMBOT_SCHEDULE_NOTICE", cls.schedule_notice, float, zero_ok=True)),
+            prices=_prices(env.get("VMBOT_PRICES", "").strip(), problems),
         )
         if settings.api_notify_channel and not SLACK_CHANNEL_RE.match(settings.api_notify_channel):
             problems.append(
@@ -161,6 +171,30 @@ class Settings:
     @property
     def source_image(self) -> str:
         return f"projects/{self.image_project}/global/images/family/{self.image_family}"
+
+
+def _timezone(name: str, problems: list[str]) -> str:
+    """VMBOT_TIMEZONE: an IANA zone name, spelled canonically (schedules default to it)."""
+    from bot.core.schedules import ScheduleError, parse_tz
+
+    try:
+        return parse_tz(name)
+    except ScheduleError as error:
+        problems.append(f"VMBOT_TIMEZONE: {error}; see README > Configuration")
+        return "UTC"
+
+
+def _prices(path: str, problems: list[str]) -> Path | None:
+    """VMBOT_PRICES: a price file in prices.json's format, read now so a broken one stops start-up."""
+    if not path:
+        return None
+    from bot.core.pricing import PriceTableError, load_prices
+
+    try:
+        load_prices(path)
+    except PriceTableError as error:
+        problems.append(f"VMBOT_PRICES: {error}; see README > Configuration")
+    return Path(path)
 
 
 def parse_api_tokens(raw: str, problems: list[str]) -> tuple[tuple[str, str], ...]:

@@ -21,7 +21,11 @@ from bot.core.lifecycle import check_allowed, check_image_name_free, start_opera
 from bot.slack.parsing import Command, mentioned_vm, parse
 from bot.slack.threads import SweepThread
 from bot.jobs.reconcile import live_drift
-from storage.models import ImageState, Verb, Verdict
+from bot.core.pricing import describe_costs
+from bot.core.schedules import ScheduleError, describe_ttl, parse_ttl
+from bot.core.vm_costs import price_table, vm_costs
+from handlers import schedule_commands
+from storage.models import Image, ImageState, Verb, Verdict, Vm
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -77,6 +81,10 @@ def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
     assert command.name
     zone = command.option("zone", bot.settings.zone)
     machine_type = command.option("machine-type", bot.settings.machine_type)
+    try:
+        ttl = parse_ttl(command.options["ttl"]) if "ttl" in command.options else None
+    except ScheduleError as error:
+        raise schedule_commands.schedule_usage_error(error) from None
     op = start_operation(
         bot.store,
         Verb.CREATE,
@@ -89,6 +97,9 @@ def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
         request_key=request_key(payload),
     )
     ack = f":rocket: Creating `{command.name}` ({machine_type} in {zone}). I'll report in a thread in this channel."
+    if ttl is not None:
+        schedule_commands.set_ttl(bot, command.name, ttl, payload)
+        ack += f" It is parked when its time to live ({describe_ttl(ttl)}) is up; you'll be warned first."
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
 
 
@@ -101,7 +112,8 @@ def park(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tup
     image, family = command.options.get("image"), command.options.get("family")
     if image:
         check_image_name_free(bot.store, image)  # GCP is asked as the park's first step, off the ack path
-    return blocks.park_confirmation(vm, payload["user_id"], image=image, family=family), None
+    costs = vm_costs_line(bot, vm)
+    return blocks.park_confirmation(vm, payload["user_id"], image=image, family=family, costs=costs), None
 
 
 def delete(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -181,13 +193,18 @@ def _come_back(bot: Deps, command: Command, payload: Payload, verb: Verb, doing:
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
 
 
-def vm_costs_line(bot: Deps, vm: Any) -> str | None:
-    """The money line of a confirm card (filled in by the pricing step)."""
-    return None
+def vm_costs_line(bot: Deps, vm: Vm, images: list[Image] | None = None) -> str:
+    """``~$0.40/day running · ~$0.50/month parked (list price, before discounts)``: a confirm card's,
+    ``/vm status``'s and ``/vm list``'s money line ("price unknown" for a machine type not in the table)."""
+    table = price_table(bot.settings.prices)
+    figures = vm_costs(table, vm, bot.store.images(vm.name) if images is None else images)
+    return f":moneybag: {describe_costs(figures)} ({table.label})"
 
 
 def list_vms(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
-    return blocks.vm_list(bot.store.list_vms()), None
+    summaries = bot.store.list_vms()
+    costs = {item.vm.name: vm_costs_line(bot, item.vm) for item in summaries}
+    return blocks.vm_list(summaries, costs=costs), None
 
 
 def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -206,7 +223,9 @@ def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
             return
         now = bot.store.vm(name) or vm
         drift = live_drift(now, live)
-        message = blocks.vm_status(now, live, bot.store.images(name), bot.store.operations_for(name), live_drift=drift)
+        images = bot.store.images(name)
+        message = blocks.vm_status(now, live, images, bot.store.operations_for(name), live_drift=drift,
+                                   costs=vm_costs_line(bot, now, images))  # fmt: skip
         respond(**message.as_kwargs(), response_type="ephemeral")
 
     return blocks.text_only(f":mag: Looking up `{name}` in GCP…"), with_live_state
@@ -275,6 +294,10 @@ VERBS: dict[str, Callable[[Deps, Command, Payload, Respond], tuple[blocks.Messag
     "start": start,
     "suspend": suspend,
     "resume": resume,
+    "schedule": schedule_commands.schedule,
+    "schedules": schedule_commands.schedules,
+    "ttl": schedule_commands.ttl,
+    "savings": schedule_commands.savings,
     "list": list_vms,
     "status": status,
     "images": images,

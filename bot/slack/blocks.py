@@ -118,7 +118,8 @@ DELETE_CONFIRMATION = "delete_confirmation"
 
 
 def park_confirmation(
-    vm: Vm, requested_by: str, *, image: str | None = None, family: str | None = None, nonce: str | None = None
+    vm: Vm, requested_by: str, *, image: str | None = None, family: str | None = None, nonce: str | None = None,
+    costs: str | None = None,
 ) -> Message:
     """The ephemeral question a park starts with (see ``_question``); its buttons carry the park's options."""
     named = f" as image `{image}`" if image else ""
@@ -126,6 +127,8 @@ def park_confirmation(
         f"Parking `{vm.name}` stops it, saves an image of its boot disk{named} into image family "
         f"`{family or vm.name}`, then *deletes the VM*. Its external IP will change when it is restored."
     )
+    if costs:
+        what += f"\n{costs}"
     args = " ".join([vm.name] + [f"{key}={item}" for key, item in (("image", image), ("family", family)) if item])
     return _question(
         "park", vm.name, args, requested_by, what, nonce=nonce,
@@ -307,7 +310,7 @@ def vm_state_label(vm: Vm, active: Operation | None) -> str:
     return f"{STATE_EMOJI.get(vm.state.value, '')} {vm.state.value}".strip()
 
 
-def vm_list(summaries: Sequence[VmSummary]) -> Message:
+def vm_list(summaries: Sequence[VmSummary], *, costs: dict[str, str] | None = None) -> Message:
     if not summaries:
         return text_only("I don't manage any VMs yet. Create one with `/vm create NAME`.")
     lines = []
@@ -318,6 +321,7 @@ def vm_list(summaries: Sequence[VmSummary]) -> Message:
         lines.append(
             f"*{vm.name}*  {vm_state_label(vm, item.active_operation)}{ip}\n"
             f"      {actor(vm.owner)} · {vm.zone} · {vm.machine_type} · {image}"
+            + (f"\n      {costs[vm.name]}" if costs and vm.name in costs else "")
         )
     blocks = [section(f"*{len(summaries)} VM{'s' if len(summaries) != 1 else ''}*")]
     blocks.extend(sections(lines))
@@ -331,6 +335,7 @@ def vm_status(
     operations: Sequence[Operation],
     *,
     live_drift: str | None = None,
+    costs: str | None = None,
 ) -> Message:
     gcp = f"{live.status}" + (f" at {live.external_ip}" if live and live.external_ip else "") if live else "no instance"
     image = next((img.name for img in reversed(images) if img.state.value == "ready"), None)
@@ -340,6 +345,8 @@ def vm_status(
         f"Owner {actor(vm.owner)} · {vm.zone} · {vm.machine_type}",
         f"Newest image: `{image}`" if image else "No image yet",
     ]
+    if costs:
+        facts.append(costs)
     ops = [
         f"#{op.id} {op.verb.value} by {actor(op.requested_by)}: {op.state.value}"
         + (f" ({op.step})" if op.state.value == "running" and op.step else "")
@@ -536,3 +543,62 @@ def _ago(when: datetime) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return "just now"
+
+
+# ---- schedules, time to live and notices ------------------------------------------------------
+
+SCHEDULE_BUTTONS = (
+    ("schedule_snooze_1h", "Snooze 1h"),
+    ("schedule_snooze_4h", "Snooze 4h"),
+    ("schedule_skip", "Skip today"),
+    ("schedule_act_now", "{action} now"),
+)
+ACTION_VERBS = {"park": "parks", "stop": "stops", "suspend": "suspends"}
+
+
+def schedule_notice(vm_name: str, action: str, when: str, in_minutes: int, run_key: str, *, ttl: bool = False) -> Message:
+    """The warning before a scheduled park/stop/suspend (or a time to live running out), with its buttons.
+
+    ``when`` is the local time in the schedule's zone; the buttons' value names the VM and the run."""
+    why = "its time to live runs out" if ttl else "its schedule says so"
+    soon = f"in {in_minutes} min" if in_minutes > 0 else "now"
+    what = f":alarm_clock: `{vm_name}` {ACTION_VERBS[action]} {soon} ({when}): {why}."
+    value = json.dumps({"vm": vm_name, "run": run_key}, separators=(",", ":"))
+    skip = "Keep it" if ttl else "Skip today"
+    elements = [
+        {
+            "type": "button",
+            "action_id": action_id,
+            "text": {"type": "plain_text", "text": (skip if action_id == "schedule_skip" else label.format(action=action.capitalize()))},
+            "value": value,
+        }
+        for action_id, label in SCHEDULE_BUTTONS
+    ]
+    return Message(
+        f"{vm_name} {ACTION_VERBS[action]} {soon} ({when})",
+        [
+            section(what),
+            {"type": "actions", "block_id": f"schedule_notice:{uuid.uuid4().hex}", "elements": elements},
+            context("Only its owner or an admin may press these."),
+        ],
+    )
+
+
+def read_schedule_value(value: str) -> tuple[str, str] | None:
+    """(VM name, run key) from a notice button's value; None if it is not one of ours."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("vm"), str) or not isinstance(data.get("run"), str):
+        return None
+    return data["vm"], data["run"]
+
+
+def schedule_list(lines: Sequence[tuple[str, str]]) -> Message:
+    """``/vm schedules``: (VM name, its schedule in words with the next action) per schedule."""
+    if not lines:
+        return text_only("No VM has a schedule. Set one with `/vm schedule NAME park-at=19:00 restore-at=08:00 days=mon-fri`.")
+    rendered = [f"*{escape(name)}*  {escape(text)}" for name, text in lines]
+    blocks = [section(f"*{len(lines)} schedule{'s' if len(lines) != 1 else ''}*"), *sections(rendered)]
+    return Message(f"{len(lines)} schedules: " + ", ".join(name for name, _ in lines), blocks[:50])
