@@ -31,7 +31,8 @@ EMOJI = {
     ":white_check_mark:": "✅", ":x:": "❌", ":warning:": "⚠️", ":hourglass_flowing_sand:": "⏳",
     ":rocket:": "🚀", ":recycle:": "♻️", ":parking:": "🅿️", ":mag:": "🔍", ":large_green_circle:": "🟢",
     ":double_vertical_bar:": "⏸", ":wastebasket:": "🗑", ":bangbang:": "‼️", ":arrow_forward:": "▶", ":repeat:": "🔁", ":arrows_counterclockwise:": "🔄", ":information_source:": "ℹ️", ":broom:": "🧹", ":no_entry:": "⛔",
-    ":grey_question:": "❔", ":wave:": "👋",
+    ":grey_question:": "❔", ":wave:": "👋", ":alarm_clock:": "⏰", ":zzz:": "💤", ":calendar:": "📅", ":hourglass:": "⌛",
+    ":moneybag:": "💰", ":fast_forward:": "⏩", ":ok_hand:": "👌",
 }
 INTRO = f"""\
 vmbot demo: a simulated Compute Engine and Slack on this machine; nothing leaves it.
@@ -40,6 +41,9 @@ You are @{USER_NAME} in #{CHANNEL_NAME}. Try:
   /vm restore test-vm-22     /vm list     /vm status test-vm-22     /vm help
   /vm images test-vm-22      /vm sweep dry-run     /vm sweep   (the demo sweeps dirty images at once: no grace)
   /vm delete test-vm-22      (for good: asks first, like park)
+  /vm stop test-vm-22   /vm start test-vm-22   /vm suspend test-vm-22   /vm resume test-vm-22   /vm savings
+  /vm schedule test-vm-22 park-at=HH:MM   (a couple of minutes ahead, UTC: the demo warns 1 min before;
+                                           press a notice's button to snooze, skip or park now)
 Also: `wait` (until running operations end), `quit`.
 """
 
@@ -117,7 +121,10 @@ class Terminal:
         prefix = "   ↳ thread" if is_reply else f"#{CHANNEL_NAME} vmbot"
         if shown >= 0:
             prefix = f"#{CHANNEL_NAME} vmbot (edited)"
-        self._print(prefix, render_blocks(message.text, message.blocks, []))
+        buttons: list[dict[str, Any]] = []
+        self._print(prefix, render_blocks(message.text, message.blocks, buttons))
+        if buttons:  # a schedule's notice, a retry: the newest message's buttons are the ones to press
+            self.buttons, self.blocks_of_buttons = buttons, message.blocks or []
         self.seen[message.ts] = message.edits
 
     def _print(self, prefix: str, lines: list[str]) -> None:
@@ -147,6 +154,7 @@ def run_demo(argv: list[str]) -> int:
             database_url=f"sqlite:///{Path(tmp) / 'vmbot-demo.db'}",
             admins=frozenset({USER}),  # the demo's one person may try the admin verbs (`/vm sweep`)
             sweep_grace=0,  # so `/vm sweep` after a second park shows a deletion
+            schedule_notice=60,  # so a schedule set a couple of minutes ahead warns first, then parks
         )
         logs.configure(level="WARNING", secrets=secrets_of(settings))  # now that the secrets are known
         bot = create_app(settings)
