@@ -21,11 +21,11 @@ from bot.core.lifecycle import check_allowed, check_image_name_free, start_opera
 from bot.slack.parsing import Command, mentioned_vm, parse
 from bot.slack.threads import SweepThread
 from bot.jobs.reconcile import live_drift
-from bot.core.pricing import describe_costs
+from bot.core.pricing import describe_costs, format_usd
 from bot.core.schedules import ScheduleError, describe_ttl, parse_ttl
-from bot.core.vm_costs import price_table, vm_costs
+from bot.core.vm_costs import price_table, vm_costs, vm_savings
 from handlers import schedule_commands
-from storage.models import Image, ImageState, Verb, Verdict, Vm
+from storage.models import Image, ImageState, Verb, Verdict, Vm, utcnow
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -203,8 +203,21 @@ def vm_costs_line(bot: Deps, vm: Vm, images: list[Image] | None = None) -> str:
 
 def list_vms(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     summaries = bot.store.list_vms()
-    costs = {item.vm.name: vm_costs_line(bot, item.vm) for item in summaries}
-    return blocks.vm_list(summaries, costs=costs), None
+    table, now = price_table(bot.settings.prices), utcnow()
+    history: dict[str, list[Any]] = {}
+    for op in bot.store.pause_history():
+        history.setdefault(op.vm_name, []).append(op)
+    costs, total = {}, 0.0
+    for item in summaries:
+        images = bot.store.images(item.vm.name)
+        costs[item.vm.name] = vm_costs_line(bot, item.vm, images)
+        if item.vm.name in history:
+            _, saved = vm_savings(table, item.vm, images, history[item.vm.name], now)
+            if saved is not None:
+                total += saved
+                costs[item.vm.name] += f" · ~{format_usd(saved)} saved so far"
+    footer = f"Saved so far by parking, stopping and suspending: ~{format_usd(total)} ({table.label})" if total else None
+    return blocks.vm_list(summaries, costs=costs, footer=footer), None
 
 
 def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -225,7 +238,7 @@ def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
         drift = live_drift(now, live)
         images = bot.store.images(name)
         message = blocks.vm_status(now, live, images, bot.store.operations_for(name), live_drift=drift,
-                                   costs=vm_costs_line(bot, now, images))  # fmt: skip
+                                   costs=vm_costs_line(bot, now, images), plans=schedule_commands.plans_of(bot, name))  # fmt: skip
         respond(**message.as_kwargs(), response_type="ephemeral")
 
     return blocks.text_only(f":mag: Looking up `{name}` in GCP…"), with_live_state

@@ -79,6 +79,18 @@ def schedules(bot: Deps, command: Command, payload: Payload, respond: Respond) -
     return blocks.schedule_list(lines + ttl_lines), None
 
 
+def plans_of(bot: Deps, name: str) -> list[str]:
+    """A VM's schedule and time to live in words, for ``/vm status`` (escaped: mrkdwn-safe)."""
+    plans = []
+    row = bot.store.vm_schedule(name)
+    if row is not None:
+        plans.append(f":calendar: Schedule: {escape(describe(schedule_of(row), utcnow()))}")
+    deadline = bot.store.ttl(name)
+    if deadline is not None:
+        plans.append(f":hourglass: Time to live: parked at {format_local(deadline.park_at, bot.settings.timezone)}")
+    return plans
+
+
 def ttl(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, None]:
     """``/vm ttl NAME 8h`` parks the VM 8 hours from now (warned first); ``off`` removes the deadline."""
     assert command.name

@@ -310,7 +310,7 @@ def vm_state_label(vm: Vm, active: Operation | None) -> str:
     return f"{STATE_EMOJI.get(vm.state.value, '')} {vm.state.value}".strip()
 
 
-def vm_list(summaries: Sequence[VmSummary], *, costs: dict[str, str] | None = None) -> Message:
+def vm_list(summaries: Sequence[VmSummary], *, costs: dict[str, str] | None = None, footer: str | None = None) -> Message:
     if not summaries:
         return text_only("I don't manage any VMs yet. Create one with `/vm create NAME`.")
     lines = []
@@ -325,6 +325,7 @@ def vm_list(summaries: Sequence[VmSummary], *, costs: dict[str, str] | None = No
         )
     blocks = [section(f"*{len(summaries)} VM{'s' if len(summaries) != 1 else ''}*")]
     blocks.extend(sections(lines))
+    blocks = blocks[:49] + ([context(footer)] if footer else [])
     return Message(f"{len(summaries)} VMs: " + ", ".join(s.vm.name for s in summaries), blocks[:50])
 
 
@@ -336,6 +337,7 @@ def vm_status(
     *,
     live_drift: str | None = None,
     costs: str | None = None,
+    plans: Sequence[str] = (),
 ) -> Message:
     gcp = f"{live.status}" + (f" at {live.external_ip}" if live and live.external_ip else "") if live else "no instance"
     image = next((img.name for img in reversed(images) if img.state.value == "ready"), None)
@@ -347,6 +349,7 @@ def vm_status(
     ]
     if costs:
         facts.append(costs)
+    facts.extend(plans)
     ops = [
         f"#{op.id} {op.verb.value} by {actor(op.requested_by)}: {op.state.value}"
         + (f" ({op.step})" if op.state.value == "running" and op.step else "")
