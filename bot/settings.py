@@ -78,6 +78,7 @@ class Settings:
     schedule_catchup: float = 900.0
     schedule_notice: float = 1800.0
     prices: Path | None = None  # None: the bundled list-price table
+    idle_hours: float = 0.0  # a running VM with no schedule and no operation for this long is reminded daily; 0: off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -154,6 +155,7 @@ class Settings:
             schedule_catchup=float(number("VMBOT_SCHEDULE_CATCHUP", cls.schedule_catchup, float, zero_ok=True)),
             schedule_notice=float(number("VMBOT_SCHEDULE_NOTICE", cls.schedule_notice, float, zero_ok=True)),
             prices=_prices(env.get("VMBOT_PRICES", "").strip(), problems),
+            idle_hours=float(number("VMBOT_IDLE_HOURS", cls.idle_hours, float, zero_ok=True)),
         )
         if settings.api_notify_channel and not SLACK_CHANNEL_RE.match(settings.api_notify_channel):
             problems.append(

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 Payload = dict[str, Any]
 SNOOZES = {"schedule_snooze_1h": SNOOZE_CHOICES["1h"], "schedule_snooze_4h": SNOOZE_CHOICES["4h"]}
-BUTTONS = (*SNOOZES, "schedule_skip", "schedule_act_now")
+BUTTONS = (*SNOOZES, "schedule_skip", "schedule_act_now", "idle_remind_tomorrow")
 
 
 def register(app: App, bot: Deps) -> None:
@@ -62,7 +62,8 @@ def press(bot: Deps, body: Payload, action: Payload) -> PressReply:
             if vm is None:
                 raise Refused(Reason.VM_UNKNOWN, vm_name)
             permissions.require_owner_or_admin(bot.settings, request.user_id, vm, "schedule")
-            text = (_ttl_press if key.startswith("ttl:") else _schedule_press)(bot, body, request, action_id, vm_name, key)
+            kinds = {"ttl": _ttl_press, "idle": _idle_press}
+            text = kinds.get(key.partition(":")[0], _schedule_press)(bot, body, request, action_id, vm_name, key)
         except Stale as stale:
             recording.record(bot.store, Verdict.REFUSED, detail=str(stale))
             return PressReply(f":information_source: {stale}", replaces_question=False)
@@ -120,6 +121,19 @@ def _ttl_press(bot: Deps, body: Payload, request: audit.Request, action_id: str,
     text = _act_now(bot, body, request, vm_name, key, "park", ttl.channel)
     bot.store.clear_ttl(vm_name)
     return text
+
+
+def _idle_press(bot: Deps, body: Payload, request: audit.Request, action_id: str, vm_name: str, key: str) -> str:
+    """An idle reminder's buttons: park now, or be reminded tomorrow (a reminder's key is its day)."""
+    _check_open(bot, vm_name, key)
+    if action_id == "idle_remind_tomorrow":
+        if not bot.store.claim_run(vm_name, key, RunState.SKIPPED, from_states=RUN_FROM, note="remind tomorrow"):
+            raise Stale(_too_late(bot, vm_name, key))
+        return f":ok_hand: I'll remind {_mention(request)} about `{vm_name}` again tomorrow if it is still idle."
+    if action_id != "schedule_act_now":
+        raise Refused(Reason.UNREADABLE_BUTTON, verb="schedule")
+    last = next(iter(bot.store.operations_for(vm_name, limit=1)), None)
+    return _act_now(bot, body, request, vm_name, key, "park", last.channel if last else None)
 
 
 def _act_now(bot: Deps, body: Payload, request: audit.Request, vm_name: str, key: str, action: str, channel: str | None) -> str:

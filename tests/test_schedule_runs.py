@@ -241,3 +241,30 @@ def test_a_park_at_fires_once_across_two_replicas(
     assert len(notices(slack, "C100")) == 1
     parks = [op for op in bot.store.operations_for("vm-a") if op.verb is Verb.PARK]
     assert len(parks) == 1 and bot.store.vm("vm-a").state is VmState.PARKED
+
+
+def test_an_idle_vm_is_reminded_once_a_day_in_its_thread(
+    driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
+) -> None:
+    running.bot.settings = replace(running.bot.settings, idle_hours=2)
+    create_vm(driver, running)
+    create_vm(driver, running, "vm-b")
+    driver.command("schedule vm-b park-at=19:00")  # a scheduled VM is not idle: its schedule looks after it
+    later = datetime.now(UTC) + timedelta(hours=3)
+    assert tick(running, datetime.now(UTC) + timedelta(hours=1)).noticed == []
+    key = f"idle:{later.date()}"
+    assert ("vm-a", key) in tick(running, later).noticed
+    assert all(vm != "vm-b" for vm, run in tick(running, later).noticed if run.startswith("idle:"))
+    root = next(m for m in slack.messages("C100") if m.text.startswith("Create vm-a"))
+    reminder = slack.thread("C100", root.ts)[-1]
+    assert reminder.text == "vm-a has been running for 3h with nothing asked of it"
+    assert tick(running, later + timedelta(minutes=30)).noticed == [], "one reminder a day"
+    driver.click("idle_remind_tomorrow", blocks=reminder.blocks, is_ephemeral=False)
+    running.settle()
+    assert "again tomorrow" in slack.responses[-1]["text"]
+    tomorrow = later + timedelta(days=1)
+    assert ("vm-a", f"idle:{tomorrow.date()}") in tick(running, tomorrow).noticed
+    reminder = slack.thread("C100", root.ts)[-1]
+    driver.click("schedule_act_now", blocks=reminder.blocks, is_ephemeral=False)
+    running.settle()
+    assert running.bot.store.vm("vm-a").state is VmState.PARKED

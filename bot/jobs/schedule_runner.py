@@ -15,6 +15,8 @@ each notice is sent, and each run started, exactly once.
 * A run whose VM is in the wrong state (already parked) or busy is skipped with a note: the refusal
   is recorded on the run, so it is never tried again.
 * A time to live is a deadline, not a time of day: once it has passed the VM is parked, however late.
+* With VMBOT_IDLE_HOURS set, a running VM with no schedule, no time to live and no operation for that
+  long gets one reminder a day in its last operation's thread (Park now, Remind me tomorrow).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -31,7 +34,7 @@ from bot.core import audit
 from bot.core.errors import UserError
 from bot.core.lifecycle import start_operation
 from bot.core.schedule_records import LOOKBACK, SCHEDULE_ACTOR, TTL_ACTOR, schedule_of
-from bot.core.schedules import Run, Schedule, due, format_local, next_runs, notice_at
+from bot.core.schedules import Run, Schedule, describe_ttl, due, format_local, next_runs, notice_at
 from bot.slack import blocks
 from bot.slack.refusals import slack_text
 from bot.slack.text import is_slack_user
@@ -90,7 +93,34 @@ class ScheduleRunner:
                 self._ttl(ttl, now, report)
             except Exception:
                 log.exception("the time to live of %s failed this tick", ttl.vm_name)
+        if self.bot.settings.idle_hours:
+            self._idle(now, report)
         return report
+
+    # ---- idle reminders (VMBOT_IDLE_HOURS) --------------------------------------------------
+
+    def _idle(self, now: datetime, report: TickReport) -> None:
+        """One reminder a day, in its last thread, for a running VM nobody scheduled or touched for that long."""
+        store, idle = self.bot.store, timedelta(hours=self.bot.settings.idle_hours)
+        planned = {row.vm_name for row in store.all_schedules()} | {ttl.vm_name for ttl in store.all_ttls()}
+        key = f"idle:{now.astimezone(ZoneInfo(self.bot.settings.timezone)).date().isoformat()}"
+        for item in store.list_vms():
+            vm = item.vm
+            if vm.state is not VmState.RUNNING or item.active_operation is not None or vm.name in planned:
+                continue
+            last = next(iter(store.operations_for(vm.name, limit=1)), None)
+            since = max(vm.created_at, (last.finished_at or last.created_at) if last else vm.created_at)
+            if now - since < idle or not store.claim_run(vm.name, key, RunState.NOTICED, from_states=(None,)):
+                continue
+            report.noticed.append((vm.name, key))
+            idle_for = describe_ttl(timedelta(hours=int((now - since).total_seconds() // 3600)))
+            message = blocks.idle_reminder(vm.name, idle_for, key)
+            channel = last.channel if last else None
+            if channel:
+                try:
+                    self.bot.client.chat_postMessage(channel=channel, thread_ts=last.thread_ts, **message.as_kwargs())
+                except (SlackApiError, SlackRequestError, OSError) as exc:
+                    log.warning("could not remind %s about idle %s: %s", channel, vm.name, exc)
 
     # ---- schedules -----------------------------------------------------------------
 

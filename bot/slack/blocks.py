@@ -605,3 +605,19 @@ def schedule_list(lines: Sequence[tuple[str, str]]) -> Message:
     rendered = [f"*{escape(name)}*  {escape(text)}" for name, text in lines]
     blocks = [section(f"*{len(lines)} schedule{'s' if len(lines) != 1 else ''}*"), *sections(rendered)]
     return Message(f"{len(lines)} schedules: " + ", ".join(name for name, _ in lines), blocks[:50])
+
+
+def idle_reminder(vm_name: str, idle_for: str, run_key: str, costs: str | None = None) -> Message:
+    """The once-a-day reminder (VMBOT_IDLE_HOURS) for a running VM with no schedule and no recent operation."""
+    value = json.dumps({"vm": vm_name, "run": run_key}, separators=(",", ":"))
+    text = f":bulb: `{vm_name}` has been running for {idle_for} with nothing asked of it. Park it?"
+    elements = [
+        {"type": "button", "action_id": "schedule_act_now", "text": {"type": "plain_text", "text": "Park now"},
+         "value": value, "confirm": confirm_dialog("Park this VM?", f"This parks `{vm_name}`: stop, image, *delete the VM*.",
+                                                     "Park it", "Keep it running")},
+        {"type": "button", "action_id": "idle_remind_tomorrow", "text": {"type": "plain_text", "text": "Remind me tomorrow"},
+         "value": value},
+    ]  # fmt: skip
+    blocks = [section(text)] + ([context(costs)] if costs else [])
+    blocks.append({"type": "actions", "block_id": f"idle_reminder:{uuid.uuid4().hex}", "elements": elements})
+    return Message(f"{vm_name} has been running for {idle_for} with nothing asked of it", blocks)
