@@ -61,7 +61,9 @@ class Plan:
 
 
 FULL = Plan(acks=50, parks=20, channel_ops=20, op_seconds=1.0, workers=32, sweep_images=10_000, samples=3)
-QUICK = Plan(acks=10, parks=5, channel_ops=5, op_seconds=1.0, workers=16, sweep_images=1_000, samples=1, schedule_vms=20)
+QUICK = Plan(
+    acks=10, parks=5, channel_ops=5, op_seconds=1.0, workers=16, sweep_images=1_000, samples=1, schedule_vms=20
+)
 
 
 # ---- measurements ------------------------------------------------------------------------------

@@ -172,7 +172,9 @@ def resume(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
     return _come_back(bot, command, payload, Verb.RESUME, ":arrow_forward: Resuming")
 
 
-def _come_back(bot: Deps, command: Command, payload: Payload, verb: Verb, doing: str) -> tuple[blocks.Message, FollowUp]:
+def _come_back(
+    bot: Deps, command: Command, payload: Payload, verb: Verb, doing: str
+) -> tuple[blocks.Message, FollowUp]:
     """start and resume need no question: they only bring a VM back."""
     assert command.name
     vm = bot.store.vm(command.name)
@@ -216,7 +218,9 @@ def list_vms(bot: Deps, command: Command, payload: Payload, respond: Respond) ->
             if saved is not None:
                 total += saved
                 costs[item.vm.name] += f" · ~{format_usd(saved)} saved so far"
-    footer = f"Saved so far by parking, stopping and suspending: ~{format_usd(total)} ({table.label})" if total else None
+    footer = None
+    if total:
+        footer = f"Saved so far by parking, stopping and suspending: ~{format_usd(total)} ({table.label})"
     return blocks.vm_list(summaries, costs=costs, footer=footer), None
 
 
@@ -237,8 +241,10 @@ def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
         now = bot.store.vm(name) or vm
         drift = live_drift(now, live)
         images = bot.store.images(name)
-        message = blocks.vm_status(now, live, images, bot.store.operations_for(name), live_drift=drift,
-                                   costs=vm_costs_line(bot, now, images), plans=schedule_commands.plans_of(bot, name))  # fmt: skip
+        message = blocks.vm_status(
+            now, live, images, bot.store.operations_for(name), live_drift=drift,
+            costs=vm_costs_line(bot, now, images), plans=schedule_commands.plans_of(bot, name),
+        )  # fmt: skip
         respond(**message.as_kwargs(), response_type="ephemeral")
 
     return blocks.text_only(f":mag: Looking up `{name}` in GCP…"), with_live_state

@@ -83,7 +83,9 @@ def _schedule_press(bot: Deps, body: Payload, request: audit.Request, action_id:
     schedule = schedule_of(row) if row else None
     run = find_run(schedule, run_key) if schedule else None
     if schedule is None or run is None:
-        raise Stale(f"`{vm_name}` has no such run planned any more (its schedule changed); `/vm schedule {vm_name}` shows it.")
+        raise Stale(
+            f"`{vm_name}` has no such run planned any more (its schedule changed); `/vm schedule {vm_name}` shows it."
+        )
     _check_open(bot, vm_name, key)
     if action_id in SNOOZES:
         moved = snooze(schedule, run, SNOOZES[action_id])
@@ -96,7 +98,8 @@ def _schedule_press(bot: Deps, body: Payload, request: audit.Request, action_id:
         if not bot.store.claim_run(vm_name, key, RunState.SKIPPED, from_states=RUN_FROM, note="skipped from Slack"):
             raise Stale(_too_late(bot, vm_name, key))
         bot.store.set_schedule_changes(vm_name, **changes_of(forget_before(skip_run(schedule, run), utcnow())))
-        return f":fast_forward: Skipped by {_mention(request)}: `{vm_name}` is not {off_action_past(run.action)} this time; the schedule carries on after."
+        return (f":fast_forward: Skipped by {_mention(request)}: `{vm_name}` is not {off_action_past(run.action)} "
+                "this time; the schedule carries on after.")
     return _act_now(bot, body, request, vm_name, key, run.action, row.channel if row else None)
 
 
@@ -117,7 +120,8 @@ def _ttl_press(bot: Deps, body: Payload, request: audit.Request, action_id: str,
         if not bot.store.claim_run(vm_name, key, RunState.SKIPPED, from_states=RUN_FROM, note="kept from Slack"):
             raise Stale(_too_late(bot, vm_name, key))
         bot.store.clear_ttl(vm_name)
-        return f":ok_hand: Kept by {_mention(request)}: `{vm_name}` has no time to live now (`/vm ttl {vm_name} 8h` sets one)."
+        return (f":ok_hand: Kept by {_mention(request)}: `{vm_name}` has no time to live now "
+                f"(`/vm ttl {vm_name} 8h` sets one).")
     text = _act_now(bot, body, request, vm_name, key, "park", ttl.channel)
     bot.store.clear_ttl(vm_name)
     return text
@@ -136,7 +140,9 @@ def _idle_press(bot: Deps, body: Payload, request: audit.Request, action_id: str
     return _act_now(bot, body, request, vm_name, key, "park", last.channel if last else None)
 
 
-def _act_now(bot: Deps, body: Payload, request: audit.Request, vm_name: str, key: str, action: str, channel: str | None) -> str:
+def _act_now(
+    bot: Deps, body: Payload, request: audit.Request, vm_name: str, key: str, action: str, channel: str | None
+) -> str:
     """Start the run now, as the person who pressed; the run is then settled (the tick leaves it)."""
     vm = bot.store.vm(vm_name)
     assert vm is not None

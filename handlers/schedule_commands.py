@@ -56,7 +56,8 @@ def schedule(bot: Deps, command: Command, payload: Payload, respond: Respond) ->
     if not command.options:
         row = bot.store.vm_schedule(name)
         if row is None:
-            raise UsageError(f"`{name}` has no schedule. Set one: `/vm schedule {name} park-at=19:00 restore-at=08:00 days=mon-fri`.")
+            example = f"`/vm schedule {name} park-at=19:00 restore-at=08:00 days=mon-fri`"
+            raise UsageError(f"`{name}` has no schedule. Set one: {example}.")
         return blocks.text_only(f":calendar: `{name}` {escape(describe(schedule_of(row), utcnow()))}."), None
     try:
         parsed = parse_schedule(command.options, bot.settings.timezone)
@@ -106,7 +107,8 @@ def ttl(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tupl
                                 f"`{name}` had no time to live."), None  # fmt: skip
     park_at = set_ttl(bot, name, duration, payload)
     when = format_local(park_at, bot.settings.timezone)
-    return blocks.text_only(f":hourglass: `{name}` is parked in {describe_ttl(duration)}, at {when}; its owner is warned first."), None
+    text = f":hourglass: `{name}` is parked in {describe_ttl(duration)}, at {when}; its owner is warned first."
+    return blocks.text_only(text), None
 
 
 def set_ttl(bot: Deps, name: str, duration: timedelta, payload: Payload) -> Any:
@@ -133,10 +135,12 @@ def savings(bot: Deps, command: Command, payload: Payload, respond: Respond) -> 
             lines.append(f"*{escape(name)}*  price unknown ({escape(vm.machine_type)} is not in the price table)")
             continue
         total += saved
-        lines.append(f"*{escape(name)}*  ~{format_usd(saved)} saved · {hours.parked:.1f} h parked · {hours.stopped:.1f} h stopped")
+        hours_text = f"{hours.parked:.1f} h parked · {hours.stopped:.1f} h stopped"
+        lines.append(f"*{escape(name)}*  ~{format_usd(saved)} saved · {hours_text}")
     if not lines:
         return blocks.text_only("Nothing saved yet: no VM has been parked, stopped or suspended."), None
     head = f"*Saved so far: ~{format_usd(total)}* ({table.label}, prices as of {table.as_of})"
     if unknown:
         head += f"; {unknown} VM{'s' if unknown != 1 else ''} not priced"
-    return blocks.Message(f"Saved so far: ~{format_usd(total)}", [blocks.section(head), *blocks.sections(lines)][:50]), None
+    shown = [blocks.section(head), *blocks.sections(lines)][:50]
+    return blocks.Message(f"Saved so far: ~{format_usd(total)}", shown), None

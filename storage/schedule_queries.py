@@ -72,7 +72,13 @@ class ScheduleQueries:
     # ---- runs --------------------------------------------------------------------------
 
     def claim_run(
-        self, vm_name: str, run_key: str, state: RunState, *, from_states: Iterable[RunState | None], note: str | None = None
+        self,
+        vm_name: str,
+        run_key: str,
+        state: RunState,
+        *,
+        from_states: Iterable[RunState | None],
+        note: str | None = None,
     ) -> bool:
         """Move a run to ``state`` if it is in one of ``from_states`` (``None``: no row yet); False if
         another process (or an earlier tick) got there first."""
@@ -150,7 +156,9 @@ class ScheduleQueries:
     def pause_history(self, vm_name: str | None = None) -> list[Operation]:
         """Succeeded operations that turn a machine off or back on, oldest first (for savings to date)."""
         query = select(Operation).where(
-            Operation.state == OperationState.SUCCEEDED, Operation.verb.in_(OFF_VERBS + ON_VERBS), Operation.finished_at.is_not(None)
+            Operation.state == OperationState.SUCCEEDED,
+            Operation.verb.in_(OFF_VERBS + ON_VERBS),
+            Operation.finished_at.is_not(None),
         )
         if vm_name is not None:
             query = query.where(Operation.vm_name == vm_name)

@@ -85,7 +85,8 @@ def test_gcp_refusing_suspend_for_gpus_is_said_and_the_vm_stays_running(
                                   "acceleratorCount": 1}], "scheduling": {"onHostMaintenance": "TERMINATE"}}
     gcp.seed_instance(PROJECT, ZONE, "gpu-vm", fields=gpu, labels={"managed-by": "vmbot", "vmbot-vm": "gpu-vm"})
     store = running.bot.store
-    store.adopt_vm("gpu-vm", zone=ZONE, machine_type="e2-small", state=VmState.RUNNING, external_ip=None, drift="seeded")
+    store.adopt_vm("gpu-vm", zone=ZONE, machine_type="e2-small", state=VmState.RUNNING, external_ip=None,
+                   drift="seeded")
     store.update_vm("gpu-vm", owner="U100")
     driver.click("suspend_confirm", blocks=driver.command("suspend gpu-vm").blocks)
     running.settle()

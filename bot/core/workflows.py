@@ -185,8 +185,9 @@ class Workflows:
             log.info("resuming operation %s (%s %s) at step %s", op_id, op.verb.value, op.vm_name, op.step or "-")
         self.store.mark_running(op_id)
         began = time.monotonic() - _elapsed_since(op.started_at if resumed else None)
-        workflows = {Verb.CREATE: self.create, Verb.PARK: self.park, Verb.RESTORE: self.restore, Verb.DELETE: self.delete,
-                     Verb.STOP: self.stop, Verb.START: self.start, Verb.SUSPEND: self.suspend, Verb.RESUME: self.resume}
+        workflows = {Verb.CREATE: self.create, Verb.PARK: self.park, Verb.RESTORE: self.restore,
+                     Verb.DELETE: self.delete, Verb.STOP: self.stop, Verb.START: self.start,
+                     Verb.SUSPEND: self.suspend, Verb.RESUME: self.resume}  # fmt: skip
         workflow = workflows[op.verb]
         try:
             outcome = workflow(op, progress)
@@ -653,7 +654,8 @@ class Pause:
 
 PAUSES = {
     Verb.STOP: Pause("stop", frozenset({"TERMINATED", "STOPPED"}), VmState.STOPPED, "Stopping", "stopped", "start",
-                     "its disk is kept (and still paid for); the machine is not.", "is still running; nothing was changed"),
+                     "its disk is kept (and still paid for); the machine is not.",
+                     "is still running; nothing was changed"),
     Verb.START: Pause("start", frozenset({"RUNNING"}), VmState.RUNNING, "Starting", "started", "stop",
                       "", "is still stopped"),
     Verb.SUSPEND: Pause("suspend", frozenset({"SUSPENDED"}), VmState.SUSPENDED, "Suspending", "suspended", "resume",

@@ -159,11 +159,15 @@ def delete_confirmation(vm: Vm, requested_by: str, *, images: int, grace: float,
 
 PAUSE_WORDS = {
     "stop": ("stops it and keeps its disk (the disk is still paid for; the machine is not)", "start", "Stop"),
-    "suspend": ("suspends it, keeping its memory and disk (both still paid for; the machine is not)", "resume", "Suspend"),
+    "suspend": (
+        "suspends it, keeping its memory and disk (both still paid for; the machine is not)", "resume", "Suspend"
+    ),
 }
 
 
-def pause_confirmation(vm: Vm, requested_by: str, verb: str, *, costs: str | None = None, nonce: str | None = None) -> Message:
+def pause_confirmation(
+    vm: Vm, requested_by: str, verb: str, *, costs: str | None = None, nonce: str | None = None
+) -> Message:
     """The ephemeral question ``/vm stop`` and ``/vm suspend`` start with (see ``_question``)."""
     does, back, title = PAUSE_WORDS[verb]
     what = f"{VERB_ING[verb].capitalize()} `{vm.name}` {does}. `/vm {back} {vm.name}` brings it back."
@@ -310,7 +314,9 @@ def vm_state_label(vm: Vm, active: Operation | None) -> str:
     return f"{STATE_EMOJI.get(vm.state.value, '')} {vm.state.value}".strip()
 
 
-def vm_list(summaries: Sequence[VmSummary], *, costs: dict[str, str] | None = None, footer: str | None = None) -> Message:
+def vm_list(
+    summaries: Sequence[VmSummary], *, costs: dict[str, str] | None = None, footer: str | None = None
+) -> Message:
     if not summaries:
         return text_only("I don't manage any VMs yet. Create one with `/vm create NAME`.")
     lines = []
@@ -559,7 +565,9 @@ SCHEDULE_BUTTONS = (
 ACTION_VERBS = {"park": "parks", "stop": "stops", "suspend": "suspends"}
 
 
-def schedule_notice(vm_name: str, action: str, when: str, in_minutes: int, run_key: str, *, ttl: bool = False) -> Message:
+def schedule_notice(
+    vm_name: str, action: str, when: str, in_minutes: int, run_key: str, *, ttl: bool = False
+) -> Message:
     """The warning before a scheduled park/stop/suspend (or a time to live running out), with its buttons.
 
     ``when`` is the local time in the schedule's zone; the buttons' value names the VM and the run."""
@@ -568,14 +576,11 @@ def schedule_notice(vm_name: str, action: str, when: str, in_minutes: int, run_k
     what = f":alarm_clock: `{vm_name}` {ACTION_VERBS[action]} {soon} ({when}): {why}."
     value = json.dumps({"vm": vm_name, "run": run_key}, separators=(",", ":"))
     skip = "Keep it" if ttl else "Skip today"
+    labels = [(action_id, skip if action_id == "schedule_skip" else label.format(action=action.capitalize()))
+              for action_id, label in SCHEDULE_BUTTONS]  # fmt: skip
     elements = [
-        {
-            "type": "button",
-            "action_id": action_id,
-            "text": {"type": "plain_text", "text": (skip if action_id == "schedule_skip" else label.format(action=action.capitalize()))},
-            "value": value,
-        }
-        for action_id, label in SCHEDULE_BUTTONS
+        {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": label}, "value": value}
+        for action_id, label in labels
     ]
     return Message(
         f"{vm_name} {ACTION_VERBS[action]} {soon} ({when})",
@@ -601,7 +606,8 @@ def read_schedule_value(value: str) -> tuple[str, str] | None:
 def schedule_list(lines: Sequence[tuple[str, str]]) -> Message:
     """``/vm schedules``: (VM name, its schedule in words with the next action) per schedule."""
     if not lines:
-        return text_only("No VM has a schedule. Set one with `/vm schedule NAME park-at=19:00 restore-at=08:00 days=mon-fri`.")
+        example = "`/vm schedule NAME park-at=19:00 restore-at=08:00 days=mon-fri`"
+        return text_only(f"No VM has a schedule. Set one with {example}.")
     rendered = [f"*{escape(name)}*  {escape(text)}" for name, text in lines]
     blocks = [section(f"*{len(lines)} schedule{'s' if len(lines) != 1 else ''}*"), *sections(rendered)]
     return Message(f"{len(lines)} schedules: " + ", ".join(name for name, _ in lines), blocks[:50])
@@ -611,12 +617,12 @@ def idle_reminder(vm_name: str, idle_for: str, run_key: str, costs: str | None =
     """The once-a-day reminder (VMBOT_IDLE_HOURS) for a running VM with no schedule and no recent operation."""
     value = json.dumps({"vm": vm_name, "run": run_key}, separators=(",", ":"))
     text = f":bulb: `{vm_name}` has been running for {idle_for} with nothing asked of it. Park it?"
+    what = f"This parks `{vm_name}`: stop, image, *delete the VM*."
     elements = [
         {"type": "button", "action_id": "schedule_act_now", "text": {"type": "plain_text", "text": "Park now"},
-         "value": value, "confirm": confirm_dialog("Park this VM?", f"This parks `{vm_name}`: stop, image, *delete the VM*.",
-                                                     "Park it", "Keep it running")},
-        {"type": "button", "action_id": "idle_remind_tomorrow", "text": {"type": "plain_text", "text": "Remind me tomorrow"},
-         "value": value},
+         "value": value, "confirm": confirm_dialog("Park this VM?", what, "Park it", "Keep it running")},
+        {"type": "button", "action_id": "idle_remind_tomorrow",
+         "text": {"type": "plain_text", "text": "Remind me tomorrow"}, "value": value},
     ]  # fmt: skip
     blocks = [section(text)] + ([context(costs)] if costs else [])
     blocks.append({"type": "actions", "block_id": f"idle_reminder:{uuid.uuid4().hex}", "elements": elements})

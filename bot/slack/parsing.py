@@ -47,7 +47,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "delete the VM and its boot disk for good; its images are swept after the grace period (asks first)",
         takes_name=True,
     ),
-    "stop": Subcommand("stop NAME", "stop the VM, keeping its disk: cheap to come back, the disk is still paid (asks first)", takes_name=True),
+    "stop": Subcommand(
+        "stop NAME", "stop the VM, keeping its disk: cheap to come back, the disk is still paid (asks first)",
+        takes_name=True,
+    ),
     "start": Subcommand("start NAME", "start a stopped VM again", takes_name=True),
     "suspend": Subcommand(
         "suspend NAME", "suspend the VM, keeping its memory; GCP refuses some machines, e.g. with GPUs (asks first)",
@@ -55,8 +58,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "resume": Subcommand("resume NAME", "resume a suspended VM", takes_name=True),
     "schedule": Subcommand(
-        "schedule NAME [park-at=HH:MM|stop-at=HH:MM|suspend-at=HH:MM] [restore-at=HH:MM|start-at=HH:MM|resume-at=HH:MM] "
-        "[days=mon-fri] [tz=Area/City] [skip=YYYY-MM-DD,...] | off",
+        "schedule NAME [park-at=HH:MM|stop-at=HH:MM|suspend-at=HH:MM] "
+        "[restore-at=HH:MM|start-at=HH:MM|resume-at=HH:MM] [days=mon-fri] [tz=Area/City] [skip=YYYY-MM-DD,...] | off",
         "park (or stop, suspend) and bring back a VM on a schedule; the owner is warned first. `off` removes it",
         takes_name=True,
         options=SCHEDULE_OPTIONS,
