@@ -7,12 +7,18 @@ from dataclasses import replace
 
 import pytest
 
+from google.cloud import compute_v1
+
+from bot.core.lifecycle import ALLOWED_FROM
+from bot.gcp.compute import GceError, GceNotFound, new_request_id
 from bot.settings import Settings
-from conftest import PROJECT, Running, create_vm
+from conftest import PROJECT, Running, create_vm, fast_compute
+from durable_support import mutations
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import Reply, SlackDriver
 from storage.models import AuditEntry, OperationState, Verb, VmState
+from storage.store import Store
 
 ZONE = "us-central1-a"
 
@@ -111,3 +117,41 @@ def test_only_the_owner_or_an_admin_may_stop(
     with running.bot.store.sessions() as s:
         verdicts = [(e.verb, e.verdict.value) for e in s.query(AuditEntry).order_by(AuditEntry.id)]
     assert ("stop", "refused") in verdicts and ("stop", "allowed") in verdicts
+
+
+def test_a_suspend_a_dead_process_sent_is_re_attached_by_name_not_sent_again(
+    driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
+) -> None:
+    create_vm(driver, running)
+    dead = Store.from_url(running.bot.settings.database_url, owner="dead-host:4242:cafebabe")
+    dead.lease_seconds = 0  # it died: its lease has run out
+    op = dead.begin(Verb.SUSPEND, "vm-a", allowed_from=ALLOWED_FROM[Verb.SUSPEND], requested_by="U100", zone=ZONE,
+                    machine_type="e2-small", channel="C100")  # fmt: skip
+    dead.mark_running(op.id)
+    request_id = new_request_id()
+    step = dead.step_started(op.id, "suspend", request_id=request_id)
+    request = compute_v1.SuspendInstanceRequest(project=PROJECT, zone=ZONE, instance="vm-a", request_id=request_id)
+    dead.step_gcp_operation(step, fast_compute(running.bot.settings).instances.suspend(request=request).name)
+    running.bot.start()
+    running.settle()
+    assert len(mutations(gcp, "POST", "/instances/vm-a/suspend")) == 1, "not sent again"
+    assert gcp.instance(PROJECT, ZONE, "vm-a")["status"] == "SUSPENDED"
+    assert running.bot.store.vm("vm-a").state is VmState.SUSPENDED
+    assert running.bot.store.operation(op.id).state is OperationState.SUCCEEDED
+    dead.engine.dispose()
+
+
+def test_the_adapter_raises_gcps_refusals(running: Running, gcp: ComputeStandin) -> None:
+    compute = fast_compute(running.bot.settings)
+    gcp.seed_instance(PROJECT, ZONE, "sleepy", status="SUSPENDED")
+    with pytest.raises(GceError, match="not ready"):
+        compute.start_instance(ZONE, "sleepy")  # a suspended VM comes back with resume
+    with pytest.raises(GceNotFound):
+        compute.suspend_instance(ZONE, "no-such-vm")
+    compute.resume_instance(ZONE, "sleepy")
+    assert gcp.instance(PROJECT, ZONE, "sleepy")["status"] == "RUNNING"
+    gcp.seed_instance(PROJECT, ZONE, "halted", status="TERMINATED")
+    with pytest.raises(GceError, match="not ready"):
+        compute.suspend_instance(ZONE, "halted")
+    compute.start_instance(ZONE, "halted")
+    assert gcp.instance(PROJECT, ZONE, "halted")["status"] == "RUNNING"
