@@ -57,10 +57,13 @@ class Plan:
     workers: int
     sweep_images: int
     samples: int  # single parks timed one after another for row 2
+    schedule_vms: int = 100  # VMs with a park at the same minute, for row 7
 
 
 FULL = Plan(acks=50, parks=20, channel_ops=20, op_seconds=1.0, workers=32, sweep_images=10_000, samples=3)
-QUICK = Plan(acks=10, parks=5, channel_ops=5, op_seconds=1.0, workers=16, sweep_images=1_000, samples=1)
+QUICK = Plan(
+    acks=10, parks=5, channel_ops=5, op_seconds=1.0, workers=16, sweep_images=1_000, samples=1, schedule_vms=20
+)
 
 
 # ---- measurements ------------------------------------------------------------------------------
@@ -275,6 +278,22 @@ def sweeper(images: int) -> Row:
     return Row("6", measure, f"{rate:,.0f} images/s, peak {peak:.0f} MB{grew}", "- (none set)", None)
 
 
+def scheduled_parks(plan: Plan) -> Row:
+    """Row 7: a scheduled park of many VMs at one minute (bench/schedule.py, in a fresh process):
+    one tick must claim and start every run well within the 60 s the issue allows."""
+    measure = f"Scheduled park of {plan.schedule_vms} VMs at one minute (bench/schedule.py)"
+    probe = (f"import json; from bench.schedule import measure; print(json.dumps(measure({plan.schedule_vms}, "
+             f"operation_seconds={plan.op_seconds}, workers={plan.workers})))")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True)
+    if run.returncode != 0:
+        return Row("7", measure, "failed: " + (run.stderr.strip().splitlines() or ["?"])[-1][:80], "-", False)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    started, parked, tick = int(result["started"]), int(result["parked"]), result["tick_seconds"]
+    text = f"tick {tick:.2f} s ({started} started), all {parked} parked after {result['all_parked_seconds']:.1f} s"
+    ok = started == parked == plan.schedule_vms and tick < 30
+    return Row("7", measure, text, "every run started by the tick, tick < 30 s", ok)
+
+
 # ---- the run -----------------------------------------------------------------------------------
 
 
@@ -298,6 +317,7 @@ def run(plan: Plan, keep_log: Path | None = None) -> list[Row]:
             raise
         rows.append(Row("5", "Peak RSS of the bot process during 1-3 (VmHWM)", f"{peak:.0f} MB", "< 150 MB", peak < 150))
     rows.append(sweeper(plan.sweep_images))
+    rows.append(scheduled_parks(plan))
     return sorted(rows, key=lambda r: r.number)
 
 
@@ -324,6 +344,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Plan, Path | None]:
     parser.add_argument("--workers", type=int, help="VMBOT_WORKERS for the bot")
     parser.add_argument("--sweep-images", type=int, help="dirty images for the sweeper row")
     parser.add_argument("--samples", type=int, help="single parks timed one after another for row 2")
+    parser.add_argument("--schedule-vms", type=int, help="VMs parked by a schedule at the same minute for row 7")
     parser.add_argument("--log", type=Path, help="keep the bot's log in this file")
     args = parser.parse_args(argv)
     chosen = {key: value for key, value in vars(args).items() if key not in ("quick", "log") and value is not None}

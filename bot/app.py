@@ -30,7 +30,7 @@ from bot.settings import Settings
 from bot.web.slack_guard import ReplayGuard
 from bot.jobs.sweeper import Sweeper
 from bot.core.workflows import Workflows
-from handlers import actions, commands, home, shortcuts
+from handlers import actions, commands, home, schedule_actions, shortcuts
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ def create_app(
     actions.register(app, bot)
     home.register(app, bot)
     shortcuts.register(app, bot)
+    schedule_actions.register(app, bot)
     app.error(listener_error_handler(runner))
     return bot
 

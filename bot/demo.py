@@ -37,7 +37,8 @@ EMOJI = {
     ":white_check_mark:": "✅", ":x:": "❌", ":warning:": "⚠️", ":hourglass_flowing_sand:": "⏳",
     ":rocket:": "🚀", ":recycle:": "♻️", ":parking:": "🅿️", ":mag:": "🔍", ":large_green_circle:": "🟢",
     ":double_vertical_bar:": "⏸", ":wastebasket:": "🗑", ":bangbang:": "‼️", ":arrow_forward:": "▶", ":repeat:": "🔁", ":arrows_counterclockwise:": "🔄", ":information_source:": "ℹ️", ":broom:": "🧹", ":no_entry:": "⛔",
-    ":grey_question:": "❔", ":wave:": "👋",
+    ":grey_question:": "❔", ":wave:": "👋", ":alarm_clock:": "⏰", ":zzz:": "💤", ":calendar:": "📅", ":hourglass:": "⌛",
+    ":moneybag:": "💰", ":fast_forward:": "⏩", ":ok_hand:": "👌", ":bulb:": "💡",
 }
 INTRO = f"""\
 vmbot demo: a simulated Compute Engine and Slack on this machine; nothing leaves it.
@@ -48,6 +49,9 @@ You are @{USER_NAME} in #{CHANNEL_NAME}. Try:
   /vm delete test-vm-22      (for good: asks first, like park)
   home                       the App Home tab: your VMs, their costs, a button per thing you may do
   /vm create                 (no name) the create form: then  submit NAME [zone=Z] [machine-type=T]  or  cancel
+  /vm stop test-vm-22   /vm start test-vm-22   /vm suspend test-vm-22   /vm resume test-vm-22   /vm savings
+  /vm schedule test-vm-22 park-at=HH:MM   (a couple of minutes ahead, UTC: the demo warns 1 min before;
+                                           press a notice's button to snooze, skip or park now)
 Also: `wait` (until running operations end), `quit`. A button in a thread (Retry) is pressed by its number too.
 """
 FORM_FIELDS = {"zone": "zone", "machine-type": "machine_type", "family": "image_family"}
@@ -220,6 +224,7 @@ def run_demo(argv: list[str]) -> int:
             sweep_grace=0,  # so `/vm sweep` after a second park shows a deletion
             zones_offered=("us-central1-a", "europe-west1-b"),  # the create form's choices: what the simulated GCP has
             machine_types_offered=tuple(MACHINE_TYPES),
+            schedule_notice=60,  # so a schedule set a couple of minutes ahead warns first, then parks
         )
         logs.configure(level="WARNING", stream=log, secrets=secrets_of(settings))  # now that the secrets are known
         bot = create_app(settings)

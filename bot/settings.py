@@ -83,6 +83,13 @@ class Settings:
     # table's machine types for its region (bot.slack.views.machine_type_choices).
     zones_offered: tuple[str, ...] = ()
     machine_types_offered: tuple[str, ...] = ()
+    # Schedules (bot.jobs.schedule_runner): the default zone, how late a missed run may still run,
+    # how long before a scheduled park/stop/suspend the owner is warned; the price table (bot.core.pricing).
+    timezone: str = "UTC"
+    schedule_catchup: float = 900.0
+    schedule_notice: float = 1800.0
+    prices: Path | None = None  # None: the bundled list-price table
+    idle_hours: float = 0.0  # a running VM with no schedule and no operation for this long is reminded daily; 0: off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -169,6 +176,11 @@ class Settings:
             allowed_channels=ids("VMBOT_ALLOWED_CHANNELS", SLACK_CHANNEL_ID, "a Slack channel id like C012AB3CD"),
             zones_offered=choices("VMBOT_ZONES", "zone"),
             machine_types_offered=choices("VMBOT_MACHINE_TYPES", "machine-type"),
+            timezone=_timezone(env.get("VMBOT_TIMEZONE", "").strip() or cls.timezone, problems),
+            schedule_catchup=float(number("VMBOT_SCHEDULE_CATCHUP", cls.schedule_catchup, float, zero_ok=True)),
+            schedule_notice=float(number("VMBOT_SCHEDULE_NOTICE", cls.schedule_notice, float, zero_ok=True)),
+            prices=_prices(env.get("VMBOT_PRICES", "").strip(), problems),
+            idle_hours=float(number("VMBOT_IDLE_HOURS", cls.idle_hours, float, zero_ok=True)),
         )
         if settings.api_notify_channel and not SLACK_CHANNEL_RE.fullmatch(settings.api_notify_channel):
             problems.append(
@@ -186,6 +198,30 @@ class Settings:
     @property
     def source_image(self) -> str:
         return f"projects/{self.image_project}/global/images/family/{self.image_family}"
+
+
+def _timezone(name: str, problems: list[str]) -> str:
+    """VMBOT_TIMEZONE: an IANA zone name, spelled canonically (schedules default to it)."""
+    from bot.core.schedules import ScheduleError, parse_tz
+
+    try:
+        return parse_tz(name)
+    except ScheduleError as error:
+        problems.append(f"VMBOT_TIMEZONE: {error}; see README > Configuration")
+        return "UTC"
+
+
+def _prices(path: str, problems: list[str]) -> Path | None:
+    """VMBOT_PRICES: a price file in prices.json's format, read now so a broken one stops start-up."""
+    if not path:
+        return None
+    from bot.core.pricing import PriceTableError, load_prices
+
+    try:
+        load_prices(path)
+    except PriceTableError as error:
+        problems.append(f"VMBOT_PRICES: {error}; see README > Configuration")
+    return Path(path)
 
 
 def parse_api_tokens(raw: str, problems: list[str]) -> tuple[tuple[str, str], ...]:

@@ -42,8 +42,9 @@ class PressReply:
             respond(replace_original=False, response_type="ephemeral", text=self.text)
 
 
-QUESTION_VERBS = (Verb.PARK, Verb.DELETE)  # verbs that ask first; their buttons: VERB_confirm, VERB_cancel
-ANSWERS = {Verb.PARK: ":parking: Parking", Verb.DELETE: ":wastebasket: Deleting"}
+QUESTION_VERBS = (Verb.PARK, Verb.DELETE, Verb.STOP, Verb.SUSPEND)  # verbs that ask first: VERB_confirm, VERB_cancel
+ANSWERS = {Verb.PARK: ":parking: Parking", Verb.DELETE: ":wastebasket: Deleting",
+           Verb.STOP: ":double_vertical_bar: Stopping", Verb.SUSPEND: ":zzz: Suspending"}
 
 
 def register(app: App, bot: Deps) -> None:

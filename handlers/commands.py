@@ -21,8 +21,11 @@ from bot.core.lifecycle import check_allowed, check_image_name_free, start_opera
 from bot.slack.parsing import Command, mentioned_vm, parse
 from bot.slack.threads import SweepThread
 from bot.jobs.reconcile import live_drift
-from handlers import help_text, shortcuts
-from storage.models import ImageState, Verb, Verdict, VmState
+from bot.core.pricing import describe_costs, format_usd
+from bot.core.schedules import ScheduleError, describe_ttl, parse_ttl
+from bot.core.vm_costs import price_table, vm_costs, vm_savings
+from handlers import help_text, schedule_commands, shortcuts
+from storage.models import Image, ImageState, Verb, Verdict, Vm, VmState, utcnow
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -96,6 +99,10 @@ def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
     assert command.name
     zone = command.option("zone", bot.settings.zone)
     machine_type = command.option("machine-type", bot.settings.machine_type)
+    try:
+        ttl = parse_ttl(command.options["ttl"]) if "ttl" in command.options else None
+    except ScheduleError as error:
+        raise schedule_commands.schedule_usage_error(error) from None
     op = start_operation(
         bot.store,
         Verb.CREATE,
@@ -108,6 +115,9 @@ def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
         request_key=request_key(payload),
     )
     ack = f":rocket: Creating `{command.name}` ({machine_type} in {zone}). I'll report in a thread in this channel."
+    if ttl is not None:
+        schedule_commands.set_ttl(bot, command.name, ttl, payload)
+        ack += f" It is parked when its time to live ({describe_ttl(ttl)}) is up; you'll be warned first."
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
 
 
@@ -120,7 +130,8 @@ def park(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tup
     image, family = command.options.get("image"), command.options.get("family")
     if image:
         check_image_name_free(bot.store, image)  # GCP is asked as the park's first step, off the ack path
-    return blocks.park_confirmation(vm, payload["user_id"], image=image, family=family), None
+    costs = vm_costs_line(bot, vm)
+    return blocks.park_confirmation(vm, payload["user_id"], image=image, family=family, costs=costs), None
 
 
 def delete(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -153,10 +164,83 @@ def restore(bot: Deps, command: Command, payload: Payload, respond: Respond) -> 
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
 
 
+def stop(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    """Only asks: the stop itself starts when the requester presses ``stop_confirm`` (handlers.actions)."""
+    return _ask_to_pause(bot, command, payload, Verb.STOP)
+
+
+def suspend(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    """Only asks: the suspend itself starts when the requester presses ``suspend_confirm`` (handlers.actions)."""
+    return _ask_to_pause(bot, command, payload, Verb.SUSPEND)
+
+
+def _ask_to_pause(bot: Deps, command: Command, payload: Payload, verb: Verb) -> tuple[blocks.Message, FollowUp]:
+    assert command.name
+    vm = bot.store.vm(command.name)
+    check_allowed(verb, command.name, vm)
+    assert vm is not None
+    return blocks.pause_confirmation(vm, payload["user_id"], verb.value, costs=vm_costs_line(bot, vm)), None
+
+
+def start(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    return _come_back(bot, command, payload, Verb.START, ":arrow_forward: Starting")
+
+
+def resume(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    return _come_back(bot, command, payload, Verb.RESUME, ":arrow_forward: Resuming")
+
+
+def _come_back(
+    bot: Deps, command: Command, payload: Payload, verb: Verb, doing: str
+) -> tuple[blocks.Message, FollowUp]:
+    """start and resume need no question: they only bring a VM back."""
+    assert command.name
+    vm = bot.store.vm(command.name)
+    check_allowed(verb, command.name, vm)
+    assert vm is not None
+    op = start_operation(
+        bot.store,
+        verb,
+        command.name,
+        requested_by=payload["user_id"],
+        zone=vm.zone,
+        machine_type=vm.machine_type,
+        channel=payload["channel_id"],
+        response_url=payload.get("response_url"),
+        request_key=request_key(payload),
+    )
+    ack = f"{doing} `{command.name}`. I'll report in a thread in this channel."
+    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+
+
+def vm_costs_line(bot: Deps, vm: Vm, images: list[Image] | None = None) -> str:
+    """``~$0.40/day running · ~$0.50/month parked (list price, before discounts)``: a confirm card's,
+    ``/vm status``'s and ``/vm list``'s money line ("price unknown" for a machine type not in the table)."""
+    table = price_table(bot.settings.prices)
+    figures = vm_costs(table, vm, bot.store.images(vm.name) if images is None else images)
+    return f":moneybag: {describe_costs(figures)} ({table.label})"
+
+
 def list_vms(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
-    live = bot.store.list_vms()
-    deleted = 0 if live else sum(s.vm.state is VmState.DELETED for s in bot.store.list_vms(include_deleted=True))
-    return blocks.vm_list(live, deleted=deleted), None
+    summaries = bot.store.list_vms()
+    deleted = 0 if summaries else sum(s.vm.state is VmState.DELETED for s in bot.store.list_vms(include_deleted=True))
+    table, now = price_table(bot.settings.prices), utcnow()
+    history: dict[str, list[Any]] = {}
+    for op in bot.store.pause_history():
+        history.setdefault(op.vm_name, []).append(op)
+    costs, total = {}, 0.0
+    for item in summaries:
+        images = bot.store.images(item.vm.name)
+        costs[item.vm.name] = vm_costs_line(bot, item.vm, images)
+        if item.vm.name in history:
+            _, saved = vm_savings(table, item.vm, images, history[item.vm.name], now)
+            if saved is not None:
+                total += saved
+                costs[item.vm.name] += f" · ~{format_usd(saved)} saved so far"
+    footer = None
+    if total:
+        footer = f"Saved so far by parking, stopping and suspending: ~{format_usd(total)} ({table.label})"
+    return blocks.vm_list(summaries, deleted=deleted, costs=costs, footer=footer), None
 
 
 def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -175,7 +259,11 @@ def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
             return
         now = bot.store.vm(name) or vm
         drift = live_drift(now, live)
-        message = blocks.vm_status(now, live, bot.store.images(name), bot.store.operations_for(name), live_drift=drift)
+        images = bot.store.images(name)
+        message = blocks.vm_status(
+            now, live, images, bot.store.operations_for(name), live_drift=drift,
+            costs=vm_costs_line(bot, now, images), plans=schedule_commands.plans_of(bot, name),
+        )  # fmt: skip
         respond(**message.as_kwargs(), response_type="ephemeral")
 
     return blocks.text_only(f":mag: Looking up `{name}` in GCP…"), with_live_state
@@ -243,6 +331,14 @@ VERBS: dict[str, Callable[[Deps, Command, Payload, Respond], tuple[blocks.Messag
     "park": park,
     "restore": restore,
     "delete": delete,
+    "stop": stop,
+    "start": start,
+    "suspend": suspend,
+    "resume": resume,
+    "schedule": schedule_commands.schedule,
+    "schedules": schedule_commands.schedules,
+    "ttl": schedule_commands.ttl,
+    "savings": schedule_commands.savings,
     "list": list_vms,
     "status": status,
     "images": images,

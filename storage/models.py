@@ -12,7 +12,20 @@ import enum
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Enum, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -59,7 +72,11 @@ def _enum(cls: type[enum.Enum]) -> Enum:
 class VmState(str, enum.Enum):
     CREATING = "creating"  # reserved by a create that has not finished
     RUNNING = "running"
-    STOPPED = "stopped"  # exists in GCP but stopped (a park that did not finish)
+    # Exists in GCP, stopped, its disks kept: by `/vm stop`, or a park that did not finish (or a failed
+    # create's leftover). The two are one state on purpose: either way the instance is TERMINATED in GCP,
+    # `/vm start` brings it back and `/vm park` parks it (a park skips its stop step for it).
+    STOPPED = "stopped"
+    SUSPENDED = "suspended"  # exists in GCP, suspended by `/vm suspend` (memory kept); `/vm resume` brings it back
     PARKED = "parked"  # only its image exists
     DELETED = "deleted"  # gone; the name may be used again
 
@@ -77,6 +94,10 @@ class Verb(str, enum.Enum):
     PARK = "park"
     RESTORE = "restore"
     DELETE = "delete"
+    STOP = "stop"
+    START = "start"
+    SUSPEND = "suspend"
+    RESUME = "resume"
 
 
 class OperationState(str, enum.Enum):
@@ -269,3 +290,64 @@ class SeenRequest(Base):
 
     signature: Mapped[str] = mapped_column(String(128), primary_key=True)
     timestamp: Mapped[int] = mapped_column(BigInteger, index=True)  # X-Slack-Request-Timestamp
+
+
+class VmSchedule(Base):
+    """When a VM goes off and comes back (bot.core.schedules.Schedule, as columns), where it was set
+    and by whom. One per VM: setting it again replaces it. The one-off changes from a notice's buttons
+    (``skipped_runs``, ``snoozes``) live here too, as JSON lists of run keys (``off:2025-12-08``)."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vm_name: Mapped[str] = mapped_column(String(63), unique=True)
+    tz: Mapped[str] = mapped_column(String(64))
+    off_action: Mapped[str | None] = mapped_column(String(16))
+    off_at: Mapped[str | None] = mapped_column(String(5))  # HH:MM, local to tz
+    on_action: Mapped[str | None] = mapped_column(String(16))
+    on_at: Mapped[str | None] = mapped_column(String(5))
+    days: Mapped[str] = mapped_column(String(32))  # weekday numbers, Monday 0: "0,1,2,3,4"
+    skip_dates: Mapped[list] = mapped_column(JSON, default=list)  # ["2025-12-25", ...]
+    skipped_runs: Mapped[list] = mapped_column(JSON, default=list)  # ["off:2025-12-08", ...]
+    snoozes: Mapped[list] = mapped_column(JSON, default=list)  # [["off:2025-12-08", "2025-12-08T19:00:00+00:00"], ...]
+    channel: Mapped[str | None] = mapped_column(String(32))  # where notices and scheduled threads go
+    set_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RunState(str, enum.Enum):
+    NOTICED = "noticed"  # the owner was warned
+    SNOOZED = "snoozed"  # moved; it gives notice again before its new time
+    SKIPPED = "skipped"  # left out (a button, or the VM was not in the right state)
+    STARTED = "started"  # its operation was started
+    MISSED = "missed"  # the bot was down past the catch-up window
+
+
+class ScheduleRun(Base):
+    """One scheduled (or time-to-live) run of a VM, named by its run key: the unique (vm, key) row is
+    how replicas agree that a notice was sent, or a run started, exactly once (``Store.claim_run``)."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("vm_name", "run_key", name="uq_schedule_runs_vm_name_run_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vm_name: Mapped[str] = mapped_column(String(63))
+    run_key: Mapped[str] = mapped_column(String(64))  # str(RunKey), or "ttl:<deadline>"
+    state: Mapped[RunState] = mapped_column(_enum(RunState))
+    operation_id: Mapped[int | None] = mapped_column(ForeignKey("operations.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class VmTtl(Base):
+    """A VM's time to live: park it at ``park_at`` (with the same notice and buttons as a schedule)."""
+
+    __tablename__ = "vm_ttls"
+
+    vm_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    park_at: Mapped[datetime]
+    set_by: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

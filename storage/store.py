@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from storage.db import create_schema, make_engine, make_session_factory
 from storage.housekeeping import HousekeepingQueries
+from storage.schedule_queries import ScheduleQueries
 from storage.models import (
     FINISHED_STATES,
     AuditEntry,
@@ -114,7 +115,7 @@ class VmSummary:
     active_operation: Operation | None
 
 
-class Store(HousekeepingQueries):
+class Store(HousekeepingQueries, ScheduleQueries):
     """``owner`` names this process in operation leases; ``lease_seconds`` is how long a lease lasts
     without renewal (create_app sets it from the settings)."""
 

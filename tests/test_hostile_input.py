@@ -87,8 +87,16 @@ NORMAL_ANSWERS = {
     "restore": r":recycle: Restoring ",
     "images": r"`[a-z0-9-]+` has no images yet|[0-9]+ images? of ",
     "sweep": r":broom: ",
+    "stop": r"Stop ",
+    "suspend": r"Suspend ",
+    "start": r":arrow_forward: Starting ",
+    "resume": r":arrow_forward: Resuming ",
+    "schedule": r":calendar: |`[a-z0-9-]+` had no schedule",
+    "schedules": r"No VM has a schedule|[0-9]+ schedules: ",
+    "ttl": r":hourglass: |`[a-z0-9-]+` had no time to live",
+    "savings": r"Nothing saved yet|Saved so far",
 }
-ACTING_VERBS = ("create", "sweep")  # valid ones may change the store and call GCP to mutate
+ACTING_VERBS = ("create", "sweep", "schedule", "ttl")  # valid ones may change the store (and call GCP to mutate)
 OUR_MARKUP = re.compile(r"<[@#][UCW][A-Z0-9]+>")  # mentions and channel links the bot writes itself
 LEAKS = ("Traceback", 'File "', "Exception", "something went wrong on my side")
 

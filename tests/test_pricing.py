@@ -138,7 +138,7 @@ def test_savings_count_parked_hours_net_of_images_and_stopped_hours_for_the_mach
 
 
 @pytest.mark.parametrize(
-    ("amount", "text"), [(0.4, "$0.40"), (0.0, "$0.00"), (0.004, "<$0.01"), (0.005, "$0.01"), (1234.5, "$1,234.50")]
+    ("amount", "text"), [(0.4, "$0.40"), (0.0, "$0.00"), (0.004, "under $0.01"), (0.005, "$0.01"), (1234.5, "$1,234.50")]
 )
 def test_dollars(amount: float, text: str) -> None:
     assert format_usd(amount) == text

@@ -18,7 +18,12 @@ ALLOWED_FROM: dict[Verb, frozenset[VmState | None]] = {
     Verb.CREATE: frozenset({None, VmState.DELETED}),
     Verb.PARK: frozenset({VmState.RUNNING, VmState.STOPPED}),
     Verb.RESTORE: frozenset({VmState.PARKED}),
-    Verb.DELETE: frozenset({VmState.RUNNING, VmState.STOPPED, VmState.PARKED}),
+    Verb.DELETE: frozenset({VmState.RUNNING, VmState.STOPPED, VmState.PARKED, VmState.SUSPENDED}),
+    # The lighter pauses: stop keeps the disk, suspend keeps memory too (bot.core.workflows).
+    Verb.STOP: frozenset({VmState.RUNNING}),
+    Verb.START: frozenset({VmState.STOPPED}),
+    Verb.SUSPEND: frozenset({VmState.RUNNING}),
+    Verb.RESUME: frozenset({VmState.SUSPENDED}),
 }
 
 def check_allowed(verb: Verb, name: str, vm: Vm | None) -> None:

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from storage.models import Vm
     from storage.store import Store
 
-OWNER_OR_ADMIN: frozenset[str] = frozenset({"park", "restore", "delete"})
+OWNER_OR_ADMIN: frozenset[str] = frozenset(
+    {"park", "restore", "delete", "stop", "start", "suspend", "resume", "schedule", "ttl"}
+)
 ADMIN_ONLY: frozenset[str] = frozenset({"sweep"})
 
 

@@ -189,9 +189,10 @@ def savings(
 
 
 def format_usd(amount: float) -> str:
-    """``$0.40``; amounts under a cent as ``<$0.01`` so a small figure never reads as free."""
+    """``$0.40``; amounts under a cent as ``under $0.01`` so a small figure never reads as free
+    (in words: a ``<`` would be markup in Slack)."""
     if 0 < amount < 0.005:
-        return "<$0.01"
+        return "under $0.01"
     return f"${amount:,.2f}"
 
 

@@ -193,7 +193,9 @@ class Workflows:
             log.info("resuming operation %s (%s %s) at step %s", op_id, op.verb.value, op.vm_name, op.step or "-")
         self.store.mark_running(op_id)
         began = time.monotonic() - _elapsed_since(op.started_at if resumed else None)
-        workflows = {Verb.CREATE: self.create, Verb.PARK: self.park, Verb.RESTORE: self.restore, Verb.DELETE: self.delete}
+        workflows = {Verb.CREATE: self.create, Verb.PARK: self.park, Verb.RESTORE: self.restore,
+                     Verb.DELETE: self.delete, Verb.STOP: self.stop, Verb.START: self.start,
+                     Verb.SUSPEND: self.suspend, Verb.RESUME: self.resume}  # fmt: skip
         workflow = workflows[op.verb]
         try:
             outcome = workflow(op, progress)
@@ -417,6 +419,63 @@ class Workflows:
             {"state": VmState.DELETED, "external_ip": None},
         )
 
+    # ---- the lighter pauses: stop/start and suspend/resume ------------------------------------
+
+    def stop(self, op: Operation, progress: Progress) -> Outcome:
+        """Stop the VM, keeping its disk (still paid for); ``/vm start`` brings it back."""
+        return self._pause(op, progress, PAUSES[Verb.STOP])
+
+    def start(self, op: Operation, progress: Progress) -> Outcome:
+        return self._pause(op, progress, PAUSES[Verb.START])
+
+    def suspend(self, op: Operation, progress: Progress) -> Outcome:
+        """Suspend the VM (memory kept). GCP refuses some machines (GPUs attached): the VM stays running."""
+        return self._pause(op, progress, PAUSES[Verb.SUSPEND])
+
+    def resume(self, op: Operation, progress: Progress) -> Outcome:
+        return self._pause(op, progress, PAUSES[Verb.RESUME])
+
+    def _pause(self, op: Operation, progress: Progress, pause: Pause) -> Outcome:
+        """One GCP call and its wait, resumable: a VM GCP already shows in the end status is done."""
+        name = op.vm_name
+        vm = self.store.vm(name)
+        assert vm is not None, f"a {op.verb.value} is only recorded for a known VM"
+        progress.started(f"{vm.machine_type} in {vm.zone}")
+        instance = self.compute.get_instance(vm.zone, name)
+        if instance is None:
+            return Outcome(
+                False,
+                f"`{name}` could not be {pause.past}: it is not in GCP",
+                f"I found no instance `{name}` in {vm.zone}: it was deleted outside vmbot. Its record is unchanged; "
+                f"`/vm status {name}` shows what I know.",
+            )
+        if instance.status in pause.done:
+            self._settle(op, pause.step)
+        else:
+            call = getattr(self.compute, f"{pause.step}_instance")
+            try:
+                with self._step(op, progress, pause.step, f"{pause.doing} `{name}`…") as step:
+                    self._mutate(step, vm.zone, lambda rid, cb: call(vm.zone, name, request_id=rid, on_started=cb))
+            except StepFailed as failure:
+                return Outcome(
+                    False,
+                    f"{op.verb.value.capitalize()} of `{name}` failed while {failure.what}",
+                    f"{op.verb.value.capitalize()} of `{name}` failed while {failure.what}. GCP said: "
+                    f"_{failure.gcp}_. `{name}` {pause.unchanged}.",
+                    {"state": vm.state},
+                )
+        if pause.end is VmState.RUNNING:
+            live = self.compute.get_instance(vm.zone, name)
+            if live is not None:
+                return self._running(name, live, pause.past)
+        keeps_ip = pause.end is VmState.SUSPENDED
+        return Outcome(
+            True,
+            f"`{name}` is {pause.past}",
+            f"`{name}` is {pause.past}: {pause.note} `/vm {pause.back} {name}` brings it back.",
+            {"state": pause.end, "external_ip": vm.external_ip if keeps_ip else None},
+        )
+
     # ---- resumable steps -------------------------------------------------------------------
 
     def _check_image_name_free(self, image_name: str) -> None:
@@ -628,6 +687,37 @@ STEP_WORDS = {
     "stop": "stopping the VM",
     "image": "imaging its boot disk",
     "delete": "deleting the VM",
+    "start": "starting the VM",
+    "suspend": "suspending the VM",
+    "resume": "resuming the VM",
+}
+
+
+@dataclass(frozen=True)
+class Pause:
+    """One lighter pause verb: its one GCP step, the statuses that mean it is done, and its words."""
+
+    step: str  # the Compute method is ``{step}_instance``
+    done: frozenset[str]
+    end: VmState
+    doing: str
+    past: str
+    back: str  # the verb that undoes it (for stop/suspend)
+    note: str
+    unchanged: str
+
+
+PAUSES = {
+    Verb.STOP: Pause("stop", frozenset({"TERMINATED", "STOPPED"}), VmState.STOPPED, "Stopping", "stopped", "start",
+                     "its disk is kept (and still paid for); the machine is not.",
+                     "is still running; nothing was changed"),
+    Verb.START: Pause("start", frozenset({"RUNNING"}), VmState.RUNNING, "Starting", "started", "stop",
+                      "", "is still stopped"),
+    Verb.SUSPEND: Pause("suspend", frozenset({"SUSPENDED"}), VmState.SUSPENDED, "Suspending", "suspended", "resume",
+                        "its memory and disk are kept (and paid for); the machine is not.",
+                        "is still running; nothing was changed"),
+    Verb.RESUME: Pause("resume", frozenset({"RUNNING"}), VmState.RUNNING, "Resuming", "resumed", "suspend",
+                       "", "is still suspended"),
 }
 
 

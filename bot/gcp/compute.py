@@ -243,6 +243,34 @@ class Compute:
         )
         self._wait(self._call(self.instances.stop, request=request), zone=zone, on_started=on_started)
 
+    def start_instance(
+        self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
+    ) -> None:
+        """Start a stopped (TERMINATED) instance and wait until GCP says the start is done."""
+        request = compute_v1.StartInstanceRequest(
+            project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
+        )
+        self._wait(self._call(self.instances.start, request=request), zone=zone, on_started=on_started)
+
+    def suspend_instance(
+        self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
+    ) -> None:
+        """Suspend a running instance (GCP keeps its memory). GCP refuses some machines at once, e.g.
+        with GPUs attached: that refusal is raised as a GceError carrying GCP's message."""
+        request = compute_v1.SuspendInstanceRequest(
+            project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
+        )
+        self._wait(self._call(self.instances.suspend, request=request), zone=zone, on_started=on_started)
+
+    def resume_instance(
+        self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
+    ) -> None:
+        """Resume a suspended instance and wait until GCP says it is done."""
+        request = compute_v1.ResumeInstanceRequest(
+            project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
+        )
+        self._wait(self._call(self.instances.resume, request=request), zone=zone, on_started=on_started)
+
     def delete_instance(
         self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
     ) -> None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUNNING_STATUSES = frozenset({"PROVISIONING", "STAGING", "RUNNING", "REPAIRING"})
+SUSPENDED_STATUSES = frozenset({"SUSPENDING", "SUSPENDED"})
 OUTSIDE = "outside vmbot"
 
 
@@ -42,6 +43,8 @@ class Finding:
 
 def vm_state_for(instance: InstanceInfo) -> VmState:
     """The store's word for a live instance's status."""
+    if instance.status in SUSPENDED_STATUSES:
+        return VmState.SUSPENDED
     return VmState.RUNNING if instance.status in RUNNING_STATUSES else VmState.STOPPED
 
 
@@ -49,7 +52,7 @@ def live_drift(vm: Vm, live: InstanceInfo | None) -> str | None:
     """How the store's view of ``vm`` differs from GCP right now (for ``/vm status``); None if it agrees."""
     if vm.active_operation_id is not None or vm.state is VmState.CREATING:
         return None  # mid-operation, the two are expected to differ
-    exists = vm.state in (VmState.RUNNING, VmState.STOPPED)
+    exists = vm.state in (VmState.RUNNING, VmState.STOPPED, VmState.SUSPENDED)
     if exists and live is None:
         return f"my record says {vm.state.value}, but GCP has no instance `{vm.name}` in {vm.zone}"
     if not exists and live is not None:
@@ -165,7 +168,7 @@ def _vm_fix(vm: Vm, live: InstanceInfo | None, restorable: bool) -> tuple[str, d
     """What to record for a VM no operation holds, given its live instance; None if nothing."""
     name = vm.name
     if live is None:
-        if vm.state not in (VmState.RUNNING, VmState.STOPPED, VmState.CREATING):
+        if vm.state not in (VmState.RUNNING, VmState.STOPPED, VmState.SUSPENDED, VmState.CREATING):
             return None
         if restorable:
             return (
@@ -185,7 +188,7 @@ def _vm_fix(vm: Vm, live: InstanceInfo | None, restorable: bool) -> tuple[str, d
         values.update(zone=live.zone, machine_type=live.machine_type)
         return f"`{name}` exists in GCP ({live.status}), made {OUTSIDE}; recorded it as {now.value}", values
     if now is not vm.state:
-        verb = "started" if now is VmState.RUNNING else "stopped"
+        verb = {VmState.RUNNING: "started", VmState.SUSPENDED: "suspended"}.get(now, "stopped")
         return f"`{name}` was {verb} {OUTSIDE} ({live.status}); recorded it as {now.value}", values
     if live.external_ip != vm.external_ip:
         return f"`{name}` has a new external IP ({live.external_ip or 'none'}); recorded it", values

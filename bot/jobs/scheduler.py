@@ -33,6 +33,7 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.jobs.reconcile import reconcile_job
+from bot.jobs.schedule_runner import TICK_SECONDS, schedule_job
 from bot.slack.threads import SweepThread
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ def add_jobs(scheduler: Scheduler, bot: Deps) -> None:
     """Every periodic job of the bot, one line each."""
     scheduler.every(bot.settings.sweep_interval, sweep_job, job_id="sweep")
     scheduler.every(bot.settings.reconcile_interval, reconcile_job, job_id="reconcile")
+    scheduler.every(TICK_SECONDS, schedule_job, job_id="schedules")
 
 
 # ---- the jobs ---------------------------------------------------------------------------

@@ -28,11 +28,13 @@ Block = dict[str, Any]
 
 MAX_BLOCKS = 50  # Slack refuses a message with more blocks
 
-VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting"}
+VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting",
+            "stop": "stopping", "start": "starting", "suspend": "suspending", "resume": "resuming"}
 STATE_EMOJI = {
     "running": ":large_green_circle:",
     "parked": ":parking:",
     "stopped": ":double_vertical_bar:",
+    "suspended": ":zzz:",
     "creating": ":hourglass_flowing_sand:",
     "deleted": ":wastebasket:",
 }
@@ -136,7 +138,8 @@ DELETE_CONFIRMATION = "delete_confirmation"
 
 
 def park_confirmation(
-    vm: Vm, requested_by: str, *, image: str | None = None, family: str | None = None, nonce: str | None = None
+    vm: Vm, requested_by: str, *, image: str | None = None, family: str | None = None, nonce: str | None = None,
+    costs: str | None = None,
 ) -> Message:
     """The ephemeral question a park starts with (see ``_question``); its buttons carry the park's options."""
 
@@ -149,7 +152,8 @@ def park_confirmation(
 
     args = " ".join([vm.name] + [f"{key}={item}" for key, item in (("image", image), ("family", family)) if item])
     return _question(
-        "park", vm.name, args, requested_by, what(63), dialog=_fitting(what), nonce=nonce,
+        "park", vm.name, args, requested_by, what(63) + (f"\n{costs}" if costs else ""), dialog=_fitting(what),
+        nonce=nonce,
         summary=f"Park {vm.name}? It will be stopped, imaged and deleted.",
         confirm=("Park this VM?", "Park it", "Keep it running"),
     )
@@ -197,6 +201,31 @@ def _fitting(text_for: Callable[[int], str]) -> str:
         if len(text) <= CONFIRM_TEXT_LIMIT:
             return text
     return text[: CONFIRM_TEXT_LIMIT - 1] + "…"
+
+
+PAUSE_WORDS = {
+    "stop": ("stops it and keeps its disk (the disk is still paid for; the machine is not)", "start", "Stop"),
+    "suspend": (
+        "suspends it, keeping its memory and disk (both still paid for; the machine is not)", "resume", "Suspend"
+    ),
+}
+
+
+def pause_confirmation(
+    vm: Vm, requested_by: str, verb: str, *, costs: str | None = None, nonce: str | None = None
+) -> Message:
+    """The ephemeral question ``/vm stop`` and ``/vm suspend`` start with (see ``_question``)."""
+    does, back, title = PAUSE_WORDS[verb]
+
+    def what(cut: int) -> str:
+        name = _cut(vm.name, cut)
+        return f"{VERB_ING[verb].capitalize()} {code(name)} {does}. `/vm {back} {name}` brings it back."
+
+    return _question(
+        verb, vm.name, vm.name, requested_by, what(63) + (f"\n{costs}" if costs else ""), dialog=_fitting(what), nonce=nonce,
+        summary=f"{title} {vm.name}?",
+        confirm=(f"{title} this VM?", f"{title} it", "Keep it running"),
+    )
 
 
 def confirm_dialog(title: str, text: str, yes: str, no: str) -> Block:
@@ -346,8 +375,11 @@ def vm_state_label(vm: Vm, active: Operation | None) -> str:
     return f"{STATE_EMOJI.get(vm.state.value, '')} {vm.state.value}".strip()
 
 
-def vm_list(summaries: Sequence[VmSummary], *, deleted: int = 0) -> Message:
-    """``/vm list``: the live VMs; with none, how many were deleted, and where to read about them."""
+def vm_list(
+    summaries: Sequence[VmSummary], *, deleted: int = 0, costs: dict[str, str] | None = None, footer: str | None = None
+) -> Message:
+    """``/vm list``: the live VMs, each with its costs when known; with none, how many were deleted, and where
+    to read about them. ``footer`` (the savings so far) closes the list."""
     if not summaries and deleted:
         gone = f"the {deleted} I managed are deleted" if deleted != 1 else "the one I managed is deleted"
         return text_only(
@@ -364,12 +396,14 @@ def vm_list(summaries: Sequence[VmSummary], *, deleted: int = 0) -> Message:
         lines.append(
             f"*{vm.name}*  {vm_state_label(vm, item.active_operation)}{ip}\n"
             f"      {actor(vm.owner)} · {vm.zone} · {vm.machine_type} · {image}"
+            + (f"\n      {costs[vm.name]}" if costs and vm.name in costs else "")
         )
     blocks = [section(f"*{len(summaries)} VM{'s' if len(summaries) != 1 else ''}*")]
     body = sections(lines)
-    room = MAX_BLOCKS - 2  # the header, and the note on what is not shown
-    if len(body) <= MAX_BLOCKS - 1:
-        return Message((f"{len(summaries)} VMs: " + ", ".join(s.vm.name for s in summaries))[:3000], blocks + body)
+    tail = [context(footer)] if footer else []
+    room = MAX_BLOCKS - 2 - len(tail)  # the header, the note on what is not shown, the footer
+    if len(body) <= MAX_BLOCKS - 1 - len(tail):
+        return Message((f"{len(summaries)} VMs: " + ", ".join(s.vm.name for s in summaries))[:3000], blocks + body + tail)
     shown = sum(block["text"]["text"].count("\n*") + 1 for block in body[:room])  # each VM's line starts "*name*"
     hidden = len(summaries) - shown
     note = context(
@@ -377,7 +411,7 @@ def vm_list(summaries: Sequence[VmSummary], *, deleted: int = 0) -> Message:
         "`/vm status NAME` shows any one of them; the HTTP API's `GET /api/v1/vms` lists them all."
     )
     names = ", ".join(s.vm.name for s in summaries[:shown])
-    return Message(f"{len(summaries)} VMs ({hidden} not shown): {names}"[:3000], [*blocks, *body[:room], note])
+    return Message(f"{len(summaries)} VMs ({hidden} not shown): {names}"[:3000], [*blocks, *body[:room], note, *tail])
 
 
 def vm_status(
@@ -387,6 +421,8 @@ def vm_status(
     operations: Sequence[Operation],
     *,
     live_drift: str | None = None,
+    costs: str | None = None,
+    plans: Sequence[str] = (),
 ) -> Message:
     gcp = f"{live.status}" + (f" at {live.external_ip}" if live and live.external_ip else "") if live else "no instance"
     image = next((img.name for img in reversed(images) if img.state.value == "ready"), None)
@@ -398,6 +434,9 @@ def vm_status(
         f"No ready image; {_images(len(images))} ({_image_states(images)}): `/vm images {vm.name}` shows them" if images else
         "No image yet",
     ]
+    if costs:
+        facts.append(costs)
+    facts.extend(plans)
     ops = [
         f"#{op.id} {op.verb.value} by {actor(op.requested_by)}: {op.state.value}"
         + (f" ({op.step})" if op.state.value == "running" and op.step else "")
@@ -646,3 +685,78 @@ def _ago(when: datetime) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return "just now"
+
+
+# ---- schedules, time to live and notices ------------------------------------------------------
+
+SCHEDULE_BUTTONS = (
+    ("schedule_snooze_1h", "Snooze 1h"),
+    ("schedule_snooze_4h", "Snooze 4h"),
+    ("schedule_skip", "Skip today"),
+    ("schedule_act_now", "{action} now"),
+)
+ACTION_VERBS = {"park": "parks", "stop": "stops", "suspend": "suspends"}
+
+
+def schedule_notice(
+    vm_name: str, action: str, when: str, in_minutes: int, run_key: str, *, ttl: bool = False
+) -> Message:
+    """The warning before a scheduled park/stop/suspend (or a time to live running out), with its buttons.
+
+    ``when`` is the local time in the schedule's zone; the buttons' value names the VM and the run."""
+    why = "its time to live runs out" if ttl else "its schedule says so"
+    soon = f"in {in_minutes} min" if in_minutes > 0 else "now"
+    what = f":alarm_clock: `{vm_name}` {ACTION_VERBS[action]} {soon} ({when}): {why}."
+    value = json.dumps({"vm": vm_name, "run": run_key}, separators=(",", ":"))
+    skip = "Keep it" if ttl else "Skip today"
+    labels = [(action_id, skip if action_id == "schedule_skip" else label.format(action=action.capitalize()))
+              for action_id, label in SCHEDULE_BUTTONS]  # fmt: skip
+    elements = [
+        {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": label}, "value": value}
+        for action_id, label in labels
+    ]
+    return Message(
+        f"{vm_name} {ACTION_VERBS[action]} {soon} ({when})",
+        [
+            section(what),
+            {"type": "actions", "block_id": f"schedule_notice:{uuid.uuid4().hex}", "elements": elements},
+            context("Only its owner or an admin may press these."),
+        ],
+    )
+
+
+def read_schedule_value(value: str) -> tuple[str, str] | None:
+    """(VM name, run key) from a notice button's value; None if it is not one of ours."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("vm"), str) or not isinstance(data.get("run"), str):
+        return None
+    return data["vm"], data["run"]
+
+
+def schedule_list(lines: Sequence[tuple[str, str]]) -> Message:
+    """``/vm schedules``: (VM name, its schedule in words with the next action) per schedule."""
+    if not lines:
+        example = "`/vm schedule NAME park-at=19:00 restore-at=08:00 days=mon-fri`"
+        return text_only(f"No VM has a schedule. Set one with {example}.")
+    rendered = [f"*{escape(name)}*  {escape(text)}" for name, text in lines]
+    blocks = [section(f"*{len(lines)} schedule{'s' if len(lines) != 1 else ''}*"), *sections(rendered)]
+    return Message(f"{len(lines)} schedules: " + ", ".join(name for name, _ in lines), blocks[:50])
+
+
+def idle_reminder(vm_name: str, idle_for: str, run_key: str, costs: str | None = None) -> Message:
+    """The once-a-day reminder (VMBOT_IDLE_HOURS) for a running VM with no schedule and no recent operation."""
+    value = json.dumps({"vm": vm_name, "run": run_key}, separators=(",", ":"))
+    text = f":bulb: `{vm_name}` has been running for {idle_for} with nothing asked of it. Park it?"
+    what = f"This parks `{vm_name}`: stop, image, *delete the VM*."
+    elements = [
+        {"type": "button", "action_id": "schedule_act_now", "text": {"type": "plain_text", "text": "Park now"},
+         "value": value, "confirm": confirm_dialog("Park this VM?", what, "Park it", "Keep it running")},
+        {"type": "button", "action_id": "idle_remind_tomorrow",
+         "text": {"type": "plain_text", "text": "Remind me tomorrow"}, "value": value},
+    ]  # fmt: skip
+    blocks = [section(text)] + ([context(costs)] if costs else [])
+    blocks.append({"type": "actions", "block_id": f"idle_reminder:{uuid.uuid4().hex}", "elements": elements})
+    return Message(f"{vm_name} has been running for {idle_for} with nothing asked of it", blocks)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from bot.core.errors import InvalidInput, UsageError
 from bot.core.names import NAME_RE, check_name, check_option, explain
+from bot.core.schedules import SCHEDULE_OPTIONS
 from bot.slack.text import code, escape
 
 MAX_TEXT_LENGTH = 300
@@ -24,14 +25,15 @@ class Subcommand:
     takes_name: bool = False
     options: frozenset[str] = frozenset()
     flags: frozenset[str] = frozenset()  # bare words it accepts, such as "dry-run"
+    value_option: str | None = None  # a second bare word is this option's value: `/vm ttl NAME 8h` is ttl=8h
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "create": Subcommand(
-        "create NAME [zone=ZONE] [machine-type=TYPE]",
-        "create a VM that runs the startup script's web server",
+        "create NAME [zone=ZONE] [machine-type=TYPE] [ttl=8h]",
+        "create a VM that runs the startup script's web server; with `ttl=` it is parked when that time is up",
         takes_name=True,
-        options=frozenset({"zone", "machine-type"}),
+        options=frozenset({"zone", "machine-type", "ttl"}),
     ),
     "park": Subcommand(
         "park NAME [image=IMAGE] [family=FAMILY]",
@@ -45,6 +47,30 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "delete the VM and its boot disk for good; its images are swept after the grace period (asks first)",
         takes_name=True,
     ),
+    "stop": Subcommand(
+        "stop NAME", "stop the VM, keeping its disk: cheap to come back, the disk is still paid (asks first)",
+        takes_name=True,
+    ),
+    "start": Subcommand("start NAME", "start a stopped VM again", takes_name=True),
+    "suspend": Subcommand(
+        "suspend NAME", "suspend the VM, keeping its memory; GCP refuses some machines, e.g. with GPUs (asks first)",
+        takes_name=True,
+    ),
+    "resume": Subcommand("resume NAME", "resume a suspended VM", takes_name=True),
+    "schedule": Subcommand(
+        "schedule NAME [park-at=HH:MM|stop-at=HH:MM|suspend-at=HH:MM] "
+        "[restore-at=HH:MM|start-at=HH:MM|resume-at=HH:MM] [days=mon-fri] [tz=Area/City] [skip=YYYY-MM-DD,...] | off",
+        "park (or stop, suspend) and bring back a VM on a schedule; the owner is warned first. `off` removes it",
+        takes_name=True,
+        options=SCHEDULE_OPTIONS,
+        flags=frozenset({"off"}),
+    ),
+    "schedules": Subcommand("schedules", "every schedule, with its next action and when, in its zone"),
+    "ttl": Subcommand(
+        "ttl NAME 8h|off", "park the VM when this time is up (warned first, like a schedule); `off` removes it",
+        takes_name=True, options=frozenset({"ttl"}), value_option="ttl",
+    ),
+    "savings": Subcommand("savings", "what parking and stopping saved so far, per VM and in total (list prices)"),
     "list": Subcommand("list", "the VMs I manage, with state, owner and newest image"),
     "status": Subcommand("status NAME", "one VM: its record, its live GCP state and its last operations", takes_name=True),
     "images": Subcommand("images NAME", "a VM's images: ready, dirty since when, deleted", takes_name=True),
@@ -91,6 +117,9 @@ def parse(text: str) -> Command:
     words = [arg for arg in args if "=" not in arg]
     flags = frozenset(word.lower() for word in words if word.lower() in spec.flags)
     positional = [word for word in words if word.lower() not in spec.flags]
+    if spec.value_option and spec.takes_name and len(positional) == 2 and "=" not in args[-1]:
+        args = [*args[:-1], f"{spec.value_option}={args[-1]}"]
+        words, positional = words[:-1], positional[:-1]
     pairs = [arg.split("=", 1) for arg in args if "=" in arg]
     options = dict(pairs)
     usage = f"Usage: `/vm {spec.usage}`"

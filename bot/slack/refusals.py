@@ -24,11 +24,26 @@ _WRONG_STATE: dict[tuple[str, str], str] = {
     ("restore", "stopped"): "{vm} still exists (stopped: its last park did not finish). Finish parking it with `/vm park {name}`.",
     ("restore", "creating"): "{vm} is still being created.",
     ("delete", "creating"): "{vm} is still being created; delete it once it is running.",
+    ("start", "suspended"): "{vm} is suspended: bring it back with `/vm resume {name}`.",
+    ("start", "running"): "{vm} is running already.",
+    ("start", "parked"): "{vm} is parked: bring it back with `/vm restore {name}`.",
+    ("resume", "stopped"): "{vm} is stopped, not suspended: bring it back with `/vm start {name}`.",
+    ("resume", "running"): "{vm} is running already.",
+    ("resume", "parked"): "{vm} is parked: bring it back with `/vm restore {name}`.",
+    ("stop", "stopped"): "{vm} is already stopped. To bring it back: `/vm start {name}`.",
+    ("stop", "suspended"): "{vm} is suspended. To bring it back: `/vm resume {name}`.",
+    ("stop", "parked"): "{vm} is parked: there is no machine to stop.",
+    ("suspend", "suspended"): "{vm} is already suspended. To bring it back: `/vm resume {name}`.",
+    ("suspend", "stopped"): "{vm} is stopped: there is nothing in memory to keep. `/vm start {name}` starts it.",
+    ("suspend", "parked"): "{vm} is parked: there is no machine to suspend.",
+    ("park", "suspended"): "{vm} is suspended; resume it first (`/vm resume {name}`), then park it.",
+    ("restore", "suspended"): "{vm} is suspended, not parked: bring it back with `/vm resume {name}`.",
 }
 _EXISTS: dict[str, str] = {
     "creating": "{vm} is being created already. Pick another name, or see `/vm status {name}`.",
     "running": "{vm} already exists (running). Pick another name, or see `/vm status {name}`.",
     "stopped": "{vm} already exists (stopped). Pick another name, or see `/vm status {name}`.",
+    "suspended": "{vm} already exists (suspended). Pick another name, or see `/vm status {name}`.",
     "parked": "{vm} already exists (parked). To bring it back: `/vm restore {name}`.",
 }
 

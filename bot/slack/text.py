@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from bot.core.schedule_records import SYSTEM_ACTORS
 from storage.models import UNKNOWN_OWNER
 
 SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -50,6 +51,8 @@ def actor(requested_by: str) -> str:
     """Who asked, as Slack shows it: a mention for a Slack user, the token's name for the HTTP API."""
     if requested_by == UNKNOWN_OWNER:
         return "_nobody (found in GCP by reconcile)_"
+    if requested_by in SYSTEM_ACTORS:
+        return f"_{SYSTEM_ACTORS[requested_by]}_"
     return f"<@{requested_by}>" if is_slack_user(requested_by) else f"`{escape(requested_by)}` (API)"
 
 
