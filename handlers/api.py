@@ -501,7 +501,25 @@ def refusal_error(refusal: Refused) -> ApiError:
             return ApiError("forbidden", f"Only {name}'s owner {_who(facts['owner'])}{or_admin} may {facts['verb']} it. Ask them to.")
         case Reason.ADMIN_ONLY:
             return ApiError("forbidden", f"Only admins may {facts.get('action') or facts['verb']}.")
+        case Reason.ALREADY_MANAGED | Reason.IN_MANAGED_GROUP | Reason.NO_PERMISSION | Reason.NOT_IN_GCP:
+            code, words = _ADOPT_REFUSALS[refusal.reason]
+            return ApiError(code, words.format(name=name, **facts), reason=refusal.reason.value)
+        case Reason.DELETION_PROTECTED:
+            return ApiError("state_conflict", f"{name} has deletion protection on; vmbot never lifts it. Nothing was changed.",
+                            reason=refusal.reason.value)  # fmt: skip
+        case Reason.DISK_NOT_IMAGEABLE:
+            return ApiError("state_conflict", f"{name} cannot be parked: its disk {facts['disk']} (device "
+                            f"{facts['device']}) cannot be imaged ({facts['why']}). Nothing was changed.",
+                            reason=refusal.reason.value)  # fmt: skip
     raise AssertionError(f"the API has no words for {refusal!r}")
+
+
+_ADOPT_REFUSALS = {  # (the API's error code, its words)
+    Reason.ALREADY_MANAGED: ("vm_exists", "{name} is managed by vmbot already. Nothing was changed."),
+    Reason.IN_MANAGED_GROUP: ("state_conflict", "{name} belongs to the managed instance group {group}; vmbot cannot adopt it. Nothing was changed."),
+    Reason.NO_PERMISSION: ("forbidden", "vmbot may not manage {name} in {zone}: GCP said: {gcp}. Nothing was changed."),
+    Reason.NOT_IN_GCP: ("vm_not_found", "There is no instance {name} in {zone} (project {project})."),
+}
 
 
 def _audit_request(request: Request) -> audit.Request:

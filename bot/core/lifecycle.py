@@ -18,6 +18,7 @@ ALLOWED_FROM: dict[Verb, frozenset[VmState | None]] = {
     Verb.PARK: frozenset({VmState.RUNNING, VmState.STOPPED}),
     Verb.RESTORE: frozenset({VmState.PARKED}),
     Verb.DELETE: frozenset({VmState.RUNNING, VmState.STOPPED, VmState.PARKED}),
+    Verb.ADOPT: frozenset({None, VmState.DELETED}),
 }
 
 def check_allowed(verb: Verb, name: str, vm: Vm | None) -> None:
