@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from bot.core.progress import duration
+from bot.gcp.shape import VmShape
 from bot.slack.text import actor, escape, is_slack_user
 from storage.models import VmState
 
@@ -312,13 +313,15 @@ def vm_status(
     live_drift: str | None = None,
 ) -> Message:
     gcp = f"{live.status}" + (f" at {live.external_ip}" if live and live.external_ip else "") if live else "no instance"
-    image = next((img.name for img in reversed(images) if img.state.value == "ready"), None)
+    image = next((img.name for img in reversed(images) if img.state.value == "ready" and img.device_name is None), None)
     facts = [
         f"*{vm.name}*  {vm_state_label(vm, vm.active_operation)}",
         f"GCP now: {gcp}",
         f"Owner {actor(vm.owner)} · {vm.zone} · {vm.machine_type}",
         f"Newest image: `{image}`" if image else "No image yet",
     ]
+    if vm.shape:  # what a restore brings back, as the last park (or the adopt) read it
+        facts.append(f"Shape: {escape(VmShape.from_json(vm.shape).summary())}")
     ops = [
         f"#{op.id} {op.verb.value} by {actor(op.requested_by)}: {op.state.value}"
         + (f" ({op.step})" if op.state.value == "running" and op.step else "")
@@ -435,6 +438,10 @@ def _image_line(image: Image, grace: float) -> str:
         line += f"{size} · created {_when(image.created_at)}"
     if image.delete_error and state == "dirty":
         line += f"\n      :warning: the last sweep could not delete it: {escape(image.delete_error)[:200]}"
+    if image.disk_name:
+        of = "boot disk" if image.device_name is None else f"disk `{image.device_name}`"
+        gone = f", deleted by me {_when(image.disk_deleted_at)}" if image.disk_deleted_at else ""
+        line += f"\n      of its {of} (`{image.disk_name}`{gone})"
     return line
 
 
