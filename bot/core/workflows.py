@@ -275,8 +275,14 @@ class Workflows:
         vm = self.store.vm(name)
         assert vm is not None, "a park is only recorded for a known VM"
         recorded = self.store.images_of_operation(op.id)  # set when a run that died got as far as the images
-        progress.started(f"{vm.machine_type} in {vm.zone}")
         instance = self.compute.get_instance(vm.zone, name)
+        shape = None
+        if instance is not None and not recorded:  # read, and refused if need be, before anything is said or done
+            shape = self.compute.read_shape(vm.zone, name)
+            if shape is None:
+                raise GceError(f"the instance `{name}` vanished while I read it")
+            check_parkable(name, shape)
+        progress.started(f"{vm.machine_type} in {vm.zone}")
         if instance is None and not recorded:
             return Outcome(
                 False,
@@ -285,11 +291,7 @@ class Workflows:
                 "image. Its record is unchanged; `/vm status " + name + "` shows what I know.",
             )
         if not recorded:
-            assert instance is not None
-            shape = self.compute.read_shape(vm.zone, name)
-            if shape is None:
-                raise GceError(f"the instance `{name}` vanished while I read it")
-            check_parkable(name, shape)
+            assert shape is not None
             plan = self._image_plan(op, vm.family, shape)
             for image_name, _family, _device, _disk in plan:
                 self._check_image_name_free(image_name)
@@ -394,7 +396,6 @@ class Workflows:
         vm = self.store.vm(name)
         assert vm is not None, "an adopt is recorded with its VM"
         zone = vm.zone
-        progress.started(f"in {zone}")
         try:
             shape = self.compute.read_shape(zone, name)
             labels, fingerprint = self.compute.label_fingerprint(zone, name) if shape else ({}, "")
@@ -411,6 +412,8 @@ class Workflows:
                 raise Refused(Reason.ALREADY_MANAGED, name, zone=zone)
             if group := shape.metadata.get("created-by"):
                 raise Refused(Reason.IN_MANAGED_GROUP, name, group=group)
+        progress.started(f"in {zone}")
+        if not done:
             try:
                 with self._step(op, progress, "label", f"Labelling `{name}` `managed-by=vmbot`, `vmbot-vm={name}`…") as step:
                     self._mutate(step, zone, lambda rid, cb: self.compute.set_labels(

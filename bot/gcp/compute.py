@@ -505,9 +505,11 @@ def _attached(zone: str, disk: DiskShape | None, image: str, labels: dict[str, s
         params.disk_type = f"zones/{zone}/diskTypes/{disk.disk_type}"
     if disk.size_gb:
         params.disk_size_gb = disk.size_gb
-    attached = compute_v1.AttachedDisk(boot=boot, auto_delete=disk.auto_delete, initialize_params=params)
-    if disk.name and disk.device_name:  # a restore: the same disk and device names as before
+    restoring = bool(disk.name and disk.device_name)
+    if restoring:  # the same disk name as before (set before params is copied into the AttachedDisk)
         params.disk_name = disk.name
+    attached = compute_v1.AttachedDisk(boot=boot, auto_delete=disk.auto_delete, initialize_params=params)
+    if restoring:  # and the same device name, mode and interface
         attached.device_name = disk.device_name
         attached.mode = disk.mode
         attached.interface = disk.interface

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 Block = dict[str, Any]
 
-VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting"}
+VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting", "adopt": "adopting"}
 STATE_EMOJI = {
     "running": ":large_green_circle:",
     "parked": ":parking:",
