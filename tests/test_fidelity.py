@@ -8,43 +8,13 @@ original field by field. All through Slack and the real google-cloud-compute cli
 
 from __future__ import annotations
 
-from typing import Any
-
 from conftest import PROJECT, Running, create_vm, park_vm, restore_vm
+from fidelity_support import ACCOUNT, DEBIAN, ZONE, comparable, console_vm
 from durable_support import assert_nothing_orphaned
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
 from storage.models import ImageState, OperationState, Verb, VmState
-
-ZONE = "us-central1-a"
-DEBIAN = "projects/debian-cloud/global/images/family/debian-12"
-ACCOUNT = "runner@vmbot-test.iam.gserviceaccount.com"
-SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
-
-
-def console_vm(gcp: ComputeStandin, name: str, **extra: Any) -> dict[str, Any]:
-    """A VM someone made in the console: every field issue 18 keeps, and a data disk that outlives the VM."""
-    fields: dict[str, Any] = {
-        "tags": {"items": ["web", "ssh"]},
-        "metadata": {"items": [{"key": "enable-oslogin", "value": "TRUE"}, {"key": "startup-script", "value": "echo theirs"}]},
-        "serviceAccounts": [{"email": ACCOUNT, "scopes": SCOPES}],
-        "scheduling": {"provisioningModel": "SPOT", "onHostMaintenance": "TERMINATE", "automaticRestart": False,
-                       "instanceTerminationAction": "STOP"},
-        "guestAccelerators": [{"acceleratorType": f"zones/{ZONE}/acceleratorTypes/nvidia-tesla-t4", "acceleratorCount": 1}],
-        "minCpuPlatform": "Intel Skylake",
-        "shieldedInstanceConfig": {"enableSecureBoot": True, "enableVtpm": True, "enableIntegrityMonitoring": False},
-        "disks": [
-            {"boot": True, "autoDelete": True, "deviceName": "boot", "initializeParams": {
-                "sourceImage": DEBIAN, "diskSizeGb": "20", "diskType": f"zones/{ZONE}/diskTypes/pd-ssd"}},
-            {"autoDelete": False, "deviceName": "data", "mode": "READ_WRITE", "initializeParams": {
-                "diskName": f"{name}-data", "diskSizeGb": "50", "diskType": f"zones/{ZONE}/diskTypes/pd-balanced"}},
-        ],
-        "networkInterfaces": [{"network": "global/networks/default", "subnetwork": "regions/us-central1/subnetworks/default",
-                               "accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT", "networkTier": "STANDARD"}]}],
-        **extra,
-    }  # fmt: skip
-    return gcp.seed_instance(PROJECT, ZONE, name, labels={"team": "data"}, machine_type="n1-standard-1", fields=fields)
 
 
 def refusal(running: Running, name: str, verb: Verb, *, before_thread: bool = True) -> str:
@@ -60,27 +30,6 @@ def thread_end(slack: SlackStandin, running: Running, name: str, verb: Verb) -> 
     op = next(op for op in running.bot.store.operations_for(name, limit=20) if op.verb is verb)
     assert op.channel and op.thread_ts
     return slack.thread(op.channel, op.thread_ts)[-1].text
-
-
-# What an instance is, field by field, apart from what GCP assigns anew to every instance it makes.
-KEPT = ("machineType", "zone", "tags", "labels", "serviceAccounts", "scheduling", "guestAccelerators", "minCpuPlatform",
-        "shieldedInstanceConfig", "deletionProtection", "canIpForward", "status")  # fmt: skip
-
-
-def comparable(gcp: ComputeStandin, instance: dict[str, Any]) -> dict[str, Any]:
-    shape = {key: instance.get(key) for key in KEPT}
-    shape["tags"] = instance["tags"].get("items")
-    shape["metadata"] = sorted((item["key"], item["value"]) for item in instance["metadata"].get("items", []))
-    shape["network"] = [(nic["network"], nic["subnetwork"], [(c["type"], c["name"], c["networkTier"]) for c in nic.get("accessConfigs", [])])
-                        for nic in instance["networkInterfaces"]]  # fmt: skip
-    disks = []
-    for attached in instance["disks"]:
-        disk = gcp.disk(PROJECT, ZONE, attached["source"].rsplit("/", 1)[-1])
-        assert disk is not None
-        disks.append({key: attached[key] for key in ("deviceName", "boot", "autoDelete", "mode", "interface", "type", "diskSizeGb")}
-                     | {"name": disk["name"], "diskType": disk["type"].rsplit("/", 1)[-1]})  # fmt: skip
-    shape["disks"] = disks
-    return shape
 
 
 def test_adopt_park_restore_brings_back_the_same_vm(
@@ -124,8 +73,9 @@ def test_adopt_park_restore_brings_back_the_same_vm(
     assert "is parked" in thread_end(slack, running, "legacy-app", Verb.PARK)
 
     # /vm images shows both, with the disk each holds and that vmbot deleted it.
-    listing = driver.command("images legacy-app").text
-    assert "disk `data` (`legacy-app-data`, deleted by me" in str(driver.command("images legacy-app").blocks) or listing
+    listing = str(driver.command("images legacy-app").blocks)
+    assert "of its boot disk (`legacy-app`, deleted by me" in listing
+    assert "of its disk `data` (`legacy-app-data`, deleted by me" in listing
 
     # Restore: the same VM, field by field (only its ephemeral external IP is new, and the thread says so).
     restore_vm(driver, running, "legacy-app")
@@ -268,17 +218,13 @@ def test_status_shows_the_shape(driver: SlackDriver, running: Running, gcp: Comp
     console_vm(gcp, "shown")
     driver.command("adopt shown")
     running.settle()
-    driver.command("status shown")
+    reply = driver.command("status shown")
     running.settle()
-    said = str(slack.responses[-1]) if hasattr(slack, "responses") else ""
-    shape = running.bot.store.vm("shown").shape
-    assert shape["machine_type"] == "n1-standard-1"
-    from bot.gcp.shape import VmShape
-
-    summary = VmShape.from_json(shape).summary()
-    assert "spot" in summary and "1× nvidia-tesla-t4" in summary and "disk data (pd-balanced 50 GB)" in summary
-    assert "tags web,ssh" in summary and ACCOUNT in summary
-    assert said == "" or "Shape:" in said
+    url_id = (reply.response_url or "").rsplit("/", 1)[-1]
+    said = str([r for r in slack.responses if r.get("url_id") == url_id][-1]["blocks"])
+    assert "Shape: n1-standard-1 in us-central1-a · network default/default · spot · 1× nvidia-tesla-t4 · " in said
+    assert "boot pd-ssd 20 GB · disk data (pd-balanced 50 GB) · tags web,ssh" in said
+    assert f"service account {ACCOUNT} · 1 label · 2 metadata items · ephemeral external IP" in said
 
 
 def _held(gcp: ComputeStandin, op_type: str, target: str) -> list[str]:
