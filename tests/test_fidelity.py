@@ -238,3 +238,16 @@ def _release(gcp: ComputeStandin, op_type: str, target: str) -> str:
     link = next(op["targetLink"] for op in gcp.held_operations(op_type) if op["name"] == name)
     gcp.release_operations(name)
     return link.rsplit("/", 1)[-1]
+
+
+def test_delete_names_the_data_disks_that_outlive_the_vm(
+    driver: SlackDriver, running: Running, gcp: ComputeStandin, slack: SlackStandin
+) -> None:
+    console_vm(gcp, "kept-disk")
+    driver.command("adopt kept-disk")
+    running.settle()
+    driver.click("delete_confirm", blocks=driver.command("delete kept-disk").blocks)
+    running.settle()
+    assert gcp.instance(PROJECT, ZONE, "kept-disk") is None
+    assert [disk["name"] for disk in gcp.disks(PROJECT)] == ["kept-disk-data"]
+    assert "disk `kept-disk-data` outlives the VM in GCP (auto-delete is off)" in thread_end(slack, running, "kept-disk", Verb.DELETE)

@@ -456,6 +456,7 @@ class Workflows:
         parked = vm.state is VmState.PARKED
         progress.started("parked: only its images remain" if parked else f"{vm.machine_type} in {vm.zone}")
         instance = None if parked else self.compute.get_instance(vm.zone, name)
+        kept_disks = self._disks_outliving(vm.zone, name) if instance is not None else []
         try:
             text = f"Deleting the VM `{name}` and its boot disk…"
             self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
@@ -476,12 +477,27 @@ class Workflows:
             if dirty else ""
         )
         gone = "was parked; I no longer keep it" if parked else "and its boot disk are deleted"
+        if kept_disks:
+            many = len(kept_disks) > 1
+            images += (f" Its disk{'s' if many else ''} {', '.join(f'`{d}`' for d in kept_disks)} "
+                       f"{'outlive' if many else 'outlives'} the VM in GCP (auto-delete is off): delete "
+                       f"{'them' if many else 'it'} there once nobody needs {'them' if many else 'it'}.")  # fmt: skip
         return Outcome(
             True,
             f"`{name}` is deleted",
             f"`{name}` {gone}.{images} The name `{name}` is free for `/vm create` again.",
             {"state": VmState.DELETED, "external_ip": None},
         )
+
+    def _disks_outliving(self, zone: str, name: str) -> list[str]:
+        """The persistent disks GCP keeps when the VM is deleted (auto-delete off), so the thread can name them."""
+        try:
+            shape = self.compute.read_shape(zone, name)
+        except GceError as error:
+            log.warning("could not read the disks of %s before deleting it: %s", name, error.message)
+            return []
+        disks = (shape.boot_disk, *shape.data_disks) if shape else ()
+        return [d.name for d in disks if d is not None and d.kind == "PERSISTENT" and not d.auto_delete]
 
     # ---- resumable steps -------------------------------------------------------------------
 
