@@ -8,6 +8,8 @@ original field by field. All through Slack and the real google-cloud-compute cli
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import PROJECT, Running, create_vm, park_vm, restore_vm
 from fidelity_support import ACCOUNT, DEBIAN, ZONE, comparable, console_vm
 from durable_support import assert_nothing_orphaned
@@ -32,6 +34,7 @@ def thread_end(slack: SlackStandin, running: Running, name: str, verb: Verb) -> 
     return slack.thread(op.channel, op.thread_ts)[-1].text
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_adopt_park_restore_brings_back_the_same_vm(
     driver: SlackDriver, running: Running, gcp: ComputeStandin, slack: SlackStandin
 ) -> None:
@@ -251,3 +254,33 @@ def test_delete_names_the_data_disks_that_outlive_the_vm(
     assert gcp.instance(PROJECT, ZONE, "kept-disk") is None
     assert [disk["name"] for disk in gcp.disks(PROJECT)] == ["kept-disk-data"]
     assert "disk `kept-disk-data` outlives the VM in GCP (auto-delete is off)" in thread_end(slack, running, "kept-disk", Verb.DELETE)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_upgrading_to_vm_shape_keeps_parked_vms_restorable(database_url: str) -> None:
+    """0008 adds vms.shape/family and images.device_name/disk_name/disk_deleted_at: a VM parked before it has
+    no shape (a restore then uses zone and machine type, as before) and its image holds the boot disk."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from storage import migrate
+    from storage.store import Store
+
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        config = migrate.alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005_reports")
+        connection.execute(text(
+            "INSERT INTO vms (name, zone, machine_type, owner, state, created_at, updated_at) "
+            "VALUES ('old-vm', 'us-central1-a', 'e2-small', 'U1', 'parked', :at, :at)"), {"at": "2026-11-20 10:00:00"})
+        connection.execute(text(
+            "INSERT INTO images (vm_id, name, family, state, created_at) "
+            "SELECT id, 'old-vm-1', 'old-vm', 'ready', :at FROM vms WHERE name = 'old-vm'"), {"at": "2026-11-20 10:00:00"})
+    migrate.upgrade(engine)
+    store = Store.from_url(database_url, create=False)
+    assert store.vm("old-vm").shape is None and store.vm("old-vm").family is None
+    image = store.newest_image("old-vm")
+    assert (image.name, image.device_name, image.disk_name, image.disk_deleted_at) == ("old-vm-1", None, None, None)
+    store.engine.dispose()
+    engine.dispose()
