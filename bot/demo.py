@@ -31,7 +31,7 @@ EMOJI = {
     ":white_check_mark:": "✅", ":x:": "❌", ":warning:": "⚠️", ":hourglass_flowing_sand:": "⏳",
     ":rocket:": "🚀", ":recycle:": "♻️", ":parking:": "🅿️", ":mag:": "🔍", ":large_green_circle:": "🟢",
     ":double_vertical_bar:": "⏸", ":wastebasket:": "🗑", ":bangbang:": "‼️", ":arrow_forward:": "▶", ":repeat:": "🔁", ":arrows_counterclockwise:": "🔄", ":information_source:": "ℹ️", ":broom:": "🧹", ":no_entry:": "⛔",
-    ":grey_question:": "❔", ":wave:": "👋",
+    ":grey_question:": "❔", ":wave:": "👋", ":inbox_tray:": "📥",
 }
 INTRO = f"""\
 vmbot demo: a simulated Compute Engine and Slack on this machine; nothing leaves it.

@@ -87,8 +87,9 @@ NORMAL_ANSWERS = {
     "restore": r":recycle: Restoring ",
     "images": r"`[a-z0-9-]+` has no images yet|[0-9]+ images? of ",
     "sweep": r":broom: ",
+    "adopt": r":inbox_tray: Adopting ",
 }
-ACTING_VERBS = ("create", "sweep")  # valid ones may change the store and call GCP to mutate
+ACTING_VERBS = ("create", "sweep", "adopt")  # valid ones may change the store and call GCP to mutate
 OUR_MARKUP = re.compile(r"<[@#][UCW][A-Z0-9]+>")  # mentions and channel links the bot writes itself
 LEAKS = ("Traceback", 'File "', "Exception", "something went wrong on my side")
 
