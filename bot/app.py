@@ -27,7 +27,7 @@ from bot.settings import Settings
 from bot.web.slack_guard import ReplayGuard
 from bot.jobs.sweeper import Sweeper
 from bot.core.workflows import Workflows
-from handlers import actions, commands
+from handlers import actions, commands, home, shortcuts
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ def create_app(
     bot.scheduler = create_scheduler(bot)
     commands.register(app, bot)
     actions.register(app, bot)
+    home.register(app, bot)
+    shortcuts.register(app, bot)
     app.error(listener_error_handler(runner))
     return bot
 

@@ -3,7 +3,9 @@
 Starts the simulated Compute Engine and Slack that the tests use, serves the
 real bot (same Bolt app, handlers and workflows as production) on a local port,
 and plays Slack in the terminal: type ``/vm create test-vm-22``, watch the
-acknowledgement and the thread grow, press a button by its number.
+acknowledgement and the thread grow, press a button by its number. ``home`` opens the
+App Home tab (drawn by standins.slack_driver.render_view); ``/vm create`` with no name
+opens the create form, filled in with ``submit NAME [zone=...] [machine-type=...]``.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from bot.app import create_app
 from bot.redaction import secrets_of
 from bot.web.server import make_http_server
 from bot.settings import Settings
-from standins.compute import ComputeStandin
+from standins.compute import MACHINE_TYPES, ComputeStandin
 from standins.slack_api import Message, SlackStandin
-from standins.slack_driver import Reply, SlackDriver
+from standins.slack_driver import Reply, SlackDriver, render_view
 
 USER, USER_NAME, CHANNEL, CHANNEL_NAME = "U0DEMO", "you", "C0DEMO", "demo"
 EMOJI = {
@@ -40,8 +42,11 @@ You are @{USER_NAME} in #{CHANNEL_NAME}. Try:
   /vm restore test-vm-22     /vm list     /vm status test-vm-22     /vm help
   /vm images test-vm-22      /vm sweep dry-run     /vm sweep   (the demo sweeps dirty images at once: no grace)
   /vm delete test-vm-22      (for good: asks first, like park)
+  home                       the App Home tab: your VMs, their costs, a button per thing you may do
+  /vm create                 (no name) the create form: then  submit NAME [zone=Z] [machine-type=T]  or  cancel
 Also: `wait` (until running operations end), `quit`.
 """
+FORM_FIELDS = {"zone": "zone", "machine-type": "machine_type", "family": "image_family"}
 
 
 def render(text: str) -> str:
@@ -84,6 +89,9 @@ class Terminal:
         self.lock = threading.RLock()  # held while a request is sent, so its ack prints before its effects
         self.buttons: list[dict[str, Any]] = []
         self.blocks_of_buttons: list[dict[str, Any]] = []
+        self.view_of_buttons: dict[str, Any] | None = None  # the buttons are a home tab's (None: a message's)
+        self.home_open = False  # the person is looking at the Home tab: draw it again when it changes
+        self.home_hash: str | None = None
         self.stopped = threading.Event()
 
     def watch(self) -> None:
@@ -109,6 +117,26 @@ class Terminal:
                     lines = render_blocks(response.get("text", ""), response.get("blocks"), [])
                     self._print("(only you)", lines)
             self.responses_seen = len(responses)
+            home = self.slack.home_view(USER)
+            if self.home_open and home is not None and home["hash"] != self.home_hash:
+                self.show_home(home)
+
+    def show_home(self, view: dict[str, Any]) -> None:
+        """Draw the Home tab; its buttons become the ones a number presses."""
+        with self.lock:
+            self.buttons, self.blocks_of_buttons, self.view_of_buttons = [], [], view
+            self.home_hash = view["hash"]
+            print("\n".join(render_view(view, text=render, buttons=self.buttons)), file=self.out)
+            self.out.flush()
+
+    def show_modal(self) -> dict[str, Any] | None:
+        modals = self.slack.modals(USER)
+        if not modals:
+            return None
+        print("\n".join(render_view(modals[-1], text=render)), file=self.out)
+        print("Fill it in: submit NAME [zone=ZONE] [machine-type=TYPE] [family=FAMILY], or cancel", file=self.out)
+        self.out.flush()
+        return modals[-1]
 
     def _show(self, message: Message, *, is_reply: bool) -> None:
         shown = self.seen.get(message.ts, -1)
@@ -147,6 +175,8 @@ def run_demo(argv: list[str]) -> int:
             database_url=f"sqlite:///{Path(tmp) / 'vmbot-demo.db'}",
             admins=frozenset({USER}),  # the demo's one person may try the admin verbs (`/vm sweep`)
             sweep_grace=0,  # so `/vm sweep` after a second park shows a deletion
+            zones_offered=("us-central1-a", "europe-west1-b"),  # the create form's choices: what the simulated GCP has
+            machine_types_offered=tuple(MACHINE_TYPES),
         )
         logs.configure(level="WARNING", secrets=secrets_of(settings))  # now that the secrets are known
         bot = create_app(settings)
@@ -182,11 +212,18 @@ def repl(driver: SlackDriver, bot: Any, terminal: Terminal, interactive: bool) -
             continue
         if line.isdigit() or line.startswith(("click ", "press ")):
             press(driver, terminal, line.split()[-1], interactive)
+        elif line == "home":
+            open_home(driver, bot, terminal)
+            continue
+        elif line.startswith(("submit", "cancel")):
+            submit_form(driver, terminal, line)
         elif line.startswith("/vm"):
+            terminal.home_open = False
             with terminal.lock:
                 show_ack(terminal, driver.command(line[3:].strip(), user=USER, user_name=USER_NAME, channel=CHANNEL, channel_name=CHANNEL_NAME))
+            terminal.show_modal()
         else:
-            print("Type a /vm command, a button's number, `wait` or `quit`.")
+            print("Type a /vm command, a button's number, `home`, `wait` or `quit`.")
             continue
         if not interactive:  # a scripted demo reads like a transcript: one step at a time
             bot.runner.drain(timeout=600)
@@ -203,11 +240,60 @@ def read_line(prompt: str, interactive: bool) -> str | None:
     return line.strip()
 
 
+def open_home(driver: SlackDriver, bot: Any, terminal: Terminal) -> None:
+    """Open the App Home tab, as clicking the app's name in Slack does: the bot publishes it (on its job runner)."""
+    driver.app_home_opened(USER)
+    bot.runner.drain(timeout=60)
+    view = driver.slack.home_view(USER) if driver.slack is not None else None
+    if view is None:
+        print("(the bot published no Home tab)")
+        return
+    terminal.home_open = True
+    terminal.show_home(view)
+
+
+def submit_form(driver: SlackDriver, terminal: Terminal, line: str) -> None:
+    """``submit NAME [zone=...] [machine-type=...] [family=...]`` fills in the open create form and submits it."""
+    modals = terminal.slack.modals(USER)
+    if not modals:
+        print("No form is open; `/vm create` (with no name) opens one.")
+        return
+    form = modals[-1]
+    if line.startswith("cancel"):
+        terminal.slack.close_view(form["id"])
+        print("(form closed; nothing was sent)")
+        return
+    words = line.split()[1:]
+    values: dict[str, dict[str, Any]] = {}
+    for word in words:
+        key, _, value = word.partition("=")
+        if value and key in FORM_FIELDS:
+            values[FORM_FIELDS[key]] = {"value": value}
+        elif not value:
+            values["name"] = {"value": word}
+    for block in form["blocks"]:  # a select left alone keeps its initial option, as in Slack
+        initial = (block.get("element") or {}).get("initial_option")
+        if block.get("type") == "input" and initial and block["block_id"] not in values:
+            values[block["block_id"]] = {"value": initial["value"]}
+    reply = driver.submit_view(form["id"], values, user=USER, user_name=USER_NAME)
+    errors = (reply.json or {}).get("errors") if (reply.json or {}).get("response_action") == "errors" else None
+    if errors:
+        for field, error in errors.items():
+            print(f"(in the form, under {field}) ⚠️ {error}")
+    elif reply.status == 200:
+        print("(form submitted and closed)")
+    else:
+        print(f"(Slack would show an error: the bot answered HTTP {reply.status})")
+
+
 def show_ack(terminal: Terminal, reply: Reply) -> None:
     if reply.status != 200:
         print(f"(Slack would show an error: the bot answered HTTP {reply.status})")
         return
+    if not reply.body.strip():
+        return  # an empty ack: Slack shows nothing (a form opened instead)
     with terminal.lock:
+        terminal.view_of_buttons = None
         terminal.buttons = []
         lines = render_blocks(reply.text, reply.blocks, terminal.buttons)
         terminal.blocks_of_buttons = reply.blocks or []
@@ -220,6 +306,9 @@ def press(driver: SlackDriver, terminal: Terminal, choice: str, interactive: boo
     if button is None:
         print("No such button; buttons show as [1], [2] under a message.")
         return
+    if button.get("url"):
+        print(f"(Slack opens {button['url']})")
+        return
     confirm = button.get("confirm")
     if confirm:
         print(f"┌ {confirm['title']['text']}\n│ {render(confirm['text']['text'])}")
@@ -229,4 +318,7 @@ def press(driver: SlackDriver, terminal: Terminal, choice: str, interactive: boo
             return
     with terminal.lock:
         terminal.buttons = []
+        if terminal.view_of_buttons is not None:  # a button on the Home tab
+            driver.click_in_view(button["action_id"], terminal.view_of_buttons, user=USER, user_name=USER_NAME)
+            return
         driver.click(button["action_id"], blocks=terminal.blocks_of_buttons, user=USER, user_name=USER_NAME, channel=CHANNEL, channel_name=CHANNEL_NAME)

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.core.errors import InvalidInput
+from bot.core.names import check_option
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # An API actor's name (VMBOT_API_TOKENS): lowercase, so it can never be mistaken for a Slack user id (U0123ABCD).
 API_ACTOR_RE = re.compile(r"^[a-z][a-z0-9._-]{0,39}$")
@@ -72,6 +75,10 @@ class Settings:
     sweep_concurrency: int = 8
     admins: frozenset[str] = frozenset()  # Slack user ids (or API token names) that may act on any VM and run admin-only verbs
     allowed_channels: frozenset[str] = frozenset()  # empty: the bot acts in every channel
+    # The create form's choices (handlers/shortcuts.py). Empty: the default zone only, and the price
+    # table's machine types for its region (bot.slack.views.machine_type_choices).
+    zones_offered: tuple[str, ...] = ()
+    machine_types_offered: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +119,16 @@ class Settings:
                     problems.append(f"{name}: {value!r} is not {example}; see README > Configuration")
             return values
 
+        def choices(name: str, option: str) -> tuple[str, ...]:
+            """A comma-separated list of zones or machine types, each checked as `/vm create` checks it."""
+            values = tuple(dict.fromkeys(part.strip() for part in env.get(name, "").split(",") if part.strip()))
+            for value in values:
+                try:
+                    check_option(option, value)
+                except InvalidInput:
+                    problems.append(f"{name}: {value!r} is not a {option.replace('-', ' ')} name; see README > Configuration")
+            return values
+
         settings = cls(
             slack_bot_token=required("SLACK_BOT_TOKEN"),
             slack_signing_secret=required("SLACK_SIGNING_SECRET"),
@@ -144,6 +161,8 @@ class Settings:
             sweep_concurrency=int(number("VMBOT_SWEEP_CONCURRENCY", cls.sweep_concurrency)),
             admins=ids("VMBOT_ADMINS", ADMIN_ID, "a Slack user id like U012AB3CD, or an API token's name"),
             allowed_channels=ids("VMBOT_ALLOWED_CHANNELS", SLACK_CHANNEL_ID, "a Slack channel id like C012AB3CD"),
+            zones_offered=choices("VMBOT_ZONES", "zone"),
+            machine_types_offered=choices("VMBOT_MACHINE_TYPES", "machine-type"),
         )
         if settings.api_notify_channel and not SLACK_CHANNEL_RE.match(settings.api_notify_channel):
             problems.append(

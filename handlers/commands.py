@@ -21,6 +21,7 @@ from bot.core.lifecycle import check_allowed, check_image_name_free, start_opera
 from bot.slack.parsing import Command, mentioned_vm, parse
 from bot.slack.threads import SweepThread
 from bot.jobs.reconcile import live_drift
+from handlers import help_text, shortcuts
 from storage.models import ImageState, Verb, Verdict, VmState
 
 if TYPE_CHECKING:
@@ -36,9 +37,27 @@ class NothingToShow(UserError):
 
 def register(app: App, bot: Deps) -> None:
     def vm_command(ack: Ack, command: Payload, respond: Respond) -> None:
+        if wants_create_form(bot, command):
+            trouble = shortcuts.open_create_form(bot, command["trigger_id"], command["user_id"], channel=command["channel_id"])
+            request = audit.Request.of_command(command)
+            request.verb = "create"
+            audit.record(bot.store, request, Verdict.ALLOWED, detail=trouble or "opened the create form")
+            ack(**(blocks.text_only(trouble).as_kwargs() if trouble else {}))
+            return
         handle_vm_command(bot, command, ack, respond)
 
     app.command("/vm")(vm_command)
+
+
+def wants_create_form(bot: Deps, payload: Payload) -> bool:
+    """`/vm create` with no name, where the bot acts: the create form (handlers.shortcuts) asks for the rest."""
+    if str(payload.get("text") or "").strip().lower() != "create" or not payload.get("trigger_id"):
+        return False
+    try:
+        permissions.check_channel(bot.settings, payload.get("channel_id"))
+    except UserError:
+        return False  # the usual path says where the bot acts, and audits it
+    return True
 
 
 def handle_vm_command(bot: Deps, payload: Payload, ack: Ack, respond: Respond) -> None:
@@ -249,7 +268,8 @@ def history(bot: Deps, command: Command, payload: Payload, respond: Respond) -> 
 
 
 def help_(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
-    return blocks.help_message(), None
+    """Only the verbs this person may run, one example each (handlers.help_text)."""
+    return help_text.help_for(bot.settings, payload["user_id"]), None
 
 
 VERBS: dict[str, Callable[[Deps, Command, Payload, Respond], tuple[blocks.Message, FollowUp]]] = {

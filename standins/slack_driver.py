@@ -320,6 +320,24 @@ class SlackDriver:
         }
         return self._send_form({"payload": json.dumps(payload)}, timestamp=timestamp, response_url=response_url)
 
+    def click_in_view(self, action_id: str, view: JsonDict, *, user: str = "U100", user_name: str = "alice",
+                      timestamp: int | None = None) -> Reply:
+        """A click on the button ``action_id`` in a home tab or a modal (a block_actions payload whose
+        container is the view: no channel, no response_url)."""
+        block, button = find_button(list(view.get("blocks") or []), action_id)
+        payload: JsonDict = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user_name, "name": user_name, "team_id": self.team_id},
+            "api_app_id": self.api_app_id, "token": self.verification_token,
+            "container": {"type": "view", "view_id": view.get("id")},
+            "trigger_id": self._trigger(user, view_id=view.get("id")),
+            "team": {"id": self.team_id, "domain": self.team_domain},
+            "enterprise": None, "is_enterprise_install": False,
+            "view": copy.deepcopy(view),
+            "actions": [self._action(block, button)],
+        }
+        return self._send_form({"payload": json.dumps(payload)}, timestamp=timestamp, response_url=None)
+
     def event(self, event: JsonDict, *, timestamp: int | None = None) -> Reply:
         """An Events API ``event_callback`` (a signed JSON body) carrying ``event``."""
         body = json.dumps({

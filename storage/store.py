@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -205,6 +205,24 @@ class Store(HousekeepingQueries):
         with self.sessions() as s:
             return s.scalar(select(Operation).where(Operation.request_key == request_key))
 
+    def operation_by_thread(self, channel: str, thread_ts: str) -> Operation | None:
+        """The operation whose Slack thread has this root (a message shortcut on it names channel and ts)."""
+        with self.sessions() as s:
+            query = select(Operation).where(Operation.channel == channel, Operation.thread_ts == thread_ts)
+            return s.scalar(query.order_by(Operation.id.desc()).limit(1))
+
+    def last_threads(self, vm_names: Sequence[str]) -> dict[str, Operation]:
+        """Each VM's newest operation that has a Slack thread (the App Home's "Open thread"), in one query."""
+        if not vm_names:
+            return {}
+        with self.sessions() as s:
+            newest = (
+                select(func.max(Operation.id))
+                .where(Operation.vm_name.in_(vm_names), Operation.thread_ts.is_not(None))
+                .group_by(Operation.vm_name)
+            )
+            return {op.vm_name: op for op in s.scalars(select(Operation).where(Operation.id.in_(newest)))}
+
     def image_of_operation(self, op_id: int) -> Image | None:
         """The image a park made (or was making) of the boot disk: its name is chosen once, so a resumed park reuses it."""
         with self.sessions() as s:
@@ -347,6 +365,11 @@ class Store(HousekeepingQueries):
     def set_thread(self, op_id: int, channel: str, thread_ts: str) -> None:
         with self.sessions.begin() as s:
             s.execute(update(Operation).where(Operation.id == op_id).values(channel=channel, thread_ts=thread_ts))
+
+    def set_channel(self, op_id: int, channel: str) -> None:
+        """Where a not yet started operation reports (its requester's DM, opened after the ack)."""
+        with self.sessions.begin() as s:
+            s.execute(update(Operation).where(Operation.id == op_id, Operation.thread_ts.is_(None)).values(channel=channel))
 
     def step_started(self, op_id: int, name: str, *, request_id: str | None = None) -> int:
         with self.sessions.begin() as s:

@@ -35,3 +35,20 @@ def test_the_demo_terminal_knows_every_emoji_the_bot_writes() -> None:
     source = "\n".join(path.read_text() for folder in ("bot", "handlers") for path in (REPO_ROOT / folder).glob("*.py"))
     written = set(re.findall(r"""(?<=[\s"'{]):[a-z][a-z0-9_]*:(?=[\s"'}])""", source))
     assert written and written <= set(EMOJI), sorted(written - set(EMOJI))
+
+
+def test_a_scripted_demo_creates_through_the_form_and_parks_from_the_home_tab() -> None:
+    typed = "/vm create\nsubmit Bad_Name\nsubmit test-vm-22 machine-type=e2-medium\nhome\n2\ny\nquit\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--operation-seconds", "0.05"],
+        input=typed, capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "│ Create a VM" in out and "Machine type: <e2-small · $0.40/day ▾>" in out
+    assert '(in the form, under name) ⚠️ "Bad_Name" is not a valid VM name' in out
+    assert "`test-vm-22` is created: RUNNING" in out
+    assert "── Home ──" in out and "us-central1-a · e2-medium" in out and "[2] Park   [3] Delete   [4] Open thread" in out
+    assert "Park this VM?" in out and "`test-vm-22` is parked: only image `test-vm-22-" in out
+    assert "[2] Restore   [3] Delete   [4] Open thread" in out, "the Home tab is drawn again once the park has ended"
+    assert "Traceback" not in out + done.stderr

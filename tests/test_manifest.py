@@ -20,6 +20,9 @@ METHOD_SCOPES: dict[str, str | None] = {
     "chat.postMessage": "chat:write",
     "chat.update": "chat:write",
     "chat.postEphemeral": "chat:write",
+    "views.publish": None,
+    "views.open": None,
+    "conversations.open": "im:write",
 }
 
 
@@ -48,7 +51,7 @@ def test_the_manifest_turns_on_interactivity_and_socket_mode(manifest: dict[str,
 def test_the_manifest_asks_for_the_minimal_scopes(manifest: dict[str, Any]) -> None:
     scopes = manifest["oauth_config"]["scopes"]
     assert set(scopes) == {"bot"}, "no user scopes"
-    assert sorted(scopes["bot"]) == ["chat:write", "commands"]
+    assert sorted(scopes["bot"]) == ["chat:write", "commands", "im:write"]
 
 
 def test_every_web_api_call_is_covered_by_a_scope(
@@ -60,10 +63,39 @@ def test_every_web_api_call_is_covered_by_a_scope(
     question = driver.command("park scope-vm")
     driver.click("park_confirm", blocks=question.blocks or [])
     running.settle()
+    # the surfaces: the App Home tab, the create form from the global shortcut (its thread goes to a DM)
+    driver.app_home_opened("U100")
+    running.settle()
+    driver.shortcut("create_vm")
+    (form,) = slack.modals("U100")
+    values = {"name": {"value": "scope-dm"}, "zone": {"value": "us-central1-a"}, "machine_type": {"value": "e2-small"}}
+    driver.submit_view(form["id"], values)
+    running.settle()
 
     called = {call.method for call in slack.calls}
-    assert {"chat.postMessage", "chat.update"} <= called
+    assert {"chat.postMessage", "chat.update", "views.publish", "views.open", "conversations.open"} <= called
     unknown = called - set(METHOD_SCOPES)
     assert not unknown, f"add {sorted(unknown)} to METHOD_SCOPES, and its scope to manifest.yml"
     needed = {METHOD_SCOPES[method] for method in called} - {None}
     assert needed <= set(manifest["oauth_config"]["scopes"]["bot"])
+
+
+def test_the_usage_hint_lists_every_verb(manifest: dict[str, Any]) -> None:
+    from bot.slack.parsing import SUBCOMMANDS
+
+    (command,) = manifest["features"]["slash_commands"]
+    hint = set(command["usage_hint"].replace("·", " ").replace("|", " ").split())
+    assert set(SUBCOMMANDS) <= hint, set(SUBCOMMANDS) - hint
+
+
+def test_the_manifest_declares_the_home_tab_the_shortcuts_and_the_event(manifest: dict[str, Any]) -> None:
+    from bot.slack.views import CREATE_CALLBACK
+    from handlers.shortcuts import VM_ACTIONS_CALLBACK
+
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    shortcuts = {s["callback_id"]: s for s in manifest["features"]["shortcuts"]}
+    assert shortcuts[CREATE_CALLBACK]["type"] == "global" and shortcuts[VM_ACTIONS_CALLBACK]["type"] == "message"
+    assert all(len(s["name"]) <= 24 and len(s["description"]) <= 80 for s in shortcuts.values()), "Slack's limits"
+    events = manifest["settings"]["event_subscriptions"]
+    assert events["bot_events"] == ["app_home_opened"]
+    assert events["request_url"] == manifest["settings"]["interactivity"]["request_url"], "one endpoint for all"

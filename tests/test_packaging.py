@@ -357,7 +357,7 @@ def test_cloudrun_sets_every_variable_the_bot_requires(cloudrun: dict) -> None:
 
 
 def test_cloudrun_sets_only_variables_the_bot_reads(cloudrun: dict) -> None:
-    """A misspelt name (VMBOT_ZONES) would be ignored silently by the bot."""
+    """A misspelt name (VMBOT_ZONE_LIST) would be ignored silently by the bot."""
     env = env_of(cloudrun)
     assert set(env) <= variables_the_bot_reads(), set(env) - variables_the_bot_reads()
     assert env["VMBOT_LOG_FORMAT"]["value"] == "json"

@@ -103,3 +103,29 @@ def test_a_bot_token_in_place_of_the_app_token_is_refused_at_start(settings: Set
     bot = create_app(replace(settings, slack_app_token="xapp-1-wrong"), compute=fast_compute(settings))
     with pytest.raises(SettingsError, match="SLACK_APP_TOKEN: Slack refused the Socket Mode connection"):
         start_background(bot)
+
+
+def test_the_home_tab_and_the_create_form_over_socket_mode(
+    bot: VmBot, slack: SlackStandin, socket_mode: SocketModeStandin
+) -> None:
+    """The Events API (app_home_opened) and a trigger_id's views.open work over the WebSocket too."""
+    event = {
+        "token": "standin-verification-token", "team_id": "T0001", "api_app_id": "A0VMBOT", "type": "event_callback",
+        "event": {"type": "app_home_opened", "user": USER, "channel": "D" + USER[1:], "tab": "home", "event_ts": "1.5"},
+        "event_id": "Ev0SOCKET", "event_time": 1_700_000_000,
+    }
+    assert socket_mode.ack(socket_mode.send("events_api", event)) is not None
+    assert bot.runner.drain(timeout=30)
+    home = slack.home_view(USER)
+    assert home is not None and "Your VMs" in str(home["blocks"])
+
+    payload = {
+        "token": "standin-verification-token", "team_id": "T0001", "team_domain": "acme",
+        "channel_id": CHANNEL, "channel_name": "ops", "user_id": USER, "user_name": "alice",
+        "command": "/vm", "text": "create", "api_app_id": "A0VMBOT", "is_enterprise_install": "false",
+        "response_url": slack.new_response_url(channel=CHANNEL, user=USER),
+        "trigger_id": slack.issue_trigger_id(user=USER),
+    }
+    assert socket_mode.ack(socket_mode.send("slash_commands", payload)) is not None
+    (form,) = slack.modals(USER)
+    assert form["callback_id"] == "create_vm" and form["title"]["text"] == "Create a VM"

@@ -5,6 +5,7 @@ A refusal is data (bot.core.errors.Refused): each door words it, with what to do
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from bot.core import audit
@@ -36,6 +37,14 @@ def check_allowed(verb: Verb, name: str, vm: Vm | None) -> None:
         raise Refused(Reason.VM_EXISTS, name, state=state.value)
     allowed = sorted(s.value for s in ALLOWED_FROM[verb] if s is not None)
     raise Refused(Reason.WRONG_STATE, name, verb=verb.value, state=state.value, allowed=allowed)
+
+
+def verbs_allowed_now(vm: Vm, verbs: Iterable[Verb]) -> tuple[Verb, ...]:
+    """Which of ``verbs`` the state table lets start on ``vm`` now (none while an operation holds it):
+    the buttons a surface offers; pressing one still goes through ``start_operation``."""
+    if vm.active_operation_id is not None or vm.state is VmState.DELETED:
+        return ()
+    return tuple(verb for verb in verbs if vm.state in ALLOWED_FROM.get(verb, frozenset()))
 
 
 def start_operation(

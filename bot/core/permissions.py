@@ -84,3 +84,8 @@ def require_requester_or_admin(settings: Settings, user: str, requested_by: str 
         return
     raise Refused(Reason.NOT_REQUESTER, vm.name, asker=asker, admins=sorted(settings.admins))
 
+
+
+def may_change(settings: Settings, user: str, vm: Vm) -> bool:
+    """Whether ``user`` may run the OWNER_OR_ADMIN verbs on ``vm`` (what require_owner_or_admin lets through)."""
+    return user == vm.owner or is_admin(settings, user)

@@ -252,8 +252,10 @@ class Workflows:
         name, zone, machine_type = vm.name, vm.zone, vm.machine_type
         if not _began(op, "create") and self.compute.get_instance(zone, name) is not None:
             raise Refused(Reason.VM_EXISTS_IN_GCP, name, verb=op.verb.value, zone=zone, project=self.compute.project)
+        # Options of /vm create (and the create form's image family): a shape; images come from the configured
+        # image project unless image-project= names another.
         shape = create_shape(zone, machine_type, op.params, default_image=self.settings.source_image,
-                             project=self.compute.project)  # fmt: skip
+                             project=self.settings.image_project)  # fmt: skip
         image = shape.source_image if shape is not None else self.settings.source_image
         progress.started(f"{machine_type} in {zone}")
         try:
