@@ -351,12 +351,13 @@ class Workflows:
                 f"`{name}` is parked (images {names}), but {kept}.{older}",
                 {"state": VmState.PARKED, "external_ip": None},
             )
-        disks = f" and {len(ready) - 1} data disk image{'s' if len(ready) > 2 else ''} ({names})" if len(ready) > 1 else ""
+        data = [f"`{image_name}` (disk `{device}`)" for image_name, _f, device, _d in plan if device]
+        remains = (f"only image `{boot_name}` (family `{family}`) remains" if not data else
+                   f"only its images remain: `{boot_name}` (boot disk, family `{family}`) and {', '.join(data)}")  # fmt: skip
         return Outcome(
             True,
-            f"`{name}` is parked as image `{boot_name}`" + (f" (+{len(ready) - 1} disk)" if len(ready) > 1 else ""),
-            f"`{name}` is parked: only image `{boot_name}` (family `{family}`){disks} remains.{older} "
-            f"Bring it back with `/vm restore {name}`.",
+            f"`{name}` is parked as image `{boot_name}`" + (f" (+{len(data)} data disk{'s' if len(data) > 1 else ''})" if data else ""),
+            f"`{name}` is parked: {remains}.{older} Bring it back with `/vm restore {name}`.",
             {"state": VmState.PARKED, "external_ip": None},
         )
 
