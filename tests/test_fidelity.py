@@ -284,3 +284,18 @@ def test_upgrading_to_vm_shape_keeps_parked_vms_restorable(database_url: str) ->
     assert (image.name, image.device_name, image.disk_name, image.disk_deleted_at) == ("old-vm-1", None, None, None)
     store.engine.dispose()
     engine.dispose()
+
+
+def test_a_restore_whose_disk_name_is_taken_says_so_and_stays_parked(
+    driver: SlackDriver, running: Running, gcp: ComputeStandin, slack: SlackStandin
+) -> None:
+    console_vm(gcp, "taken")
+    driver.command("adopt taken")
+    running.settle()
+    park_vm(driver, running, "taken")
+    gcp.seed_disk(PROJECT, ZONE, "taken-data")  # someone made a disk of that name meanwhile
+    restore_vm(driver, running, "taken")
+    end = thread_end(slack, running, "taken", Verb.RESTORE)
+    assert "projects/vmbot-test/zones/us-central1-a/disks/taken-data" in end and "already exists" in end, end
+    assert running.bot.store.vm("taken").state is VmState.PARKED
+    assert gcp.instance(PROJECT, ZONE, "taken") is None and [d["name"] for d in gcp.disks(PROJECT)] == ["taken-data"]

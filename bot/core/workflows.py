@@ -582,12 +582,15 @@ class Workflows:
             startup_metadata=startup if shape.vmbot_startup_script else {}, request_id=rid, on_started=cb))  # fmt: skip
 
     def _inserted(self, step: StepRun, zone: str, name: str, insert: Callable[[str, OperationStarted], InstanceInfo]) -> InstanceInfo:
+        conflict: GceAlreadyExists | None = None
         try:
             instance = self._mutate(step, zone, insert)
-        except GceAlreadyExists:
-            instance = None  # ours, made by the dead run (its requestId had expired in GCP); checked below
+        except GceAlreadyExists as exists:
+            instance, conflict = None, exists  # ours, made by the dead run (its requestId had expired in GCP)?
         if instance is None:
             instance = self.compute.get_instance(zone, name)
+            if instance is None and conflict is not None:
+                raise conflict  # not the instance: something it needs is taken (a disk of the same name), as GCP says
             if instance is None or instance.labels.get("vmbot-vm") != name:
                 raise GceError(f"GCP reported {name} created, but it is not there")
         return instance
