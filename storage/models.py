@@ -133,6 +133,7 @@ class Image(Base):
     device_name: Mapped[str | None] = mapped_column(String(63))
     disk_name: Mapped[str | None] = mapped_column(String(63))
     disk_deleted_at: Mapped[datetime | None]
+    disk_restored_at: Mapped[datetime | None]  # when a restore last made that disk again from this image
 
     vm: Mapped[Vm] = relationship(back_populates="images")
 

@@ -477,6 +477,13 @@ class Store(HousekeepingQueries):
             s.execute(update(Image).where(Image.name == image_name, Image.disk_deleted_at.is_(None))
                       .values(disk_deleted_at=utcnow()))  # fmt: skip
 
+    def disks_restored(self, image_names: list[str]) -> None:
+        """A restore made these images' disks again (attached to the restored VM)."""
+        if not image_names:
+            return
+        with self.sessions.begin() as s:
+            s.execute(update(Image).where(Image.name.in_(image_names)).values(disk_restored_at=utcnow()))
+
     def supersede_images(self, op_id: int) -> list[str]:
         """Once every image of a park is READY: the VM's READY images from earlier parks become dirty.
         Returns their names."""

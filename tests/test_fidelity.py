@@ -93,6 +93,9 @@ def test_adopt_park_restore_brings_back_the_same_vm(
     new_ip = restored["networkInterfaces"][0]["accessConfigs"][0]["natIP"]
     assert f"changed from {old_ip} to {new_ip}" in end and "ephemeral" in end
     assert store.vm("legacy-app").state is VmState.RUNNING
+    assert all(image.disk_restored_at is not None for image in store.images("legacy-app"))
+    listing = str(driver.command("images legacy-app").blocks)
+    assert "(`legacy-app-data`, deleted by me " in listing and ", made again by a restore " in listing
     assert_nothing_orphaned(gcp, store)
 
 

@@ -386,6 +386,9 @@ class Workflows:
             return self._creation_failed(op, failure, vm.zone, leaves_vm="is still parked", vm_state=VmState.PARKED)
         outcome = self._running(name, instance, "restored")
         outcome.vm_values["machine_type"] = machine_type
+        if image.disk_name or data_images:  # images that hold a known disk: each made that disk again
+            data = [i.name for i in self.store.images_of_operation(image.created_by_operation_id or -1) if i.device_name]
+            self.store.disks_restored([image.name, *(data if data_images else [])])
         if shape is not None:
             outcome.detail += not_kept(shape, instance)
         return outcome

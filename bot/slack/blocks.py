@@ -441,7 +441,8 @@ def _image_line(image: Image, grace: float) -> str:
     if image.disk_name:
         of = "boot disk" if image.device_name is None else f"disk `{image.device_name}`"
         gone = f", deleted by me {_when(image.disk_deleted_at)}" if image.disk_deleted_at else ""
-        line += f"\n      of its {of} (`{image.disk_name}`{gone})"
+        again = f", made again by a restore {_when(image.disk_restored_at)}" if image.disk_restored_at else ""
+        line += f"\n      of its {of} (`{image.disk_name}`{gone}{again})"
     return line
 
 

@@ -1,4 +1,4 @@
-"""a VM's whole shape and image family; which disk each image holds, and when vmbot deleted that disk
+"""a VM's whole shape and image family; which disk each image holds, and when vmbot deleted that disk and made it again
 
 Revision ID: 0008_vm_shape
 Revises: 0005_reports
@@ -25,10 +25,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('device_name', sa.String(length=63), nullable=True))
         batch_op.add_column(sa.Column('disk_name', sa.String(length=63), nullable=True))
         batch_op.add_column(sa.Column('disk_deleted_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('disk_restored_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('images', schema=None) as batch_op:
+        batch_op.drop_column('disk_restored_at')
         batch_op.drop_column('disk_deleted_at')
         batch_op.drop_column('disk_name')
         batch_op.drop_column('device_name')
