@@ -190,11 +190,11 @@ def test_create_options_reach_gcp(driver: SlackDriver, running: Running, gcp: Co
     restore_vm(driver, running, "opts-vm")
     again = gcp.instance(PROJECT, "us-central1-a", "opts-vm")
     assert again["machineType"].endswith("/e2-small") and again["scheduling"]["provisioningModel"] == "SPOT"
-    driver.command("park opts-vm")
     park_vm(driver, running, "opts-vm")
     restore_vm_as(driver, running, "opts-vm", "e2-medium")
     assert gcp.instance(PROJECT, "us-central1-a", "opts-vm")["machineType"].endswith("/e2-medium")
     assert running.bot.store.vm("opts-vm").machine_type == "e2-medium"
+    assert running.bot.store.vm("opts-vm").shape["machine_type"] == "e2-medium", "/vm status shows what runs"
     assert gcp.instance(PROJECT, "us-central1-a", "opts-vm")["tags"]["items"] == ["vmbot-web", "db", "ssh"]
 
 

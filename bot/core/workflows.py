@@ -391,6 +391,7 @@ class Workflows:
             self.store.disks_restored([image.name, *(data if data_images else [])])
         if shape is not None:
             outcome.detail += not_kept(shape, instance)
+            outcome.vm_values["shape"] = replace(shape, external_ip=instance.external_ip).to_json()
         return outcome
 
     def adopt(self, op: Operation, progress: Progress) -> Outcome:
