@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PROJECT, Running, create_vm, park_vm, restore_vm
+from bot.settings import Settings
+from conftest import PROJECT, Running, create_vm, park_vm, replace, restore_vm
 from fidelity_support import ACCOUNT, DEBIAN, ZONE, comparable, console_vm
 from durable_support import assert_nothing_orphaned
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
 from storage.models import ImageState, OperationState, Verb, VmState
+
+
+ADMIN = "U900"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """These tests' bot has one admin, ``U900``, who may adopt a VM for someone else."""
+    return replace(settings, admins=frozenset({ADMIN}))
 
 
 def refusal(running: Running, name: str, verb: Verb, *, before_thread: bool = True) -> str:
@@ -302,3 +312,21 @@ def test_a_restore_whose_disk_name_is_taken_says_so_and_stays_parked(
     assert "projects/vmbot-test/zones/us-central1-a/disks/taken-data" in end and "already exists" in end, end
     assert running.bot.store.vm("taken").state is VmState.PARKED
     assert gcp.instance(PROJECT, ZONE, "taken") is None and [d["name"] for d in gcp.disks(PROJECT)] == ["taken-data"]
+
+
+def test_adopt_in_another_zone_for_another_owner_with_a_family(
+    driver: SlackDriver, running: Running, gcp: ComputeStandin, slack: SlackStandin
+) -> None:
+    gcp.seed_instance(PROJECT, "europe-west1-b", "eu-box")
+    driver.command("adopt eu-box zone=europe-west1-b family=eu-boxes owner=U777", user=ADMIN)
+    running.settle()
+    vm = running.bot.store.vm("eu-box")
+    assert (vm.state, vm.zone, vm.family, vm.owner) == (VmState.RUNNING, "europe-west1-b", "eu-boxes", "U777")
+    park_vm_as(driver, running, "eu-box", "U777")
+    assert [image.family for image in running.bot.store.images("eu-box")] == ["eu-boxes"]
+    assert running.bot.store.vm("eu-box").state is VmState.PARKED
+
+
+def park_vm_as(driver: SlackDriver, running: Running, name: str, user: str) -> None:
+    driver.click("park_confirm", blocks=driver.command(f"park {name}", user=user).blocks, user=user)
+    running.settle()
