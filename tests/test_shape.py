@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bot.core.errors import Refused
-from bot.core.workflows import check_parkable, create_shape
+from bot.core.shapes import check_parkable, create_shape
 from bot.gcp.shape import DiskShape, VmShape
 
 BOOT = DiskShape(name="app", device_name="boot", disk_type="pd-ssd", size_gb=20, boot=True, auto_delete=True,
