@@ -38,7 +38,7 @@ EMOJI = {
     ":rocket:": "🚀", ":recycle:": "♻️", ":parking:": "🅿️", ":mag:": "🔍", ":large_green_circle:": "🟢",
     ":double_vertical_bar:": "⏸", ":wastebasket:": "🗑", ":bangbang:": "‼️", ":arrow_forward:": "▶", ":repeat:": "🔁", ":arrows_counterclockwise:": "🔄", ":information_source:": "ℹ️", ":broom:": "🧹", ":no_entry:": "⛔",
     ":grey_question:": "❔", ":wave:": "👋", ":alarm_clock:": "⏰", ":zzz:": "💤", ":calendar:": "📅", ":hourglass:": "⌛",
-    ":moneybag:": "💰", ":fast_forward:": "⏩", ":ok_hand:": "👌", ":bulb:": "💡",
+    ":moneybag:": "💰", ":fast_forward:": "⏩", ":ok_hand:": "👌", ":bulb:": "💡", ":inbox_tray:": "📥",
 }
 INTRO = f"""\
 vmbot demo: a simulated Compute Engine and Slack on this machine; nothing leaves it.

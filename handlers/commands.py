@@ -113,12 +113,20 @@ def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
         channel=payload["channel_id"],
         response_url=payload.get("response_url"),
         request_key=request_key(payload),
+        params=create_params(command),
     )
     ack = f":rocket: Creating `{command.name}` ({machine_type} in {zone}). I'll report in a thread in this channel."
     if ttl is not None:
         schedule_commands.set_ttl(bot, command.name, ttl, payload)
         ack += f" It is parked when its time to live ({describe_ttl(ttl)}) is up; you'll be warned first."
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+
+
+def create_params(command: Command) -> dict[str, str]:
+    """The create options the workflow needs (bot.core.workflows.create_shape), checked by the parser already."""
+    keys = ("image-project", "image-family", "image", "disk-size", "disk-type", "spot", "network", "subnet", "tags",
+            "service-account")  # fmt: skip
+    return {key.replace("-", "_"): command.options[key] for key in keys if key in command.options}
 
 
 def park(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -159,8 +167,38 @@ def restore(bot: Deps, command: Command, payload: Payload, respond: Respond) -> 
         channel=payload["channel_id"],
         response_url=payload.get("response_url"),
         request_key=request_key(payload),
+        params={"machine_type": command.options["machine-type"]} if "machine-type" in command.options else None,
     )
-    ack = f":recycle: Restoring `{command.name}` from its newest image. I'll report in a thread in this channel."
+    other = f" as {command.options['machine-type']}" if "machine-type" in command.options else ""
+    ack = f":recycle: Restoring `{command.name}`{other} from its newest image. I'll report in a thread in this channel."
+    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+
+
+def adopt(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
+    """Take an instance made outside vmbot under management; GCP is asked (and labels it) off the ack path."""
+    assert command.name
+    user = payload["user_id"]
+    owner = command.options.get("owner", user)
+    if owner != user:
+        permissions.require_admin(bot.settings, user, "adopt a VM for someone else (`owner=`)")
+    vm = bot.store.vm(command.name)
+    if vm is not None and vm.state is not VmState.DELETED:
+        raise Refused(Reason.ALREADY_MANAGED, command.name, state=vm.state.value)
+    zone = command.option("zone", bot.settings.zone)
+    params = {"owner": owner, **({"family": command.options["family"]} if "family" in command.options else {})}
+    op = start_operation(
+        bot.store,
+        Verb.ADOPT,
+        command.name,
+        requested_by=user,
+        zone=zone,
+        machine_type=vm.machine_type if vm else "unknown",
+        channel=payload["channel_id"],
+        response_url=payload.get("response_url"),
+        params=params,
+        request_key=request_key(payload),
+    )
+    ack = f":inbox_tray: Adopting `{command.name}` in {zone}. I'll report in a thread in this channel."
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
 
 
@@ -330,6 +368,7 @@ VERBS: dict[str, Callable[[Deps, Command, Payload, Respond], tuple[blocks.Messag
     "create": create,
     "park": park,
     "restore": restore,
+    "adopt": adopt,
     "delete": delete,
     "stop": stop,
     "start": start,

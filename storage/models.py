@@ -98,6 +98,7 @@ class Verb(str, enum.Enum):
     START = "start"
     SUSPEND = "suspend"
     RESUME = "resume"
+    ADOPT = "adopt"  # take an instance vmbot did not make under management
 
 
 class OperationState(str, enum.Enum):
@@ -127,6 +128,10 @@ class Vm(Base):
     # What the last reconcile found different in GCP (and fixed in this record), for /vm status.
     drift: Mapped[str | None] = mapped_column(Text)
     drift_at: Mapped[datetime | None]
+    # The VM's whole shape as GCP showed it before its last park (or at adopt): bot.gcp.shape.VmShape as JSON.
+    shape: Mapped[dict | None] = mapped_column(JSON)
+    # The image family its parks use (``/vm adopt family=``); None: the VM's name.
+    family: Mapped[str | None] = mapped_column(String(63))
 
     images: Mapped[list[Image]] = relationship(back_populates="vm", order_by="Image.created_at")
     active_operation: Mapped[Operation | None] = relationship(foreign_keys=[active_operation_id])
@@ -151,6 +156,12 @@ class Image(Base):
     created_by_operation_id: Mapped[int | None] = mapped_column(ForeignKey("operations.id"))
     deleted_by_sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"))
     delete_error: Mapped[str | None] = mapped_column(Text)  # the last sweep's failure, until a sweep succeeds
+    # Which of the VM's disks it holds: None for the boot disk, else the data disk's device name; the
+    # disk's own name, and when vmbot deleted that disk (a park deletes it once every image is READY).
+    device_name: Mapped[str | None] = mapped_column(String(63))
+    disk_name: Mapped[str | None] = mapped_column(String(63))
+    disk_deleted_at: Mapped[datetime | None]
+    disk_restored_at: Mapped[datetime | None]  # when a restore last made that disk again from this image
 
     vm: Mapped[Vm] = relationship(back_populates="images")
 

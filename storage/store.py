@@ -57,7 +57,8 @@ _CLAIM_VM = (
     .values(active_operation_id=bindparam("b_op"), updated_at=bindparam("b_now"))
 )
 _CLAIM_VM_FOR_CREATE = _CLAIM_VM.values(
-    state=VmState.CREATING, owner=bindparam("b_owner"), zone=bindparam("b_zone"), machine_type=bindparam("b_machine_type")
+    state=VmState.CREATING, owner=bindparam("b_owner"), zone=bindparam("b_zone"), machine_type=bindparam("b_machine_type"),
+    shape=None, family=None,  # a new life: nothing of the deleted VM's shape carries over
 )
 _NEW_VM = insert(vms)
 _NEW_SIGNATURE = insert(SeenRequest.__table__)
@@ -174,7 +175,7 @@ class Store(HousekeepingQueries, ScheduleQueries):
             return s.scalar(
                 select(Image)
                 .join(Vm)
-                .where(Vm.name == vm_name, Image.state == ImageState.READY)
+                .where(Vm.name == vm_name, Image.state == ImageState.READY, Image.device_name.is_(None))
                 .order_by(Image.created_at.desc(), Image.id.desc())
                 .limit(1)
             )
@@ -250,10 +251,17 @@ class Store(HousekeepingQueries, ScheduleQueries):
             return {op.vm_name: op for op in s.scalars(select(Operation).where(Operation.id.in_(newest)))}
 
     def image_of_operation(self, op_id: int) -> Image | None:
-        """The image a park made (or was making): its name is chosen once, so a resumed park reuses it."""
+        """The image a park made (or was making) of the boot disk: its name is chosen once, so a resumed park reuses it."""
         with self.sessions() as s:
-            query = select(Image).where(Image.created_by_operation_id == op_id).order_by(Image.id.desc()).limit(1)
-            return s.scalar(query)
+            query = select(Image).where(Image.created_by_operation_id == op_id, Image.device_name.is_(None))
+            return s.scalar(query.order_by(Image.id.desc()).limit(1))
+
+    def images_of_operation(self, op_id: int) -> list[Image]:
+        """Every image a park made (or was making), the boot disk's first, then the data disks' in order."""
+        with self.sessions() as s:
+            query = select(Image).where(Image.created_by_operation_id == op_id)
+            images = list(s.scalars(query.order_by(Image.id)))
+            return sorted(images, key=lambda image: image.device_name is not None)
 
     def all_images(self) -> list[tuple[Image, str]]:
         """Every image record with its VM's name (for reconcile)."""
@@ -314,9 +322,10 @@ class Store(HousekeepingQueries, ScheduleQueries):
                 ).one()
                 vm = {"owner": requested_by, "zone": zone, "machine_type": machine_type}
                 claim = {"b_name": vm_name, "b_states": known_states, "b_op": op.id, "b_now": now}
-                if verb is Verb.CREATE:  # it may take a deleted VM's name: that VM starts a new life
+                new_life = verb in (Verb.CREATE, Verb.ADOPT)
+                if new_life:  # it may take a deleted VM's name: that VM starts a new life
                     claim |= {f"b_{key}": value for key, value in vm.items()}
-                claimed = db.execute(_CLAIM_VM_FOR_CREATE if verb is Verb.CREATE else _CLAIM_VM, claim).rowcount
+                claimed = db.execute(_CLAIM_VM_FOR_CREATE if new_life else _CLAIM_VM, claim).rowcount
                 if not claimed:
                     if None not in allowed:
                         raise ClaimLost(vm_name)
@@ -542,8 +551,12 @@ class Store(HousekeepingQueries, ScheduleQueries):
 
     # ---- images ----------------------------------------------------------------
 
-    def add_image(self, vm_name: str, name: str, family: str, *, op_id: int | None) -> None:
-        """Record an image before asking GCP for it, so no image GCP makes is ever untracked."""
+    def add_image(
+        self, vm_name: str, name: str, family: str, *, op_id: int | None,
+        device_name: str | None = None, disk_name: str | None = None,
+    ) -> None:  # fmt: skip
+        """Record an image before asking GCP for it, so no image GCP makes is ever untracked.
+        ``device_name`` names the data disk it holds (None: the boot disk), ``disk_name`` that disk."""
         with self.sessions.begin() as s:
             self._fence(s)
             vm_id = s.scalar(select(Vm.id).where(Vm.name == vm_name))
@@ -554,17 +567,56 @@ class Store(HousekeepingQueries, ScheduleQueries):
                     family=family,
                     state=ImageState.PENDING,
                     created_by_operation_id=op_id,
+                    device_name=device_name,
+                    disk_name=disk_name,
                 )
             )
 
-    def image_ready(self, name: str, *, disk_size_gb: int | None, archive_size_bytes: int | None) -> list[str]:
-        """Mark an image READY and its VM's older READY images dirty; return the names made dirty."""
+    def disk_deleted(self, image_name: str) -> None:
+        """The disk an image holds was deleted by vmbot (a park, once every image was READY)."""
+        with self.sessions.begin() as s:
+            s.execute(update(Image).where(Image.name == image_name, Image.disk_deleted_at.is_(None))
+                      .values(disk_deleted_at=utcnow()))  # fmt: skip
+
+    def disks_restored(self, image_names: list[str]) -> None:
+        """A restore made these images' disks again (attached to the restored VM)."""
+        if not image_names:
+            return
+        with self.sessions.begin() as s:
+            s.execute(update(Image).where(Image.name.in_(image_names)).values(disk_restored_at=utcnow()))
+
+    def supersede_images(self, op_id: int) -> list[str]:
+        """Once every image of a park is READY: the VM's READY images from earlier parks become dirty.
+        Returns their names."""
+        now = utcnow()
+        with self.sessions.begin() as s:
+            vm_id = s.scalar(select(Image.vm_id).where(Image.created_by_operation_id == op_id).limit(1))
+            older = list(s.scalars(select(Image).where(
+                Image.vm_id == vm_id, Image.state == ImageState.READY,
+                or_(Image.created_by_operation_id.is_(None), Image.created_by_operation_id != op_id),
+            ).order_by(Image.id)))  # fmt: skip
+            for old in older:
+                old.state, old.dirty_since = ImageState.DIRTY, now
+            return [old.name for old in older]
+
+    def set_shape(self, vm_name: str, shape: dict[str, Any]) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Vm).where(Vm.name == vm_name).values(shape=shape, updated_at=utcnow()))
+
+    def image_ready(
+        self, name: str, *, disk_size_gb: int | None, archive_size_bytes: int | None, supersede: bool = True
+    ) -> list[str]:
+        """Mark an image READY and (``supersede``) its VM's older READY images dirty; return the names made dirty.
+
+        A park of several disks passes ``supersede=False`` and calls ``supersede_images`` once all are READY."""
         now = utcnow()
         with self.sessions.begin() as s:
             self._fence(s)
             image = s.scalars(select(Image).where(Image.name == name)).one()
             image.state = ImageState.READY
             image.disk_size_gb, image.archive_size_bytes = disk_size_gb, archive_size_bytes
+            if not supersede:
+                return []
             older = list(
                 s.scalars(
                     select(Image).where(

@@ -95,8 +95,9 @@ NORMAL_ANSWERS = {
     "schedules": r"No VM has a schedule|[0-9]+ schedules: ",
     "ttl": r":hourglass: |`[a-z0-9-]+` had no time to live",
     "savings": r"Nothing saved yet|Saved so far",
+    "adopt": r":inbox_tray: Adopting ",
 }
-ACTING_VERBS = ("create", "sweep", "schedule", "ttl")  # valid ones may change the store (and call GCP to mutate)
+ACTING_VERBS = ("create", "sweep", "schedule", "ttl", "adopt")  # valid ones may change the store (and call GCP to mutate)
 OUR_MARKUP = re.compile(r"<[@#][UCW][A-Z0-9]+>")  # mentions and channel links the bot writes itself
 LEAKS = ("Traceback", 'File "', "Exception", "something went wrong on my side")
 

@@ -21,6 +21,7 @@ import pytest
 
 from conftest import PROJECT, SIGNING_SECRET
 from durable_support import CHANNEL, ZONE, assert_nothing_orphaned, gcp_operations
+from fidelity_support import comparable, console_vm
 from standins.bot_process import bot_environment, free_port
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
@@ -191,6 +192,73 @@ def test_sigkill_during_every_step_of_park_and_restore(
     assert store.vm("vm-k").state is VmState.RUNNING
     assert_nothing_orphaned(gcp, store)
     store.engine.dispose()
+
+
+def test_sigkill_between_the_two_images_and_after_the_first_disk_delete(
+    bot: BotProcess, gcp: ComputeStandin, slack: SlackStandin
+) -> None:
+    """An adopted VM with a data disk: the park is killed while its second image is pending (the first is READY),
+    and again once the VM (and its boot disk) is deleted, while its data disk's delete runs. Nothing is lost."""
+    gcp.operation_seconds = 0.01
+    console_vm(gcp, "legacy-app")
+    store = Store.from_url(bot.env["DATABASE_URL"])
+    bot.start()
+    driver = SlackDriver(f"http://127.0.0.1:{bot.port}/slack/events", SIGNING_SECRET, slack)  # type: ignore[attr-defined]
+    try:
+        driver.command("adopt legacy-app")
+        assert slack.wait_for(lambda: _state_of(store, "legacy-app") is VmState.RUNNING, timeout=30), bot.log()
+        original = comparable(gcp, gcp.instance(PROJECT, ZONE, "legacy-app"))
+
+        gcp.hold_operations()
+        driver.click("park_confirm", blocks=driver.command("park legacy-app").blocks)
+        gcp.release_operations(held_op(gcp, "stop", "/instances/legacy-app"))
+        gcp.release_operations(held_op(gcp, "insert", "/global/images/legacy-app-2"))
+        # (1) killed between the two images: the boot disk's is READY, the data disk's pending
+        data_image = held_op(gcp, "insert", "/global/images/legacy-app-data-")
+        waited_on(gcp, data_image, 1)
+        bot.kill()
+        bot.start()
+        waited_on(gcp, data_image, 2)
+        gcp.release_operations(data_image)
+        gcp.release_operations(held_op(gcp, "delete", "/instances/legacy-app"))
+        # (2) killed after the first disk delete (the VM's, with its boot disk), while the data disk's runs
+        disk_delete = held_op(gcp, "delete", "/disks/legacy-app-data")
+        waited_on(gcp, disk_delete, 1)
+        assert gcp.instances(PROJECT) == [] and [d["name"] for d in gcp.disks(PROJECT)] == ["legacy-app-data"]
+        bot.kill()
+        bot.start()
+        waited_on(gcp, disk_delete, 2)
+        gcp.release_operations()
+        park = next(op for op in store.operations_for("legacy-app") if op.verb is Verb.PARK)
+        assert slack.wait_for(lambda: _finished(store, park), timeout=30), bot.log()
+        assert slack.wait_for(lambda: any("is parked:" in m.text for m in _thread(slack, store, park)), timeout=10)
+
+        driver.command("restore legacy-app")
+        restore = next(op for op in store.operations_for("legacy-app") if op.verb is Verb.RESTORE)
+        assert slack.wait_for(lambda: _finished(store, restore), timeout=30), bot.log()
+    finally:
+        driver.close()
+
+    # Each image made once, the VM and each disk deleted once; every image and disk delete in the store.
+    assert len(gcp_operations(gcp, "insert", "/global/images/" + store.image_of_operation(park.id).name)) == 1
+    images = [image for image in store.images("legacy-app") if image.device_name == "data"]
+    assert len(images) == 1 and len(gcp_operations(gcp, "insert", "/global/images/" + images[0].name)) == 1
+    assert len(gcp_operations(gcp, "delete", "/instances/legacy-app")) == 1
+    assert len(gcp_operations(gcp, "delete", "/disks/legacy-app-data")) == 1
+    assert all(image.disk_deleted_at is not None for image in store.images("legacy-app"))
+    park_thread = [m.text for m in _thread(slack, store, park)]
+    assert park_thread.count(":arrows_counterclockwise: Resumed after restart: carrying on from imaging its disk `data`.") == 1
+    assert park_thread.count(":arrows_counterclockwise: Resumed after restart: carrying on from deleting its disk `data`.") == 1
+    assert sum("is parked:" in text for text in park_thread) == 1
+    # Nothing lost: the restored VM is the parked one, field by field, its data disk back from its image.
+    assert comparable(gcp, gcp.instance(PROJECT, ZONE, "legacy-app")) == original
+    assert_nothing_orphaned(gcp, store)
+    store.engine.dispose()
+
+
+def _state_of(store: Store, name: str) -> VmState | None:
+    vm = store.vm(name)
+    return vm.state if vm else None
 
 
 def _vm_state(store: Store) -> VmState | None:

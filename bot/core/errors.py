@@ -34,6 +34,12 @@ class Reason(StrEnum):
     NO_READY_IMAGE = "no_ready_image"
     UNREADABLE_BUTTON = "unreadable_button"  # facts: verb
     NOTHING_TO_RETRY = "nothing_to_retry"
+    ALREADY_MANAGED = "already_managed"  # an adopt of a VM vmbot manages already; facts: zone or state
+    IN_MANAGED_GROUP = "in_managed_group"  # an adopt of a managed instance group's member; facts: group
+    NO_PERMISSION = "no_permission"  # GCP answered 403 for the VM; facts: zone, gcp (GCP's message)
+    NOT_IN_GCP = "not_in_gcp"  # an adopt of an instance GCP does not have; facts: zone, project
+    DELETION_PROTECTED = "deletion_protected"  # a park of a VM with deletion protection; facts: zone
+    DISK_NOT_IMAGEABLE = "disk_not_imageable"  # a park of a VM with a disk it cannot image; facts: disk, device, why, users
 
 
 class UserError(Exception):

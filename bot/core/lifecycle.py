@@ -24,6 +24,7 @@ ALLOWED_FROM: dict[Verb, frozenset[VmState | None]] = {
     Verb.START: frozenset({VmState.STOPPED}),
     Verb.SUSPEND: frozenset({VmState.RUNNING}),
     Verb.RESUME: frozenset({VmState.SUSPENDED}),
+    Verb.ADOPT: frozenset({None, VmState.DELETED}),
 }
 
 def check_allowed(verb: Verb, name: str, vm: Vm | None) -> None:

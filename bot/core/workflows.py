@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -40,6 +40,8 @@ from bot.gcp.compute import (
     OperationStarted,
     new_request_id,
 )
+from bot.core.shapes import check_parkable, create_shape, not_kept
+from bot.gcp.shape import VmShape
 from bot.core.lifecycle import check_image_name_free
 from bot.core.progress import Progress, duration
 from bot.settings import Settings
@@ -55,7 +57,7 @@ class StepFailed(Exception):
 
     def __init__(self, what: str, error: GceError) -> None:
         super().__init__(f"{what}: {error.message}")
-        self.what, self.gcp, self.permanent = what, error.message, error.permanent
+        self.what, self.gcp, self.status, self.permanent = what, error.message, error.status, error.permanent
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ class Workflows:
         began = time.monotonic() - _elapsed_since(op.started_at if resumed else None)
         workflows = {Verb.CREATE: self.create, Verb.PARK: self.park, Verb.RESTORE: self.restore,
                      Verb.DELETE: self.delete, Verb.STOP: self.stop, Verb.START: self.start,
-                     Verb.SUSPEND: self.suspend, Verb.RESUME: self.resume}  # fmt: skip
+                     Verb.SUSPEND: self.suspend, Verb.RESUME: self.resume, Verb.ADOPT: self.adopt}  # fmt: skip
         workflow = workflows[op.verb]
         try:
             outcome = workflow(op, progress)
@@ -205,7 +207,7 @@ class Workflows:
             self._outcome_unknown(op, progress, timeout)
             return
         except Refused as refusal:
-            vm_values = {"state": VmState.DELETED} if op.verb is Verb.CREATE else {}
+            vm_values = {"state": VmState.DELETED} if op.verb in (Verb.CREATE, Verb.ADOPT) else {}
             self.store.finish(op_id, OperationState.REJECTED, error=self.words(refusal), vm_values=vm_values)
             progress.refused(refusal)
             return
@@ -280,42 +282,60 @@ class Workflows:
         name, zone, machine_type = vm.name, vm.zone, vm.machine_type
         if not _began(op, "create") and self.compute.get_instance(zone, name) is not None:
             raise Refused(Reason.VM_EXISTS_IN_GCP, name, verb=op.verb.value, zone=zone, project=self.compute.project)
-        image = self.settings.source_image
-        if op.params.get("image_family"):  # the create form's optional image family, in the same image project
-            image = f"projects/{self.settings.image_project}/global/images/family/{op.params['image_family']}"
+        # Options of /vm create (and the create form's image family): a shape; images come from the configured
+        # image project unless image-project= names another.
+        shape = create_shape(zone, machine_type, op.params, default_image=self.settings.source_image,
+                             project=self.settings.image_project)  # fmt: skip
+        image = shape.source_image if shape is not None else self.settings.source_image
         progress.started(f"{machine_type} in {zone}")
         try:
             with self._step(op, progress, "create", f"Creating `{name}` from `{image}`…") as step:
-                instance = self._insert(step, self._spec(name, zone, machine_type, image))
+                if shape is None:
+                    instance = self._insert(step, self._spec(name, zone, machine_type, image))
+                else:
+                    instance = self._insert_shape(step, name, shape, boot_image=str(image), data_images={})
         except StepFailed as failure:
             return self._creation_failed(op, failure, zone, leaves_vm="does not exist", vm_state=VmState.DELETED)
         return self._running(name, instance, "created")
 
     def park(self, op: Operation, progress: Progress) -> Outcome:
+        """Stop the VM, image every disk it has, and only once every image is READY delete the VM and its disks.
+
+        Its shape is read from GCP first and refused (before anything is touched) if a disk cannot be imaged
+        or deletion protection is on. Each image and each disk delete is its own recorded step."""
         name = op.vm_name
         vm = self.store.vm(name)
         assert vm is not None, "a park is only recorded for a known VM"
-        recorded = self.store.image_of_operation(op.id)  # set when a run that died got as far as the image
+        recorded = self.store.images_of_operation(op.id)  # set when a run that died got as far as the images
         instance = self.compute.get_instance(vm.zone, name)
-        if recorded is None and not op.params.get("image"):
-            recorded = self._image_of_failed_park(op, instance)
-        if recorded is None:
-            image_name = op.params.get("image") or image_name_for(name, datetime.now(timezone.utc), op.id)
-            family = op.params.get("family") or name
-            self._check_image_name_free(image_name)
-        else:
-            image_name, family = recorded.name, recorded.family
+        if not recorded and not op.params.get("image"):
+            recorded = self._images_of_failed_park(op, instance)  # a retry keeps the images its failed park made
+        shape = None
+        if instance is not None and not recorded:  # read, and refused if need be, before anything is said or done
+            shape = self.compute.read_shape(vm.zone, name)
+            if shape is None:
+                raise GceError(f"the instance `{name}` vanished while I read it")
+            check_parkable(name, shape)
         progress.started(f"{vm.machine_type} in {vm.zone}")
-        if instance is None and recorded is None:
+        if instance is None and not recorded:
             return Outcome(
                 False,
                 f"`{name}` could not be parked: it is not in GCP",
                 f"I found no instance `{name}` in {vm.zone}: it was deleted outside vmbot, so there was nothing to "
                 "image. Its record is unchanged; `/vm status " + name + "` shows what I know.",
             )
+        if not recorded:
+            assert shape is not None
+            plan = self._image_plan(op, vm.family, shape)
+            for image_name, _family, _device, _disk in plan:
+                self._check_image_name_free(image_name)
+            self.store.set_shape(name, shape.to_json())
+        else:
+            shape = VmShape.from_json(vm.shape) if vm.shape else None
+            plan = [(image.name, image.family, image.device_name, image.disk_name) for image in recorded]
         try:
-            # Past the stop once the image is recorded: a resumed park must not stop a VM it is deleting.
-            if instance is not None and instance.status != "TERMINATED" and recorded is None:
+            # Past the stop once the images are recorded: a resumed park must not stop a VM it is deleting.
+            if instance is not None and instance.status != "TERMINATED" and not recorded:
                 with self._step(op, progress, "stop", f"Stopping `{name}`…") as step:
                     self._mutate(step, vm.zone, lambda rid, cb: self.compute.stop_instance(
                         vm.zone, name, request_id=rid, on_started=cb))  # fmt: skip
@@ -325,38 +345,55 @@ class Workflows:
             return self._park_failed(name, failure, "is still running; nothing was changed", VmState.RUNNING)
         self.store.update_vm(name, state=VmState.STOPPED, external_ip=None)
 
-        if recorded is None:
-            self.store.add_image(name, image_name, family, op_id=op.id)
-        try:
-            image = self._image(op, progress, name, image_name, family, instance)
-        except StepFailed as failure:
-            self._drop_failed_image(image_name)
-            if instance is None:  # the VM vanished mid-park (deleted outside vmbot) and left no image
-                gone = "no longer exists in GCP and no image was kept"
-                return self._park_failed(name, failure, gone, VmState.DELETED)
-            return self._park_failed(name, failure, "is stopped and still exists; no image was kept", VmState.STOPPED)
-        dirty = self.store.image_ready(
-            image_name, disk_size_gb=image.disk_size_gb, archive_size_bytes=image.archive_size_bytes
-        )
+        if not recorded:
+            shape = self._note_static_ip(name, shape)
+            for image_name, family, device, disk in plan:
+                self.store.add_image(name, image_name, family, op_id=op.id, device_name=device, disk_name=disk)
+        sources = self._image_sources(shape, instance)
+        ready: list[ImageInfo] = []
+        for image_name, family, device, _disk in plan:
+            try:
+                image = self._image(op, progress, name, image_name, family, device, sources.get(device))
+            except StepFailed as failure:
+                self._drop_park_images(op.id)
+                if instance is None:  # the VM vanished mid-park (deleted outside vmbot) and left no image
+                    gone = "no longer exists in GCP and no image was kept"
+                    return self._park_failed(name, failure, gone, VmState.DELETED)
+                return self._park_failed(name, failure, "is stopped and still exists; no image was kept", VmState.STOPPED)
+            self.store.image_ready(image_name, disk_size_gb=image.disk_size_gb,
+                                   archive_size_bytes=image.archive_size_bytes, supersede=False)  # fmt: skip
+            ready.append(image)
+        dirty = self.store.supersede_images(op.id)
+        names = ", ".join(f"`{image.name}`" for image in ready)
 
         try:
-            text = f"Image ready. Deleting the VM `{name}`…"
+            text = f"{'Images' if len(ready) > 1 else 'Image'} ready. Deleting the VM `{name}`…"
             self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
         except StepFailed as failure:
             return self._park_failed(
-                name, failure, f"is stopped and still exists; its image `{image_name}` is safe", VmState.STOPPED
+                name, failure, f"is stopped and still exists; its images {names} are safe", VmState.STOPPED
             )
+        kept = self._delete_disks(op, progress, vm.zone, shape, plan)
         # Say "only" only when it is true: a previous image is dirty, but there until the sweeper deletes it.
         several = len(dirty) != 1
-        kept = (
-            f"image `{image_name}` (family `{family}`) holds its disk. The previous image{'s' if several else ''} "
-            f"{', '.join(f'`{d}`' for d in dirty)} {'are' if several else 'is'} now dirty and will be swept."
-            if dirty else f"only image `{image_name}` (family `{family}`) remains."
-        )
+        older = (f" The previous image{'s' if several else ''} {', '.join(f'`{d}`' for d in dirty)} "
+                 f"{'are' if several else 'is'} now dirty and will be swept." if dirty else "")  # fmt: skip
+        boot_name, family = plan[0][0], plan[0][1]
+        if kept is not None:
+            return Outcome(
+                False,
+                f"`{name}` is parked, but a disk was left behind",
+                f"`{name}` is parked (images {names}), but {kept}.{older}",
+                {"state": VmState.PARKED, "external_ip": None},
+            )
+        data = [f"`{image_name}` (disk `{device}`)" for image_name, _f, device, _d in plan if device]
+        only = "" if dirty else "only "
+        remains = (f"{only}image `{boot_name}` (family `{family}`) {'holds its disk' if dirty else 'remains'}" if not data
+                   else f"{only}its images remain: `{boot_name}` (boot disk, family `{family}`) and {', '.join(data)}")  # fmt: skip
         return Outcome(
             True,
-            f"`{name}` is parked as image `{image_name}`",
-            f"`{name}` is parked: {kept} Bring it back with `/vm restore {name}`.",
+            f"`{name}` is parked as image `{boot_name}`" + (f" (+{len(data)} data disk{'s' if len(data) > 1 else ''})" if data else ""),
+            f"`{name}` is parked: {remains}.{older} Bring it back with `/vm restore {name}`.",
             {"state": VmState.PARKED, "external_ip": None},
         )
 
@@ -367,16 +404,87 @@ class Workflows:
         image = self.store.newest_image(name)
         if image is None:
             raise Refused(Reason.NO_READY_IMAGE, name)
+        shape = VmShape.from_json(vm.shape) if vm.shape else None
+        data_images = self._data_images(name, image.created_by_operation_id, shape)
         if not _began(op, "create") and self.compute.get_instance(vm.zone, name) is not None:
             raise Refused(Reason.VM_EXISTS_IN_GCP, name, verb=op.verb.value, zone=vm.zone, project=self.compute.project)
-        progress.started(f"from image `{image.name}` · {vm.machine_type} in {vm.zone}")
-        source = f"projects/{self.compute.project}/global/images/{image.name}"
+        machine_type = op.params.get("machine_type") or vm.machine_type
+        progress.started(f"from image `{image.name}` · {machine_type} in {vm.zone}")
+        source = self._image_url(image.name)
         try:
             with self._step(op, progress, "create", f"Creating `{name}` from image `{image.name}`…") as step:
-                instance = self._insert(step, self._spec(name, vm.zone, vm.machine_type, source))
+                if shape is None:  # parked before vmbot kept shapes: what it kept then, zone and machine type
+                    instance = self._insert(step, self._spec(name, vm.zone, machine_type, source))
+                else:
+                    shape = shape.with_machine_type(machine_type)
+                    instance = self._insert_shape(step, name, shape, boot_image=source, data_images=data_images)
         except StepFailed as failure:
             return self._creation_failed(op, failure, vm.zone, leaves_vm="is still parked", vm_state=VmState.PARKED)
-        return self._running(name, instance, "restored")
+        outcome = self._running(name, instance, "restored")
+        outcome.vm_values["machine_type"] = machine_type
+        if image.disk_name or data_images:  # images that hold a known disk: each made that disk again
+            data = [i.name for i in self.store.images_of_operation(image.created_by_operation_id or -1) if i.device_name]
+            self.store.disks_restored([image.name, *(data if data_images else [])])
+        if shape is not None:
+            outcome.detail += not_kept(shape, instance)
+            outcome.vm_values["shape"] = replace(shape, external_ip=instance.external_ip).to_json()
+        return outcome
+
+    def adopt(self, op: Operation, progress: Progress) -> Outcome:
+        """Take an instance vmbot did not make under management: label it (keeping its labels) and record its shape.
+
+        Refused, with nothing changed, if GCP has no such instance, if it carries vmbot's label already, if a
+        managed instance group owns it, or if GCP answers 403."""
+        name = op.vm_name
+        vm = self.store.vm(name)
+        assert vm is not None, "an adopt is recorded with its VM"
+        zone = vm.zone
+        try:
+            shape = self.compute.read_shape(zone, name)
+            labels, fingerprint = self.compute.label_fingerprint(zone, name) if shape else ({}, "")
+        except GceError as error:
+            if error.status == 403:
+                raise Refused(Reason.NO_PERMISSION, name, zone=zone, gcp=error.message) from error
+            raise
+        if shape is None:
+            raise Refused(Reason.NOT_IN_GCP, name, zone=zone, project=self.compute.project)
+        ours = labels_for(name)
+        done = _began(op, "label") and all(labels.get(key) == value for key, value in ours.items())
+        if not done:
+            if labels.get("managed-by") == MANAGED_LABEL["managed-by"]:
+                raise Refused(Reason.ALREADY_MANAGED, name, zone=zone)
+            if group := shape.metadata.get("created-by"):
+                raise Refused(Reason.IN_MANAGED_GROUP, name, group=group)
+        progress.started(f"in {zone}")
+        if not done:
+            try:
+                with self._step(op, progress, "label", f"Labelling `{name}` `managed-by=vmbot`, `vmbot-vm={name}`…") as step:
+                    self._mutate(step, zone, lambda rid, cb: self.compute.set_labels(
+                        zone, name, {**labels, **ours}, fingerprint=fingerprint, request_id=rid, on_started=cb))  # fmt: skip
+            except StepFailed as failure:
+                if failure.status == 403:
+                    raise Refused(Reason.NO_PERMISSION, name, zone=zone, gcp=failure.gcp) from failure
+                return Outcome(
+                    False,
+                    f"Adopting `{name}` failed while {failure.what}",
+                    f"Adopting `{name}` failed while {failure.what}. GCP said: _{failure.gcp}_. Its labels are unchanged; "
+                    f"`/vm adopt {name}` tries again.",
+                    {"state": VmState.DELETED},
+                )
+        else:
+            self._settle(op, "label")
+        info = self.compute.get_instance(zone, name)
+        running = info is not None and info.status == "RUNNING"
+        family = op.params.get("family")
+        return Outcome(
+            True,
+            f"`{name}` is adopted",
+            f"`{name}` is mine to manage now ({shape.summary()}). Park it with `/vm park {name}`; its images go into "
+            f"family `{family or name}`.",
+            {"state": VmState.RUNNING if running else VmState.STOPPED, "external_ip": info.external_ip if info else None,
+             "machine_type": shape.machine_type, "shape": shape.to_json(), "family": family,
+             "owner": op.params.get("owner") or op.requested_by},  # fmt: skip
+        )
 
     def delete(self, op: Operation, progress: Progress) -> Outcome:
         """Delete the instance (its boot disk goes with it), then mark the VM's images dirty for the sweeper.
@@ -391,6 +499,7 @@ class Workflows:
         parked = vm.state is VmState.PARKED
         progress.started("parked: only its images remain" if parked else f"{vm.machine_type} in {vm.zone}")
         instance = None if parked else self.compute.get_instance(vm.zone, name)
+        kept_disks = self._disks_outliving(vm.zone, name) if instance is not None else []
         try:
             text = f"Deleting the VM `{name}` and its boot disk…"
             self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
@@ -412,6 +521,11 @@ class Workflows:
             if dirty else ""
         )
         gone = "was parked; I no longer keep it" if parked else "and its boot disk are deleted"
+        if kept_disks:
+            many = len(kept_disks) > 1
+            images += (f" Its disk{'s' if many else ''} {', '.join(f'`{d}`' for d in kept_disks)} "
+                       f"{'outlive' if many else 'outlives'} the VM in GCP (auto-delete is off): delete "
+                       f"{'them' if many else 'it'} there once nobody needs {'them' if many else 'it'}.")  # fmt: skip
         return Outcome(
             True,
             f"`{name}` is deleted",
@@ -476,6 +590,16 @@ class Workflows:
             {"state": pause.end, "external_ip": vm.external_ip if keeps_ip else None},
         )
 
+    def _disks_outliving(self, zone: str, name: str) -> list[str]:
+        """The persistent disks GCP keeps when the VM is deleted (auto-delete off), so the thread can name them."""
+        try:
+            shape = self.compute.read_shape(zone, name)
+        except GceError as error:
+            log.warning("could not read the disks of %s before deleting it: %s", name, error.message)
+            return []
+        disks = (shape.boot_disk, *shape.data_disks) if shape else ()
+        return [d.name for d in disks if d is not None and d.kind == "PERSISTENT" and not d.auto_delete]
+
     # ---- resumable steps -------------------------------------------------------------------
 
     def _check_image_name_free(self, image_name: str) -> None:
@@ -484,17 +608,17 @@ class Workflows:
         if self.compute.get_image(image_name) is not None:
             raise Refused(Reason.IMAGE_EXISTS, image=image_name, project=self.compute.project)
 
-    def _image_of_failed_park(self, op: Operation, instance: InstanceInfo | None) -> Image | None:
-        """The READY image of the park just before this one, if that park failed only at deleting the VM
-        and the VM has stayed stopped since: a retry deletes the VM and keeps that image rather than
-        making a second one (and marking the first dirty)."""
+    def _images_of_failed_park(self, op: Operation, instance: InstanceInfo | None) -> list[Image]:
+        """The READY images of the park just before this one, if that park failed only at deleting the VM
+        and the VM has stayed stopped since: a retry deletes the VM and keeps those images rather than
+        making second ones (and marking the first dirty)."""
         if instance is None or instance.status != "TERMINATED":
-            return None
+            return []
         earlier = [prior for prior in self.store.operations_for(op.vm_name, limit=5) if prior.id < op.id]
         if not earlier or earlier[0].verb is not Verb.PARK or earlier[0].state is not OperationState.FAILED:
-            return None
-        image = self.store.image_of_operation(earlier[0].id)
-        return image if image is not None and image.state is ImageState.READY else None
+            return []
+        images = self.store.images_of_operation(earlier[0].id)
+        return images if images and all(image.state is ImageState.READY for image in images) else []
 
     @contextmanager
     def _step(self, op: Operation, progress: Progress, name: str, text: str) -> Iterator[StepRun]:
@@ -520,7 +644,7 @@ class Workflows:
             raise  # not a failure: the step stays unfinished, with its GCP operation, for the next run
         except GceError as error:
             self.store.step_finished(step_id, error=error.message)
-            raise StepFailed(STEP_WORDS[name], error) from error
+            raise StepFailed(step_words(name), error) from error
         self.store.step_finished(step_id)
 
     def _settle(self, op: Operation, name: str) -> None:
@@ -557,40 +681,58 @@ class Workflows:
 
     def _insert(self, step: StepRun, spec: InstanceSpec) -> InstanceInfo:
         """The create step of a create or restore: insert (or re-attach), then read the instance back."""
+        return self._inserted(step, spec.zone, spec.name, lambda rid, cb: self.compute.create_instance(
+            spec, request_id=rid, on_started=cb))  # fmt: skip
+
+    def _insert_shape(
+        self, step: StepRun, name: str, shape: VmShape, *, boot_image: str, data_images: dict[str, str]
+    ) -> InstanceInfo:
+        """The create step when the VM has a shape: the same VM as before, each data disk from its image."""
+        startup = {"startup-script": self.startup_script, "vmbot-web-port": str(self.settings.web_port)}
+        return self._inserted(step, shape.zone, name, lambda rid, cb: self.compute.create_instance_from_shape(
+            name, shape, labels=labels_for(name), boot_image=boot_image, data_images=data_images,
+            startup_metadata=startup if shape.vmbot_startup_script else {}, request_id=rid, on_started=cb))  # fmt: skip
+
+    def _inserted(self, step: StepRun, zone: str, name: str, insert: Callable[[str, OperationStarted], InstanceInfo]) -> InstanceInfo:
+        conflict: GceAlreadyExists | None = None
         try:
-            instance = self._mutate(
-                step, spec.zone, lambda rid, cb: self.compute.create_instance(spec, request_id=rid, on_started=cb)
-            )
-        except GceAlreadyExists:
-            instance = None  # ours, made by the dead run (its requestId had expired in GCP); checked below
+            instance = self._mutate(step, zone, insert)
+        except GceAlreadyExists as exists:
+            instance, conflict = None, exists  # ours, made by the dead run (its requestId had expired in GCP)?
         if instance is None:
-            instance = self.compute.get_instance(spec.zone, spec.name)
-            if instance is None or instance.labels.get("vmbot-vm") != spec.name:
-                raise GceError(f"GCP reported {spec.name} created, but it is not there")
+            instance = self.compute.get_instance(zone, name)
+            if instance is None and conflict is not None:
+                raise conflict  # not the instance: something it needs is taken (a disk of the same name), as GCP says
+            if instance is None or instance.labels.get("vmbot-vm") != name:
+                raise GceError(f"GCP reported {name} created, but it is not there")
         return instance
 
     def _image(
-        self, op: Operation, progress: Progress, name: str, image_name: str, family: str, instance: InstanceInfo | None
-    ) -> ImageInfo:
-        """The image step: record an image GCP already has READY, else make it (or re-attach) and wait."""
+        self, op: Operation, progress: Progress, name: str, image_name: str, family: str, device: str | None,
+        source_disk: str | None,
+    ) -> ImageInfo:  # fmt: skip
+        """One image step (the boot disk's is ``image``, a data disk's ``image:DEVICE``): record an image GCP
+        already has READY, else make it (or re-attach) and wait."""
+        step_name = image_step(device)
         try:
             image = self.compute.get_image(image_name)
         except GceError as error:
-            raise StepFailed(STEP_WORDS["image"], error) from error
+            raise StepFailed(step_words(step_name), error) from error
         if image is not None and image.status == "READY":
-            self._settle(op, "image")
+            self._settle(op, step_name)
             return image
-        text = f"Imaging its boot disk into `{image_name}` (family `{family}`)…"
-        with self._step(op, progress, "image", text) as step:
-            if image is None and instance is None:
-                raise GceError(f"the instance `{name}` is gone, so there is no boot disk to image")
+        what = "its boot disk" if device is None else f"its disk `{device}`"
+        text = f"Imaging {what} into `{image_name}` (family `{family}`)…"
+        with self._step(op, progress, step_name, text) as step:
+            if image is None and not source_disk:
+                raise GceError(f"the instance `{name}` is gone, so there is no disk to image")
             made = self._mutate(
                 step,
                 None,
                 lambda rid, cb: self.compute.create_image(
                     image_name,
                     family=family,
-                    source_disk=(instance.boot_disk if instance else None) or "",
+                    source_disk=source_disk or "",
                     labels=labels_for(name),
                     request_id=rid,
                     on_started=cb,
@@ -601,6 +743,95 @@ class Workflows:
                 status = image.status if image else "missing"
                 raise GceError(f"image {image_name} did not become READY (status {status})")
         return image
+
+    def _image_plan(self, op: Operation, family: str | None, shape: VmShape) -> list[tuple[str, str, str | None, str | None]]:
+        """(image, family, device, disk) for each disk, the boot disk first: names chosen once, before the stop.
+        A data disk's images go into family ``FAMILY-DEVICE`` and are named ``NAME-DEVICE-YYYYMMDD-HHMM-OPID``."""
+        name, when = op.vm_name, datetime.now(timezone.utc)
+        family = op.params.get("family") or family or name
+        boot = shape.boot_disk.name if shape.boot_disk else None
+        plan: list[tuple[str, str, str | None, str | None]] = [
+            (op.params.get("image") or image_name_for(name, when, op.id), family, None, boot)
+        ]
+        for disk in shape.data_disks:
+            data_family = f"{family}-{disk.device_name}"[:63].rstrip("-")
+            plan.append((image_name_for(f"{name}-{disk.device_name}", when, op.id), data_family, disk.device_name, disk.name))
+        return plan
+
+    def _note_static_ip(self, name: str, shape: VmShape | None) -> VmShape | None:
+        """A stopped VM keeps only a reserved (static) external address: if it still has its address, a restore asks
+        for it again."""
+        if shape is None or not shape.external_ip:
+            return shape
+        stopped = self.compute.get_instance(shape.zone, name)
+        if stopped is not None and stopped.external_ip == shape.external_ip:
+            shape = replace(shape, external_access="static")
+            self.store.set_shape(name, shape.to_json())
+        return shape
+
+    @staticmethod
+    def _image_sources(shape: VmShape | None, instance: InstanceInfo | None) -> dict[str | None, str]:
+        """Each disk's URL by device (None: the boot disk), from the shape, or the live boot disk for a park begun
+        before vmbot kept shapes."""
+        if shape is None:
+            return {None: instance.boot_disk} if instance is not None and instance.boot_disk else {}
+        sources: dict[str | None, str] = {disk.device_name: disk.source for disk in shape.data_disks}
+        if shape.boot_disk:
+            sources[None] = shape.boot_disk.source
+        return sources
+
+    def _drop_park_images(self, op_id: int) -> None:
+        """A park that could not image every disk keeps none of its images: a set with a disk missing restores nothing."""
+        for image in self.store.images_of_operation(op_id):
+            if image.state is ImageState.READY:
+                self.store.set_image_state(image.name, ImageState.DIRTY, expected=ImageState.READY)
+            elif image.state is ImageState.PENDING:
+                self._drop_failed_image(image.name)
+
+    def _delete_disks(
+        self, op: Operation, progress: Progress, zone: str, shape: VmShape | None,
+        plan: list[tuple[str, str, str | None, str | None]],
+    ) -> str | None:  # fmt: skip
+        """After the VM: its data disks that do not go with it (autoDelete off), each its own step, each noted on its
+        image's record. The disks that went with the VM are noted too. Returns what was left behind, if anything."""
+        disks = {disk.device_name: disk for disk in shape.data_disks} if shape else {}
+        for image_name, _family, device, _disk in plan:
+            disk = disks.get(device) if device else (shape.boot_disk if shape else None)
+            if disk is None or disk.auto_delete:
+                self.store.disk_deleted(image_name)  # deleted with the VM
+                continue
+            device = disk.device_name
+            step_name = f"delete-disk:{device}"[:32]
+            if not self.compute.disk_exists(zone, disk.name):
+                self._settle(op, step_name)
+                self.store.disk_deleted(image_name)
+                continue
+            try:
+                with self._step(op, progress, step_name, f"Deleting its disk `{disk.name}` (device `{device}`)…") as step:
+                    try:
+                        self._mutate(step, zone, lambda rid, cb, disk=disk: self.compute.delete_disk(
+                            zone, disk.name, request_id=rid, on_started=cb))  # fmt: skip
+                    except GceNotFound:
+                        pass  # already gone: the delete a dead run started has finished
+            except StepFailed as failure:
+                return (f"its disk `{disk.name}` could not be deleted (GCP said: _{failure.gcp}_). Its image "
+                        f"`{image_name}` is safe; delete the disk in GCP once you no longer need it")  # fmt: skip
+            self.store.disk_deleted(image_name)
+        return None
+
+    def _data_images(self, name: str, op_id: int | None, shape: VmShape | None) -> dict[str, str]:
+        """The data disks' images made with the boot image, by device; refused if the shape has a disk without one."""
+        if shape is None or not shape.data_disks:
+            return {}
+        images = self.store.images_of_operation(op_id) if op_id is not None else []
+        found = {i.device_name: self._image_url(i.name) for i in images if i.device_name and i.state is ImageState.READY}
+        missing = [disk.device_name for disk in shape.data_disks if disk.device_name not in found]
+        if missing:
+            raise Refused(Reason.NO_READY_IMAGE, name, missing=missing)
+        return found
+
+    def _image_url(self, image_name: str) -> str:
+        return f"projects/{self.compute.project}/global/images/{image_name}"
 
     def _drop_failed_image(self, image_name: str) -> None:
         """A failed image must not linger in GCP unrecorded: mark it failed, and delete what GCP kept."""
@@ -659,6 +890,8 @@ class Workflows:
         vm = self.store.vm(name)
         if op.verb is Verb.CREATE and not _began(op, "create"):
             leaves, values = "was not created", {"state": VmState.DELETED}
+        elif op.verb is Verb.ADOPT and not _began(op, "label"):
+            leaves, values = "was not adopted (nothing was changed)", {"state": VmState.DELETED}
         else:
             leaves, values = f"is {vm.state.value if vm else 'unknown'}", {}
         return Outcome(
@@ -687,6 +920,7 @@ STEP_WORDS = {
     "stop": "stopping the VM",
     "image": "imaging its boot disk",
     "delete": "deleting the VM",
+    "label": "labelling the VM",
     "start": "starting the VM",
     "suspend": "suspending the VM",
     "resume": "resuming the VM",
@@ -721,6 +955,19 @@ PAUSES = {
 }
 
 
+def image_step(device: str | None) -> str:
+    """The step name of a disk's image: ``image`` for the boot disk, ``image:DEVICE`` for a data disk."""
+    return "image" if device is None else f"image:{device}"[:32]
+
+
+def step_words(name: str) -> str:
+    """A step in words; per-disk steps (``image:DEVICE``, ``delete-disk:DEVICE``) name their disk."""
+    kind, _, device = name.partition(":")
+    if device:
+        return {"image": f"imaging its disk `{device}`", "delete-disk": f"deleting its disk `{device}`"}.get(kind, name)
+    return STEP_WORDS.get(name, name)
+
+
 def _unfinished(op: Operation, name: str) -> OperationStep | None:
     """The step called ``name`` that a dead run began and never finished, if any."""
     steps = [step for step in op.steps if step.name == name]
@@ -752,7 +999,7 @@ class _Resumed:
         if self.said:
             return
         self.said = True
-        where = STEP_WORDS.get(self.op.step or "", "the beginning")
+        where = step_words(self.op.step) if self.op.step else "the beginning"
         self.progress.step(f":arrows_counterclockwise: Resumed after restart: carrying on from {where}.")
 
     def step(self, text: str) -> None:

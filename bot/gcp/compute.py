@@ -35,6 +35,7 @@ from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials, Credentials
 
 from bot.gcp.lean_compute import compute_v1
+from bot.gcp.shape import VMBOT_LABELS, VMBOT_METADATA, DiskShape, VmShape
 
 from bot.redaction import redact
 
@@ -203,6 +204,7 @@ class Compute:
         kwargs = {"credentials": credentials, "client_options": options}
         self.instances = compute_v1.InstancesClient(**kwargs)
         self.images = compute_v1.ImagesClient(**kwargs)
+        self.disks = compute_v1.DisksClient(**kwargs)
         self.zone_operations = compute_v1.ZoneOperationsClient(**kwargs)
         self.global_operations = compute_v1.GlobalOperationsClient(**kwargs)
         # api_core's Retry sleeps a random time up to the exponential delay (full jitter).
@@ -278,6 +280,83 @@ class Compute:
             project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
         )
         self._wait(self._call(self.instances.delete, request=request), zone=zone, on_started=on_started)
+
+    def read_shape(self, zone: str, name: str) -> VmShape | None:
+        """The VM's whole shape (instances.get, then disks.get for each persistent disk); None if it is gone."""
+        try:
+            instance = self._call(self.instances.get, project=self.project, zone=zone, instance=name)
+        except GceNotFound:
+            return None
+        disks = [self._disk_shape(attached) for attached in instance.disks]
+        return _shape(instance, disks)
+
+    def managing_group(self, zone: str, name: str) -> str | None:
+        """The managed instance group an instance belongs to (GCP's ``created-by`` metadata), if any."""
+        instance = self._call(self.instances.get, project=self.project, zone=zone, instance=name)
+        return next((item.value for item in instance.metadata.items if item.key == "created-by"), None)
+
+    def label_fingerprint(self, zone: str, name: str) -> tuple[dict[str, str], str]:
+        instance = self._call(self.instances.get, project=self.project, zone=zone, instance=name)
+        return dict(instance.labels), instance.label_fingerprint
+
+    def set_labels(
+        self, zone: str, name: str, labels: dict[str, str], *, fingerprint: str,
+        request_id: str | None = None, on_started: OperationStarted | None = None,
+    ) -> None:  # fmt: skip
+        """Replace the instance's labels; ``fingerprint`` is the one read with them, so a change made
+        meanwhile by someone else fails (412) instead of being overwritten."""
+        body = compute_v1.InstancesSetLabelsRequest(labels=labels, label_fingerprint=fingerprint)
+        request = compute_v1.SetLabelsInstanceRequest(
+            project=self.project, zone=zone, instance=name, instances_set_labels_request_resource=body,
+            request_id=request_id or new_request_id(),
+        )  # fmt: skip
+        self._wait(self._call(self.instances.set_labels, request=request), zone=zone, on_started=on_started)
+
+    def create_instance_from_shape(
+        self, name: str, shape: VmShape, *, labels: dict[str, str], boot_image: str,
+        data_images: dict[str, str] | None = None, startup_metadata: dict[str, str] | None = None,
+        request_id: str | None = None, on_started: OperationStarted | None = None,
+    ) -> InstanceInfo:  # fmt: skip
+        """Insert an instance of ``shape`` (its data disks made from ``data_images``, by device name) and
+        wait until it is RUNNING."""
+        resource = shape_resource(name, shape, labels=labels, boot_image=boot_image, data_images=data_images or {},
+                                  startup_metadata=startup_metadata or {})  # fmt: skip
+        request = compute_v1.InsertInstanceRequest(
+            project=self.project, zone=shape.zone, instance_resource=resource, request_id=request_id or new_request_id()
+        )
+        self._wait(self._call(self.instances.insert, request=request), zone=shape.zone, on_started=on_started)
+        info = self.get_instance(shape.zone, name)
+        if info is None:
+            raise GceError(f"GCP reported {name} created, but it is not there")
+        return info
+
+    # ---- disks -------------------------------------------------------------------
+
+    def disk_exists(self, zone: str, name: str) -> bool:
+        try:
+            self._call(self.disks.get, project=self.project, zone=zone, disk=name)
+        except GceNotFound:
+            return False
+        return True
+
+    def delete_disk(
+        self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
+    ) -> None:
+        request = compute_v1.DeleteDiskRequest(
+            project=self.project, zone=zone, disk=name, request_id=request_id or new_request_id()
+        )
+        self._wait(self._call(self.disks.delete, request=request), zone=zone, on_started=on_started)
+
+    def _disk_shape(self, attached: compute_v1.AttachedDisk) -> DiskShape:
+        common = {"device_name": attached.device_name, "mode": attached.mode or "READ_WRITE", "boot": attached.boot,
+                  "auto_delete": attached.auto_delete, "interface": attached.interface or "SCSI"}  # fmt: skip
+        if attached.type_ == "SCRATCH" or not attached.source:
+            return DiskShape(name=attached.device_name, kind="SCRATCH", disk_type="local-ssd",
+                             size_gb=attached.disk_size_gb or 375, users=1, **common)  # fmt: skip
+        zone, disk_name = _zone_of(attached.source), _short(attached.source)
+        disk = self._call(self.disks.get, project=self.project, zone=zone, disk=disk_name)
+        return DiskShape(name=disk.name, disk_type=_short(disk.type_), size_gb=disk.size_gb or None,
+                         source=attached.source, users=max(1, len(disk.users)), **common)  # fmt: skip
 
     # ---- images ------------------------------------------------------------------
 
@@ -414,6 +493,142 @@ def instance_resource(spec: InstanceSpec) -> compute_v1.Instance:
             )
         ],
     )
+
+
+def shape_resource(
+    name: str, shape: VmShape, *, labels: dict[str, str], boot_image: str, data_images: dict[str, str],
+    startup_metadata: dict[str, str],
+) -> compute_v1.Instance:  # fmt: skip
+    """The insert body that recreates ``shape``: each disk from its image under its own name and device
+    name; its own labels and metadata with vmbot's added; a static external IP asked for again by address."""
+    zone = shape.zone
+    boot = shape.boot_disk
+    disks = [_attached(zone, boot, boot_image, labels, boot=True)]
+    disks += [_attached(zone, disk, data_images[disk.device_name], labels) for disk in shape.data_disks]
+    items = [compute_v1.Items(key=key, value=value) for key, value in startup_metadata.items()]
+    items += [compute_v1.Items(key=key, value=value) for key, value in shape.metadata.items()]
+    access = []
+    if shape.external_access != "none":
+        access = [compute_v1.AccessConfig(
+            name="External NAT", type_="ONE_TO_ONE_NAT",
+            **({"nat_i_p": shape.external_ip} if shape.external_access == "static" and shape.external_ip else {}),
+            **({"network_tier": shape.network_tier} if shape.network_tier else {}),
+        )]  # fmt: skip
+    nic = compute_v1.NetworkInterface(network=f"global/networks/{shape.network}", access_configs=access)
+    if shape.subnetwork:
+        nic.subnetwork = f"regions/{zone.rsplit('-', 1)[0]}/subnetworks/{shape.subnetwork}"
+    instance = compute_v1.Instance(
+        name=name,
+        machine_type=f"zones/{zone}/machineTypes/{shape.machine_type}",
+        labels={**shape.labels, **labels},
+        metadata=compute_v1.Metadata(items=items),
+        disks=disks,
+        network_interfaces=[nic],
+    )
+    if shape.network_tags:
+        instance.tags = compute_v1.Tags(items=list(shape.network_tags))
+    if shape.service_account:
+        instance.service_accounts = [compute_v1.ServiceAccount(email=shape.service_account, scopes=list(shape.scopes))]
+    scheduling = _scheduling(shape)
+    if scheduling is not None:
+        instance.scheduling = scheduling
+    if shape.accelerators:
+        instance.guest_accelerators = [
+            compute_v1.AcceleratorConfig(accelerator_type=f"zones/{zone}/acceleratorTypes/{kind}", accelerator_count=count)
+            for kind, count in shape.accelerators
+        ]
+    if shape.min_cpu_platform:
+        instance.min_cpu_platform = shape.min_cpu_platform
+    shielded = {key: value for key, value in (("enable_secure_boot", shape.secure_boot), ("enable_vtpm", shape.vtpm),
+                ("enable_integrity_monitoring", shape.integrity_monitoring)) if value is not None}  # fmt: skip
+    if shielded:
+        instance.shielded_instance_config = compute_v1.ShieldedInstanceConfig(**shielded)
+    if shape.deletion_protection:
+        instance.deletion_protection = True
+    if shape.can_ip_forward:
+        instance.can_ip_forward = True
+    return instance
+
+
+def _attached(zone: str, disk: DiskShape | None, image: str, labels: dict[str, str], *, boot: bool = False) -> compute_v1.AttachedDisk:
+    params = compute_v1.AttachedDiskInitializeParams(source_image=image, labels=labels)
+    if disk is None:  # a create that asks nothing of its boot disk: GCP's defaults, as ever
+        return compute_v1.AttachedDisk(boot=True, auto_delete=True, initialize_params=params)
+    if disk.disk_type:
+        params.disk_type = f"zones/{zone}/diskTypes/{disk.disk_type}"
+    if disk.size_gb:
+        params.disk_size_gb = disk.size_gb
+    restoring = bool(disk.name and disk.device_name)
+    if restoring:  # the same disk name as before (set before params is copied into the AttachedDisk)
+        params.disk_name = disk.name
+    attached = compute_v1.AttachedDisk(boot=boot, auto_delete=disk.auto_delete, initialize_params=params)
+    if restoring:  # and the same device name, mode and interface
+        attached.device_name = disk.device_name
+        attached.mode = disk.mode
+        attached.interface = disk.interface
+    return attached
+
+
+def _scheduling(shape: VmShape) -> compute_v1.Scheduling | None:
+    values: dict[str, object] = {}
+    if shape.preemptible:
+        values["preemptible"] = True
+    if shape.provisioning_model:
+        values["provisioning_model"] = shape.provisioning_model
+    if shape.on_host_maintenance:
+        values["on_host_maintenance"] = shape.on_host_maintenance
+    if shape.automatic_restart is not None:
+        values["automatic_restart"] = shape.automatic_restart
+    if shape.instance_termination_action:
+        values["instance_termination_action"] = shape.instance_termination_action
+    return compute_v1.Scheduling(**values) if values else None
+
+
+def _shape(instance: compute_v1.Instance, disks: list[DiskShape]) -> VmShape:
+    nic = instance.network_interfaces[0] if instance.network_interfaces else None
+    access = nic.access_configs[0] if nic is not None and nic.access_configs else None
+    items = {item.key: item.value for item in instance.metadata.items}
+    ours = "vmbot-web-port" in items  # vmbot puts it (and its startup script) on every VM it makes
+    metadata = {key: value for key, value in items.items() if not (ours and key in VMBOT_METADATA)}
+    account = instance.service_accounts[0] if instance.service_accounts else None
+    scheduling = instance.scheduling
+    shielded = instance.shielded_instance_config
+    boot = next((disk for disk in disks if disk.boot), None)
+    return VmShape(
+        machine_type=_short(instance.machine_type),
+        zone=_short(instance.zone),
+        network=_short(nic.network) if nic is not None and nic.network else "default",
+        subnetwork=_short(nic.subnetwork) if nic is not None and nic.subnetwork else None,
+        network_tags=tuple(instance.tags.items),
+        labels={key: value for key, value in instance.labels.items() if key not in VMBOT_LABELS},
+        metadata=metadata,
+        vmbot_startup_script=ours,
+        service_account=account.email if account else None,
+        scopes=tuple(account.scopes) if account else (),
+        preemptible=scheduling.preemptible,
+        provisioning_model=scheduling.provisioning_model or None,
+        on_host_maintenance=scheduling.on_host_maintenance or None,
+        automatic_restart=scheduling.automatic_restart if "automatic_restart" in scheduling else None,
+        instance_termination_action=scheduling.instance_termination_action or None,
+        accelerators=tuple((_short(a.accelerator_type), a.accelerator_count) for a in instance.guest_accelerators),
+        min_cpu_platform=instance.min_cpu_platform or None,
+        secure_boot=shielded.enable_secure_boot if "enable_secure_boot" in shielded else None,
+        vtpm=shielded.enable_vtpm if "enable_vtpm" in shielded else None,
+        integrity_monitoring=shielded.enable_integrity_monitoring if "enable_integrity_monitoring" in shielded else None,
+        deletion_protection=instance.deletion_protection,
+        can_ip_forward=instance.can_ip_forward,
+        external_ip=(access.nat_i_p or None) if access is not None else None,
+        external_access="ephemeral" if access is not None else "none",
+        network_tier=(access.network_tier or None) if access is not None else None,
+        boot_disk=boot,
+        data_disks=tuple(disk for disk in disks if not disk.boot),
+    )
+
+
+def _zone_of(url: str) -> str:
+    """"…/zones/us-central1-a/disks/d" -> "us-central1-a"."""
+    parts = url.split("/")
+    return parts[parts.index("zones") + 1]
 
 
 def new_request_id() -> str:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from bot.core.progress import duration
+from bot.gcp.shape import VmShape
 from bot.slack.text import actor, code, escape, from_core, is_slack_user
 from storage.models import VmState
 
@@ -28,7 +29,7 @@ Block = dict[str, Any]
 
 MAX_BLOCKS = 50  # Slack refuses a message with more blocks
 
-VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting",
+VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting", "adopt": "adopting",
             "stop": "stopping", "start": "starting", "suspend": "suspending", "resume": "resuming"}
 STATE_EMOJI = {
     "running": ":large_green_circle:",
@@ -425,7 +426,7 @@ def vm_status(
     plans: Sequence[str] = (),
 ) -> Message:
     gcp = f"{live.status}" + (f" at {live.external_ip}" if live and live.external_ip else "") if live else "no instance"
-    image = next((img.name for img in reversed(images) if img.state.value == "ready"), None)
+    image = next((img.name for img in reversed(images) if img.state.value == "ready" and img.device_name is None), None)
     facts = [
         f"*{vm.name}*  {vm_state_label(vm, vm.active_operation)}",
         f"GCP now: {gcp}",
@@ -434,6 +435,8 @@ def vm_status(
         f"No ready image; {_images(len(images))} ({_image_states(images)}): `/vm images {vm.name}` shows them" if images else
         "No image yet",
     ]
+    if vm.shape:  # what a restore brings back, as the last park (or the adopt) read it
+        facts.append(f"Shape: {escape(VmShape.from_json(vm.shape).summary())}")
     if costs:
         facts.append(costs)
     facts.extend(plans)
@@ -558,6 +561,11 @@ def _image_line(image: Image, grace: float) -> str:
         line += f"{size} · created {_when(image.created_at)}"
     if image.delete_error and state == "dirty":
         line += f"\n      :warning: the last sweep could not delete it: {escape(image.delete_error)[:200]}"
+    if image.disk_name:
+        of = "boot disk" if image.device_name is None else f"disk `{image.device_name}`"
+        gone = f", deleted by me {_when(image.disk_deleted_at)}" if image.disk_deleted_at else ""
+        again = f", made again by a restore {_when(image.disk_restored_at)}" if image.disk_restored_at else ""
+        line += f"\n      of its {of} (`{image.disk_name}`{gone}{again})"
     return line
 
 

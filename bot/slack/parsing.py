@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from bot.core.errors import InvalidInput, UsageError
-from bot.core.names import NAME_RE, check_name, check_option, explain
+from bot.core.names import NAME_RE, check_create_options, check_name, check_option, explain
 from bot.core.schedules import SCHEDULE_OPTIONS
 from bot.slack.text import code, escape
 
@@ -30,10 +30,13 @@ class Subcommand:
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "create": Subcommand(
-        "create NAME [zone=ZONE] [machine-type=TYPE] [ttl=8h]",
+        "create NAME [zone=ZONE] [machine-type=TYPE] [image-project=P image-family=F | image=I] [disk-size=GB] "
+        "[disk-type=pd-balanced|pd-ssd|pd-standard] [spot=yes] [network=N] [subnet=S] [tags=a,b] [service-account=EMAIL] "
+        "[ttl=8h]",
         "create a VM that runs the startup script's web server; with `ttl=` it is parked when that time is up",
         takes_name=True,
-        options=frozenset({"zone", "machine-type", "ttl"}),
+        options=frozenset({"zone", "machine-type", "image-project", "image-family", "image", "disk-size", "disk-type",
+                           "spot", "network", "subnet", "tags", "service-account", "ttl"}),  # fmt: skip
     ),
     "park": Subcommand(
         "park NAME [image=IMAGE] [family=FAMILY]",
@@ -41,7 +44,18 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         takes_name=True,
         options=frozenset({"image", "family"}),
     ),
-    "restore": Subcommand("restore NAME", "recreate a parked VM from its newest image", takes_name=True),
+    "restore": Subcommand(
+        "restore NAME [machine-type=TYPE]",
+        "recreate a parked VM from its newest images, in the shape it had (another machine type if asked)",
+        takes_name=True,
+        options=frozenset({"machine-type"}),
+    ),
+    "adopt": Subcommand(
+        "adopt NAME [zone=ZONE] [owner=USER] [family=FAMILY]",
+        "take a VM made outside vmbot under management (labels it, records its shape; owner= is for admins)",
+        takes_name=True,
+        options=frozenset({"zone", "owner", "family"}),
+    ),
     "delete": Subcommand(
         "delete NAME",
         "delete the VM and its boot disk for good; its images are swept after the grace period (asks first)",
@@ -140,6 +154,8 @@ def parse(text: str) -> Command:
             check_name(name, what="VM name")
         for key, value in options.items():
             check_option(key, value)
+        if verb == "create":
+            check_create_options(options)
     except InvalidInput as invalid:
         raise UsageError(explain(invalid, code)) from None
     return Command(verb, name, options, flags)

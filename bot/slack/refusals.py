@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.core.errors import AlreadyRequested, InvalidInput, Reason, Refused, UserError
 from bot.core.names import explain
-from bot.slack.text import actor, code, mentions
+from bot.slack.text import actor, code, escape, mentions
 from storage.models import FINISHED_STATES, UNKNOWN_OWNER, Operation, Verb
 
 NO_SUCH_VM = "I don't know a VM called {vm}. `/vm list` shows the VMs I manage."
@@ -142,7 +142,45 @@ def refusal_text(refusal: Refused) -> str:
             return f"I cannot read this button. Ask again with `/vm {facts['verb']} NAME`."
         case Reason.NOTHING_TO_RETRY:
             return "There is no failed operation to retry here."
+        case Reason.ALREADY_MANAGED:
+            if "state" in facts:
+                return f"I manage {vm} already ({facts['state']}). `/vm status {name}` shows it; nothing was changed."
+            return (
+                f"{vm} in {code(facts['zone'])} is labelled `managed-by=vmbot` already: another vmbot manages it, "
+                "or its record was lost. Nothing was changed."
+            )
+        case Reason.IN_MANAGED_GROUP:
+            return (
+                f"{vm} belongs to the managed instance group {code(_short(facts['group']))}, which recreates its VMs "
+                "itself: I cannot park it without the group undoing it. Nothing was changed."
+            )
+        case Reason.NO_PERMISSION:
+            return (
+                f"I may not manage {vm} in {code(facts['zone'])}: GCP said _{escape(facts['gcp'])}_. Give vmbot's service "
+                "account the Compute Instance Admin role on it, then try again. Nothing was changed."
+            )
+        case Reason.NOT_IN_GCP:
+            return (
+                f"There is no instance {vm} in {code(facts['zone'])} (project {code(facts['project'])}). "
+                f"Check the name, or give its zone: `/vm adopt {name} zone=ZONE`."
+            )
+        case Reason.DELETION_PROTECTED:
+            return (
+                f"{vm} has deletion protection on, and parking deletes the VM: I never lift that protection. "
+                "Turn it off in GCP yourself if you mean to park it. Nothing was changed."
+            )
+        case Reason.DISK_NOT_IMAGEABLE:
+            disk = f"{code(facts['disk'])} (device {code(facts['device'])})"
+            if facts["why"] == "local-ssd":
+                why = "it is a local SSD, which GCP cannot image and which loses its data when the VM stops"
+            else:
+                why = f"it is attached to {facts['users']} VMs, and parking would take it from the others"
+            return f"I cannot park {vm}: its disk {disk} cannot be imaged: {why}. Nothing was changed."
     raise AssertionError(f"no Slack words for {refusal!r}")
+
+
+def _short(url: str) -> str:
+    return url.rsplit("/", 1)[-1]
 
 
 def already_requested(op: Operation) -> str:

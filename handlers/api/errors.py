@@ -86,7 +86,9 @@ def _rank(error_type: str) -> int:
 
 # ---- the core's refusals ----------------------------------------------------------------------------------
 
-_PAST = {Verb.CREATE: "created", Verb.PARK: "parked", Verb.RESTORE: "restored", Verb.DELETE: "deleted"}
+_PAST = {Verb.CREATE: "created", Verb.PARK: "parked", Verb.RESTORE: "restored", Verb.DELETE: "deleted",
+         Verb.STOP: "stopped", Verb.START: "started", Verb.SUSPEND: "suspended", Verb.RESUME: "resumed",
+         Verb.ADOPT: "adopted"}
 
 
 def _who(name: str) -> str:
@@ -131,4 +133,22 @@ def refusal_error(refusal: Refused) -> ApiError:
             return ApiError("forbidden", f"Only {name}'s owner {_who(facts['owner'])}{or_admin} may {facts['verb']} it. Ask them to.")
         case Reason.ADMIN_ONLY:
             return ApiError("forbidden", f"Only admins may {facts.get('action') or facts['verb']}.")
+        case Reason.ALREADY_MANAGED | Reason.IN_MANAGED_GROUP | Reason.NO_PERMISSION | Reason.NOT_IN_GCP:
+            code, words = _ADOPT_REFUSALS[refusal.reason]
+            return ApiError(code, words.format(name=name, **facts), reason=refusal.reason.value)
+        case Reason.DELETION_PROTECTED:
+            return ApiError("state_conflict", f"{name} has deletion protection on; vmbot never lifts it. Nothing was changed.",
+                            reason=refusal.reason.value)  # fmt: skip
+        case Reason.DISK_NOT_IMAGEABLE:
+            return ApiError("state_conflict", f"{name} cannot be parked: its disk {facts['disk']} (device "
+                            f"{facts['device']}) cannot be imaged ({facts['why']}). Nothing was changed.",
+                            reason=refusal.reason.value)  # fmt: skip
     raise AssertionError(f"the API has no words for {refusal!r}")
+
+
+_ADOPT_REFUSALS = {  # (the API's error code, its words)
+    Reason.ALREADY_MANAGED: ("vm_exists", "{name} is managed by vmbot already. Nothing was changed."),
+    Reason.IN_MANAGED_GROUP: ("state_conflict", "{name} belongs to the managed instance group {group}; vmbot cannot adopt it. Nothing was changed."),
+    Reason.NO_PERMISSION: ("forbidden", "vmbot may not manage {name} in {zone}: GCP said: {gcp}. Nothing was changed."),
+    Reason.NOT_IN_GCP: ("vm_not_found", "There is no instance {name} in {zone} (project {project})."),
+}
