@@ -80,6 +80,7 @@ class Settings:
     # table's machine types for its region (bot.slack.views.machine_type_choices).
     zones_offered: tuple[str, ...] = ()
     machine_types_offered: tuple[str, ...] = ()
+    metrics_token: str | None = field(default=None, repr=False)  # set: GET /metrics wants it as a bearer token
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +165,7 @@ class Settings:
             allowed_channels=ids("VMBOT_ALLOWED_CHANNELS", SLACK_CHANNEL_ID, "a Slack channel id like C012AB3CD"),
             zones_offered=choices("VMBOT_ZONES", "zone"),
             machine_types_offered=choices("VMBOT_MACHINE_TYPES", "machine-type"),
+            metrics_token=env.get("VMBOT_METRICS_TOKEN", "").strip() or None,
         )
         if settings.api_notify_channel and not SLACK_CHANNEL_RE.fullmatch(settings.api_notify_channel):
             problems.append(
@@ -173,6 +175,8 @@ class Settings:
             problems.append(f"VMBOT_REPORT_CHANNEL={settings.report_channel!r} is not a Slack channel id (like C0123ABCD)")
         if not settings.startup_script.is_file():
             problems.append(f"VMBOT_STARTUP_SCRIPT={settings.startup_script} is not a file")
+        if settings.metrics_token and (len(settings.metrics_token) < API_TOKEN_MIN_LENGTH or " " in settings.metrics_token):
+            problems.append(f"VMBOT_METRICS_TOKEN must be at least {API_TOKEN_MIN_LENGTH} characters, no spaces")
         problems.extend(_shape_problems(env, settings))
         if problems:
             raise SettingsError(problems)

@@ -23,6 +23,7 @@ from handlers.api import create_api
 from bot.app import VmBot
 from bot.web.pooled_server import PooledWSGIServer
 from bot.web.slack_guard import guard_requests, has_payload_field
+from bot.web.observability import observability_routes
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class SlackFormHandler(SlackRequestHandler):
 
 
 def wsgi_app(bot: VmBot) -> WsgiApp:
+    observability = observability_routes(bot)  # GET /metrics and /readyz (bot.web.observability)
     slack = guard_requests(SlackFormHandler(bot.app))
     api = create_api(bot)
 
@@ -57,6 +59,8 @@ def wsgi_app(bot: VmBot) -> WsgiApp:
         path = environ.get("PATH_INFO", "")
         if path == "/slack/events":
             return slack(environ, start_response)
+        if path in observability:
+            return observability[path](environ, start_response)
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             return api(environ, start_response)
         if path == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
