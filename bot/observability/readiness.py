@@ -71,27 +71,28 @@ class Readiness:
             return ready, {"ok": ready, **{name: state.as_json() for name, state in self.states.items()}}
 
     def _probe_all(self) -> None:
-        results: dict[str, BaseException | None] = {}
-        started = self.clock()
-        threads = {
-            name: threading.Thread(target=_run_into, args=(probe, results, name), name=f"readyz-{name}", daemon=True)
+        results: dict[str, tuple[BaseException | None, float]] = {}  # name -> (what it raised, seconds it took)
+        threads = [
+            threading.Thread(target=_run_into, args=(probe, results, name), name=f"readyz-{name}", daemon=True)
             for name, probe in self.probes.items()
-        }
-        for thread in threads.values():
+        ]
+        for thread in threads:
             thread.start()
         deadline = time.monotonic() + self.timeout
-        for thread in threads.values():
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         now = datetime.now(timezone.utc)
-        took = self.clock() - started
         for name, state in self.states.items():
-            state.checked_at, state.took = now, took
+            state.checked_at = now
             if name not in results:
+                state.took = self.timeout
                 self._failed(state, f"no answer within {self.timeout:g} s", now)
-            elif results[name] is not None:
-                self._failed(state, self.describe(results[name]) or type(results[name]).__name__, now)
-            else:
+                continue
+            error, state.took = results[name]
+            if error is None:
                 state.status = "ok"
+            else:
+                self._failed(state, self.describe(error) or type(error).__name__, now)
         self._probed_at = self.clock()
 
     @staticmethod
@@ -101,13 +102,14 @@ class Readiness:
         state.last_error_at = now
 
 
-def _run_into(probe: Probe, results: dict[str, BaseException | None], name: str) -> None:
+def _run_into(probe: Probe, results: dict[str, tuple[BaseException | None, float]], name: str) -> None:
+    started = time.monotonic()
     try:
         probe()
     except BaseException as error:  # noqa: BLE001 - any failure is the answer
-        results[name] = error
+        results[name] = (error, time.monotonic() - started)
     else:
-        results[name] = None
+        results[name] = (None, time.monotonic() - started)
 
 
 def _iso(when: datetime | None) -> str | None:
