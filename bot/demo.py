@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import secrets
+import signal
 import sys
 import tempfile
 import threading
@@ -158,6 +159,8 @@ class Terminal:
 def run_demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot demo", description=__doc__.splitlines()[0])
     parser.add_argument("--operation-seconds", type=float, default=2.0, help="how long each simulated GCP operation takes")
+    parser.add_argument("--no-terminal", action="store_true",
+                        help="no Slack in this terminal: serve the bot headless until Ctrl-C or SIGTERM")
     args = parser.parse_args(argv)
     logs.configure(level="WARNING")
 
@@ -183,6 +186,14 @@ def run_demo(argv: list[str]) -> int:
         bot.start()
         server = make_http_server(bot, "127.0.0.1", 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        if args.no_terminal:
+            print(f"vmbot demo serving on http://127.0.0.1:{server.server_port} (Ctrl-C or SIGTERM stops it)", flush=True)
+            try:
+                wait_for_stop_signal()
+            finally:
+                server.shutdown()
+                bot.shutdown()  # running jobs end while the stand-ins they talk to are still up
+            return 0
         terminal = Terminal(slack, sys.stdout)
         threading.Thread(target=terminal.watch, daemon=True).start()
         driver = SlackDriver(f"http://127.0.0.1:{server.server_port}/slack/events", settings.slack_signing_secret, slack)
@@ -197,6 +208,14 @@ def run_demo(argv: list[str]) -> int:
             server.shutdown()
             bot.shutdown()
     return 0
+
+
+def wait_for_stop_signal() -> None:
+    """Until SIGINT (Ctrl-C) or SIGTERM; call from the main thread (signal handlers live there)."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
 
 
 def repl(driver: SlackDriver, bot: Any, terminal: Terminal, interactive: bool) -> None:
