@@ -24,12 +24,14 @@ from bot import logs
 from bot.app import create_app
 from bot.redaction import secrets_of
 from bot.web.server import make_http_server
+from handlers.api import PREFIX as API_PREFIX
 from bot.settings import Settings
 from standins.compute import MACHINE_TYPES, ComputeStandin
 from standins.slack_api import Message, SlackStandin
 from standins.slack_driver import Reply, SlackDriver, render_view
 
 USER, USER_NAME, CHANNEL, CHANNEL_NAME = "U0DEMO", "you", "C0DEMO", "demo"
+API_ACTOR = "demo-api"  # the demo's HTTP API token's name: the requester of what it starts
 EMOJI = {
     ":white_check_mark:": "✅", ":x:": "❌", ":warning:": "⚠️", ":hourglass_flowing_sand:": "⏳",
     ":rocket:": "🚀", ":recycle:": "♻️", ":parking:": "🅿️", ":mag:": "🔍", ":large_green_circle:": "🟢",
@@ -158,6 +160,7 @@ class Terminal:
 
 def run_demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot demo", description=__doc__.splitlines()[0])
+    add_api_options(parser)
     parser.add_argument("--operation-seconds", type=float, default=2.0, help="how long each simulated GCP operation takes")
     parser.add_argument("--no-terminal", action="store_true",
                         help="no Slack in this terminal: serve the bot headless until Ctrl-C or SIGTERM")
@@ -180,11 +183,14 @@ def run_demo(argv: list[str]) -> int:
             sweep_grace=0,  # so `/vm sweep` after a second park shows a deletion
             zones_offered=("us-central1-a", "europe-west1-b"),  # the create form's choices: what the simulated GCP has
             machine_types_offered=tuple(MACHINE_TYPES),
+            api_tokens=((API_ACTOR, secrets.token_urlsafe(24)),),  # a new token each run, printed below
+            api_notify_channel=CHANNEL,  # operations started over the API show in #demo too
         )
         logs.configure(level="WARNING", secrets=secrets_of(settings))  # now that the secrets are known
         bot = create_app(settings)
         bot.start()
-        server = make_http_server(bot, "127.0.0.1", 0)
+        server = make_http_server(bot, "127.0.0.1", args.port)
+        print_api(settings, server.server_port)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         if args.no_terminal:
             print(f"vmbot demo serving on http://127.0.0.1:{server.server_port} (Ctrl-C or SIGTERM stops it)", flush=True)
@@ -216,6 +222,21 @@ def wait_for_stop_signal() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
+
+
+def add_api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=0,
+                        help="the local port for Slack's events and the HTTP API (default: a free one, printed)")  # fmt: skip
+
+
+def print_api(settings: Settings, port: int) -> None:
+    """Where the HTTP API is and its token, as the lines to paste: the README's curl examples read
+    VMBOT and TOKEN, vmbot-cli reads VMBOT_API_URL and VMBOT_API_TOKEN."""
+    url = f"http://127.0.0.1:{port}"
+    token = dict(settings.api_tokens)[API_ACTOR]
+    print(f"vmbot demo: HTTP API at {url}{API_PREFIX} with the token below (its name: {API_ACTOR!r}); "
+          "README > HTTP API and CLI has the curl and vmbot-cli examples. In another terminal:", flush=True)  # fmt: skip
+    print(f"  export VMBOT={url} TOKEN={token} VMBOT_API_URL={url} VMBOT_API_TOKEN={token}", flush=True)
 
 
 def repl(driver: SlackDriver, bot: Any, terminal: Terminal, interactive: bool) -> None:
