@@ -144,3 +144,13 @@ def test_a_short_metrics_token_is_a_settings_problem() -> None:
     assert any("VMBOT_METRICS_TOKEN" in problem and "short" not in problem for problem in error.value.problems)
     assert Settings.from_env({**env, "VMBOT_METRICS_TOKEN": METRICS_TOKEN}).metrics_token == METRICS_TOKEN
     assert METRICS_TOKEN not in repr(Settings.from_env({**env, "VMBOT_METRICS_TOKEN": METRICS_TOKEN}))
+
+
+def test_schedule_runs_have_their_counter(running: Running) -> None:
+    """The schedules' runner counts each run with ``bot.metrics.schedule_run(action, outcome)``."""
+    running.bot.metrics.schedule_run("park", "started")
+    running.bot.metrics.schedule_run("park", "skipped")
+    running.bot.metrics.schedule_run("park", "started")
+    samples = scrape(running.base_url)
+    assert value(samples, "vmbot_schedule_runs_total", action="park", outcome="started") == 2
+    assert value(samples, "vmbot_schedule_runs_total", action="park", outcome="skipped") == 1
