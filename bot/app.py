@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt import App
+from slack_bolt.middleware.authorization import SingleTeamAuthorization
 from slack_sdk import WebClient
 
 from bot.deps import Deps
 from bot.gcp.compute import Compute
+from bot.slack.outbox import Outbox
+from bot.slack.reachability import SlackReachability
 from bot.slack.pacing import ChannelPacer, polite_respond, retry_rate_limits, webhook_client
 from bot.slack.refusals import slack_text
 from bot.slack.threads import progress_for
@@ -40,6 +43,8 @@ class VmBot(Deps):
 
     app: App = field(kw_only=True)
     resumer: Resumer = field(kw_only=True)
+    outbox: Outbox = field(kw_only=True)  # Slack calls, per channel, off the workflow threads
+    slack_status: SlackReachability = field(kw_only=True)
     scheduler: Scheduler = field(init=False)  # built by create_app, started by start()
 
     def start(self) -> None:
@@ -48,11 +53,14 @@ class VmBot(Deps):
         leases alive (bot.jobs.resume), reconcile the store with GCP once now, and start the periodic jobs."""
         from bot.jobs.reconcile import Reconciler
 
+        self.slack_status.watch()
         self.resumer.start()
         self.runner.submit(Reconciler(self.store, self.compute).run)
         self.scheduler.start()
 
     def shutdown(self, *, wait: bool = True) -> None:
+        self.slack_status.stop()
+        self.outbox.stop()
         self.resumer.stop()
         self.sweeper.stop()  # a running sweep ends after its current page
         self.scheduler.shutdown(wait=wait)
@@ -87,17 +95,27 @@ def create_app(
     # ack when it returns. Otherwise Bolt hands the listener to a pool and polls for its ack()
     # every 10 ms, which cost each command ~10 ms and a thread switch (`python -m bench`, row 1).
     # Listeners never wait on GCP or Slack before returning: that work goes on the job runner.
+    # token_verification_enabled=False: Bolt would call auth.test here and raise if Slack is unreachable,
+    # so a deploy during a Slack incident would not start; SlackReachability checks later, and again.
     app = App(
         client=client,
+        token_verification_enabled=False,
         signing_secret=settings.slack_signing_secret,
         request_verification_enabled=True,
         before_authorize=ReplayGuard(store),
         process_before_response=True,
     )
     app.use(polite_respond)
-    workflows = Workflows(store, compute, settings, lambda op: progress_for(client, store, op, pacer), words=slack_text)
+    slack_status = SlackReachability(client, on_token=lambda response: _share_auth_test(app, response))
+    slack_status.first_try()
+    outbox = Outbox(on_answer=slack_status.note)
+    workflows = Workflows(
+        store, compute, settings, lambda op: progress_for(client, store, op, pacer, outbox), words=slack_text
+    )
     sweeper = Sweeper.from_settings(store, compute, settings)
-    bot = VmBot(settings, client, store, compute, runner, workflows, sweeper, app=app, resumer=Resumer(store, workflows, runner))
+    resumer = Resumer(store, workflows, runner, reporting=outbox.pending)
+    bot = VmBot(settings, client, store, compute, runner, workflows, sweeper, app=app, resumer=resumer, outbox=outbox,
+                slack_status=slack_status)  # fmt: skip
     bot.scheduler = create_scheduler(bot)
     instrument(bot)  # the app's own metrics registry, fed by one hook per adapter (GET /metrics)
     commands.register(app, bot)
@@ -106,6 +124,13 @@ def create_app(
     shortcuts.register(app, bot)
     app.error(listener_error_handler(runner))
     return bot
+
+
+def _share_auth_test(app: App, response: Any) -> None:
+    """Give Bolt's authorization the ``auth.test`` answer we got, so it does not ask again on the first request."""
+    for middleware in app._middleware_list:  # Bolt has no public setter; its attribute is documented in its init
+        if isinstance(middleware, SingleTeamAuthorization):
+            middleware.auth_test_result = response
 
 
 def listener_error_handler(runner: JobRunner) -> Callable[[Exception, dict[str, Any]], None]:

@@ -11,12 +11,15 @@ opens the create form, filled in with ``submit NAME [zone=...] [machine-type=...
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import secrets
 import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -47,7 +50,7 @@ You are @{USER_NAME} in #{CHANNEL_NAME}. Try:
   /vm delete test-vm-22      (for good: asks first, like park)
   home                       the App Home tab: your VMs, their costs, a button per thing you may do
   /vm create                 (no name) the create form: then  submit NAME [zone=Z] [machine-type=T]  or  cancel
-Also: `wait` (until running operations end), `quit`.
+Also: `wait` (until running operations end), `quit`. A button in a thread (Retry) is pressed by its number too.
 """
 FORM_FIELDS = {"zone": "zone", "machine-type": "machine_type", "family": "image_family"}
 
@@ -59,11 +62,25 @@ def render(text: str) -> str:
     for code, char in EMOJI.items():
         text = text.replace(code, char)
     text = re.sub(r"\*([^*\n]+)\*", r"\1", text)  # *bold*
+    text = _italics(text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def render_blocks(text: str, blocks: list[dict[str, Any]] | None, buttons: list[dict[str, Any]]) -> list[str]:
-    """Lines for a message; buttons found are appended to ``buttons`` and shown by number."""
+ITALIC_ON, ITALIC_OFF = "\x1b[3m", "\x1b[23m"
+_ITALIC = re.compile(r"(?<![\w])_([^_\n]+?)_(?![\w])")
+
+
+def _italics(text: str) -> str:
+    """Slack's ``_italics_`` outside code spans: italic on a terminal that shows it, else the bare words."""
+    on, off = (ITALIC_ON, ITALIC_OFF) if sys.stdout.isatty() else ("", "")
+    parts = text.split("`")
+    return "`".join(_ITALIC.sub(f"{on}\\1{off}", part) if i % 2 == 0 else part for i, part in enumerate(parts))
+
+
+def render_blocks(
+    text: str, blocks: list[dict[str, Any]] | None, register: Callable[[dict[str, Any]], int] | None = None
+) -> list[str]:
+    """Lines for a message; each button found is shown by the number ``register`` gives it (not at all without)."""
     if not blocks:
         return [render(text)]
     lines: list[str] = []
@@ -75,10 +92,10 @@ def render_blocks(text: str, blocks: list[dict[str, Any]] | None, buttons: list[
         elif block["type"] == "actions":
             labels = []
             for element in block["elements"]:
-                if element["type"] == "button":
-                    buttons.append(element)
-                    labels.append(f"[{len(buttons)}] {element['text']['text']}")
-            lines.append("  " + "   ".join(labels))
+                if element["type"] == "button" and register is not None:
+                    labels.append(f"[{register(element)}] {element['text']['text']}")
+            if labels:
+                lines.append("  " + "   ".join(labels))
     return lines
 
 
@@ -90,9 +107,7 @@ class Terminal:
         self.seen: dict[str, int] = {}  # ts -> edits shown
         self.responses_seen = 0
         self.lock = threading.RLock()  # held while a request is sent, so its ack prints before its effects
-        self.buttons: list[dict[str, Any]] = []
-        self.blocks_of_buttons: list[dict[str, Any]] = []
-        self.view_of_buttons: dict[str, Any] | None = None  # the buttons are a home tab's (None: a message's)
+        self.buttons: list[Button] = []  # numbered as shown: from private replies, channel messages, threads, the Home tab
         self.home_open = False  # the person is looking at the Home tab: draw it again when it changes
         self.home_hash: str | None = None
         self.stopped = threading.Event()
@@ -117,7 +132,7 @@ class Terminal:
             responses = self.slack.responses
             for response in responses[self.responses_seen :]:
                 if response.get("text") or response.get("blocks"):
-                    lines = render_blocks(response.get("text", ""), response.get("blocks"), [])
+                    lines = render_blocks(response.get("text", ""), response.get("blocks"))
                     self._print("(only you)", lines)
             self.responses_seen = len(responses)
             home = self.slack.home_view(USER)
@@ -127,9 +142,11 @@ class Terminal:
     def show_home(self, view: dict[str, Any]) -> None:
         """Draw the Home tab; its buttons become the ones a number presses."""
         with self.lock:
-            self.buttons, self.blocks_of_buttons, self.view_of_buttons = [], [], view
+            found: list[dict[str, Any]] = []
+            lines = render_view(view, text=render, buttons=found)
+            self.buttons = [Button(element, [], None, view=view) for element in found]
             self.home_hash = view["hash"]
-            print("\n".join(render_view(view, text=render, buttons=self.buttons)), file=self.out)
+            print("\n".join(lines), file=self.out)
             self.out.flush()
 
     def show_modal(self) -> dict[str, Any] | None:
@@ -148,14 +165,35 @@ class Terminal:
         prefix = "   ↳ thread" if is_reply else f"#{CHANNEL_NAME} vmbot"
         if shown >= 0:
             prefix = f"#{CHANNEL_NAME} vmbot (edited)"
-        self._print(prefix, render_blocks(message.text, message.blocks, []))
+        self._print(prefix, render_blocks(message.text, message.blocks, self.registrar(message.blocks, ts=message.ts)))
         self.seen[message.ts] = message.edits
+
+    def registrar(self, blocks: list[dict[str, Any]] | None, *, ts: str | None) -> Callable[[dict[str, Any]], int]:
+        """Numbers a message's buttons after those shown already, so each can be pressed by its number.
+
+        A button in the channel or a thread (a failed operation's Retry) is pressable as well as one in
+        a private reply (``ts`` None); pressing it sends what Slack sends for a click on that message.
+        """
+
+        def register(element: dict[str, Any]) -> int:
+            self.buttons.append(Button(element, blocks or [], ts))
+            return len(self.buttons)
+
+        return register
 
     def _print(self, prefix: str, lines: list[str]) -> None:
         print(f"{prefix}: {lines[0]}", file=self.out)
         for line in lines[1:]:
             print(" " * (len(prefix) + 2) + line, file=self.out)
         self.out.flush()
+
+
+@dataclass(frozen=True)
+class Button:
+    element: dict[str, Any]
+    blocks: list[dict[str, Any]]
+    ts: str | None  # the channel message it is on; None for a private reply
+    view: dict[str, Any] | None = None  # the Home tab it is on, if it is on one
 
 
 def run_demo(argv: list[str]) -> int:
@@ -165,7 +203,9 @@ def run_demo(argv: list[str]) -> int:
     parser.add_argument("--no-terminal", action="store_true",
                         help="no Slack in this terminal: serve the bot headless until Ctrl-C or SIGTERM")
     args = parser.parse_args(argv)
-    logs.configure(level="WARNING")
+    # The bot's log goes to a buffer, not into the middle of the playback; it is shown when the demo ends.
+    log = io.StringIO()
+    logs.configure(level="WARNING", stream=log)
 
     with tempfile.TemporaryDirectory(prefix="vmbot-demo-") as tmp, ComputeStandin(
         operation_seconds=args.operation_seconds
@@ -186,7 +226,7 @@ def run_demo(argv: list[str]) -> int:
             api_tokens=((API_ACTOR, secrets.token_urlsafe(24)),),  # a new token each run, printed below
             api_notify_channel=CHANNEL,  # operations started over the API show in #demo too
         )
-        logs.configure(level="WARNING", secrets=secrets_of(settings))  # now that the secrets are known
+        logs.configure(level="WARNING", stream=log, secrets=secrets_of(settings))  # now that the secrets are known
         bot = create_app(settings)
         bot.start()
         server = make_http_server(bot, "127.0.0.1", args.port)
@@ -213,6 +253,8 @@ def run_demo(argv: list[str]) -> int:
             terminal.stopped.set()
             server.shutdown()
             bot.shutdown()
+            if log.getvalue():
+                print(f"\nThe bot's log during the demo (warnings and errors):\n{log.getvalue()}", end="", file=sys.stderr)
     return 0
 
 
@@ -333,19 +375,17 @@ def show_ack(terminal: Terminal, reply: Reply) -> None:
     if not reply.body.strip():
         return  # an empty ack: Slack shows nothing (a form opened instead)
     with terminal.lock:
-        terminal.view_of_buttons = None
-        terminal.buttons = []
-        lines = render_blocks(reply.text, reply.blocks, terminal.buttons)
-        terminal.blocks_of_buttons = reply.blocks or []
+        lines = render_blocks(reply.text, reply.blocks, terminal.registrar(reply.blocks, ts=None))
         terminal._print("(only you)", lines)
 
 
 def press(driver: SlackDriver, terminal: Terminal, choice: str, interactive: bool) -> None:
     buttons = terminal.buttons
-    button = buttons[int(choice) - 1] if choice.isdigit() and 0 < int(choice) <= len(buttons) else None
-    if button is None:
+    pressed = buttons[int(choice) - 1] if choice.isdigit() and 0 < int(choice) <= len(buttons) else None
+    if pressed is None:
         print("No such button; buttons show as [1], [2] under a message.")
         return
+    button = pressed.element
     if button.get("url"):
         print(f"(Slack opens {button['url']})")
         return
@@ -357,8 +397,8 @@ def press(driver: SlackDriver, terminal: Terminal, choice: str, interactive: boo
             print("(dialog closed; nothing was sent)")
             return
     with terminal.lock:
-        terminal.buttons = []
-        if terminal.view_of_buttons is not None:  # a button on the Home tab
-            driver.click_in_view(button["action_id"], terminal.view_of_buttons, user=USER, user_name=USER_NAME)
+        if pressed.view is not None:  # a button on the Home tab
+            driver.click_in_view(button["action_id"], pressed.view, user=USER, user_name=USER_NAME)
             return
-        driver.click(button["action_id"], blocks=terminal.blocks_of_buttons, user=USER, user_name=USER_NAME, channel=CHANNEL, channel_name=CHANNEL_NAME)
+        driver.click(button["action_id"], blocks=pressed.blocks, user=USER, user_name=USER_NAME, channel=CHANNEL,
+                     channel_name=CHANNEL_NAME, is_ephemeral=pressed.ts is None, message_ts=pressed.ts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -94,16 +95,36 @@ class JsonFormatter(logging.Formatter):
 _SEVERITIES = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
+# Line breaks and other control characters, which would let a field start a line of its own (a forged log line).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+_CONTROL_NAMES = {"\n": "\\n", "\r": "\\r"}
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: a line break shows as ``\\n``, another control character as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: _CONTROL_NAMES.get(m.group(), f"{ord(m.group()):#04x}".replace("0x", "\\x", 1)
+                                                    if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}"), text)
+
+
 class TextFormatter(logging.Formatter):
-    """``TIME LEVEL logger [op=7 vm=test-vm-22 user=U100]: message``; a traceback follows on its own lines."""
+    """``TIME LEVEL logger [op=7 vm=test-vm-22 user=U100]: message``; a traceback follows on its own lines.
+
+    Every field is one line (``one_line``): text from outside (a request body, a GCP
+    message, a name) can never start a line that looks like one of ours.
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s%(vmbot_context)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         shown = [f"{_TEXT_LABELS[key]}={getattr(record, key)}" for key in CONTEXT_FIELDS if getattr(record, key, None) is not None]
-        record.vmbot_context = f" [{' '.join(shown)}]" if shown else ""
+        record.vmbot_context = one_line(f" [{' '.join(shown)}]") if shown else ""
         return super().format(record)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's naming)
+        record.message = one_line(record.message)
+        record.name = one_line(record.name)
+        return super().formatMessage(record)
 
 
 def record_filters(secrets: Iterable[str] = ()) -> list[logging.Filter]:
@@ -142,7 +163,30 @@ def configure(
     bolt = logging.getLogger("slack_bolt.App")
     if not any(isinstance(f, _BoltTokenNotice) for f in bolt.filters):
         bolt.addFilter(_BoltTokenNotice())
+    verification = logging.getLogger(BOLT_VERIFICATION_LOGGER)
+    if not any(isinstance(f, _BoltBadSignature) for f in verification.filters):
+        verification.addFilter(_BoltBadSignature())
     return handler
+
+
+# Bolt's request verification middleware logs the raw body of every request with a bad signature, at INFO.
+BOLT_VERIFICATION_LOGGER = "slack_bolt.RequestVerification"
+BAD_SIGNATURE_NOTICE = "Invalid request signature detected"
+
+
+class _BoltBadSignature(logging.Filter):
+    """Turns Bolt's line about a request with a bad signature into a short summary without the body.
+
+    Anyone can send such a request: its body (any size, any line breaks, a forged
+    log line) must not reach the log. What is left says that one was refused.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(BAD_SIGNATURE_NOTICE):
+            record.msg = "refused a request with an invalid Slack signature (%d characters logged by Bolt, not shown)"
+            record.args = (len(message),)
+        return True
 
 
 class _BoltTokenNotice(logging.Filter):

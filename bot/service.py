@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,11 +101,31 @@ class Background:
                 log.exception("a background part did not stop cleanly")
 
 
+def stop_and_hand_over(bot: VmBot) -> None:
+    """A graceful stop (SIGTERM): take no new work (the resumer, the scheduler, the job queue stop;
+    queued jobs are cancelled), then release the leases of the operations still running here, so
+    another process carries them on at once from the GCP operations their steps recorded. The
+    workflows still running here stop at their next write (they no longer hold the lease)."""
+    bot.shutdown(wait=False)
+    bot.resumer.hand_over()
+
+
+def exit_now(code: int = 0) -> None:
+    """Leave the process at once, after ``Background.stop()``: the job threads may be waiting on a
+    GCP operation for minutes, and Python's normal exit would wait for them. What they were doing
+    is handed over (``stop_and_hand_over``), so nothing is lost by not waiting."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def start_background(bot: VmBot) -> Background:
     """Start the background parts in this process: the one place both entry points do it.
 
     - The job runner's threads start with the first job, in the process that
-      submits it; stopping cancels queued jobs (running ones finish).
+      submits it; stopping cancels queued jobs and hands the running ones over
+      (``stop_and_hand_over``): call ``exit_now()`` after ``Background.stop()``.
     - Socket Mode, when SLACK_APP_TOKEN is set: a websocket to Slack, its own threads.
     - The periodic jobs (bot.jobs.scheduler: the image sweep): ``bot.start()``;
       ``bot.shutdown`` stops them with the rest.
@@ -112,7 +133,7 @@ def start_background(bot: VmBot) -> Background:
       and append its stop function.
     """
     background = Background()
-    background.stops.append(lambda: bot.shutdown(wait=False))
+    background.stops.append(lambda: stop_and_hand_over(bot))
     bot.start()
     if bot.settings.slack_app_token:
         from slack_bolt.adapter.socket_mode import SocketModeHandler

@@ -18,6 +18,9 @@ from storage.models import UNKNOWN_OWNER
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # An API actor's name (VMBOT_API_TOKENS): lowercase, so it can never be mistaken for a Slack user id (U0123ABCD).
 API_ACTOR_RE = re.compile(r"^[a-z][a-z0-9._-]{0,39}$")
+# Names the store gives to no principal (storage.models.UNKNOWN_OWNER owns the VMs reconcile adopted):
+# a token or an admin by such a name would own them all.
+RESERVED_ACTOR_NAMES = frozenset({UNKNOWN_OWNER})
 API_TOKEN_MIN_LENGTH = 16
 # A Slack conversation id (public or private channel), as chat.postMessage takes it.
 SLACK_CHANNEL_RE = re.compile(r"^[CG][A-Z0-9]{2,31}$")
@@ -119,6 +122,8 @@ class Settings:
             for value in sorted(values):
                 if not pattern.match(value):
                     problems.append(f"{name}: {value!r} is not {example}; see README > Configuration")
+                elif value in RESERVED_ACTOR_NAMES:
+                    problems.append(f"{name}: {value!r} is a reserved name (it marks VMs nobody owns)")
             return values
 
         def choices(name: str, option: str) -> tuple[str, ...]:
@@ -202,8 +207,8 @@ def parse_api_tokens(raw: str, problems: list[str]) -> tuple[tuple[str, str], ..
                 f"{where}: {name[:40]!r} is not a valid name (lowercase letters, digits, '.', '_', '-', "
                 "starting with a letter, at most 40 characters)"
             )
-        elif name == UNKNOWN_OWNER:  # reconcile's owner for adopted VMs: a token by that name would own them all
-            problems.append(f"{where}: the name {name!r} is reserved for VMs nobody asked for; pick another name")
+        elif name in RESERVED_ACTOR_NAMES:
+            problems.append(f"{where}: the name {name!r} is reserved (it marks VMs nobody owns); choose another")
         elif len(token) < API_TOKEN_MIN_LENGTH or any(c.isspace() for c in token):
             problems.append(f"{where} ({name}): the token must be at least {API_TOKEN_MIN_LENGTH} characters, no spaces")
         elif name in (known for known, _ in pairs):

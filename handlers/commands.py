@@ -22,7 +22,7 @@ from bot.slack.parsing import Command, mentioned_vm, parse
 from bot.slack.threads import SweepThread
 from bot.jobs.reconcile import live_drift
 from handlers import help_text, shortcuts
-from storage.models import ImageState, Verb, Verdict
+from storage.models import ImageState, Verb, Verdict, VmState
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -154,7 +154,9 @@ def restore(bot: Deps, command: Command, payload: Payload, respond: Respond) -> 
 
 
 def list_vms(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
-    return blocks.vm_list(bot.store.list_vms()), None
+    live = bot.store.list_vms()
+    deleted = 0 if live else sum(s.vm.state is VmState.DELETED for s in bot.store.list_vms(include_deleted=True))
+    return blocks.vm_list(live, deleted=deleted), None
 
 
 def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -226,7 +228,9 @@ def history(bot: Deps, command: Command, payload: Payload, respond: Respond) -> 
     pages = -(-total // HISTORY_PAGE_SIZE)
     if not entries:
         raise NothingToShow(f"`{name}` has {pages} page{'s' if pages != 1 else ''} of history; try `/vm history {name} page={pages}`.")
-    return blocks.audit_history(name, entries, page=page, pages=pages, total=total), None
+    started = {entry.operation_id for entry in entries if entry.operation_id}
+    operations = {op.id: op for op in map(bot.store.operation, sorted(started)) if op is not None}
+    return blocks.audit_history(name, entries, page=page, pages=pages, total=total, operations=operations), None
 
 
 def help_(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:

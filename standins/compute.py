@@ -109,6 +109,7 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _BUSY_STATUSES = frozenset({"PROVISIONING", "STAGING", "RUNNING", "STOPPING", "SUSPENDING", "REPAIRING"})
 _OP_ERROR_HTTP = {
     "QUOTA_EXCEEDED": (403, "FORBIDDEN"),
+    "PERMISSION_DENIED": (403, "FORBIDDEN"),
     "ZONE_RESOURCE_POOL_EXHAUSTED": (503, "SERVICE UNAVAILABLE"),
     "RESOURCE_NOT_FOUND": (404, "NOT FOUND"),
     "RESOURCE_ALREADY_EXISTS": (409, "CONFLICT"),
@@ -590,13 +591,13 @@ class ComputeStandin:
 
     def seed_image(
         self, project: str, name: str, *, family: str | None = None, labels: dict[str, str] | None = None,
-        disk_size_gb: int = 10,
+        disk_size_gb: int = 10, created: float | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """A READY image made outside the bot (no source disk)."""
+        """A READY image made outside the bot (no source disk); ``created``: when (epoch seconds), default now."""
         with self._cond:
             if (project, name) in self._images or not _NAME.match(name):
                 raise ValueError(f"cannot seed image {name!r} in {project!r}")
-            image = self._new_image(project, name, family, labels or {}, disk_size_gb)
+            image = self._new_image(project, name, family, labels or {}, disk_size_gb, created=created)
             image.update(status="READY", archiveSizeBytes=str(disk_size_gb * 310_000_000))
             return copy.deepcopy(image)
 

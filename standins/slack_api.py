@@ -610,6 +610,14 @@ class SlackStandin:
         """
         self._add_fault(method, _Fault("ratelimited", 429, retry_after, times))
 
+    def outage(self, *methods: str, status: int = 500) -> None:
+        """Until ``outage_over()``, every call to ``methods`` (every method if none is named) answers
+        ``status`` (Slack's 5xx during an incident) and changes nothing."""
+        self.fail(list(methods) if methods else ALL_METHODS, status=status, times=None)
+
+    def outage_over(self) -> None:
+        self.recover()
+
     def rate_limit_responses(self, *, times: int | None = 1, retry_after: int = 1) -> None:
         """The next ``times`` response_url posts answer 429 with Retry-After
         (Slack rate-limits its webhooks too); they change nothing and do not

@@ -253,6 +253,11 @@ class HousekeepingQueries:
             )
             return list(images), int(total)
 
+    def count_images_in_state(self, state: ImageState) -> int:
+        """How many images are in ``state`` (a sweep's report counts the ready ones it left alone)."""
+        with self.sessions() as s:
+            return s.scalar(select(func.count()).select_from(Image).where(Image.state == state)) or 0
+
     def known_image_names(self, names: Iterable[str]) -> set[str]:
         """Which of ``names`` the store has a row for (in any state)."""
         wanted = list(names)

@@ -27,12 +27,19 @@ class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp with its time zone, read back as UTC on every database.
 
     PostgreSQL keeps the zone; SQLite keeps none and hands back naive
-    datetimes. The store only ever writes UTC, so a naive value read back is
-    UTC: marking it so here spares every reader its own conversion.
+    datetimes. Every value is converted to UTC on the way in (GCP's times
+    carry their own offset), so a naive value read back is UTC: marking it so
+    here spares every reader its own conversion.
     """
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Written as UTC: SQLite drops the offset and would keep GCP's "-07:00" wall time as if it were UTC."""
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(timezone.utc)
+        return value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
@@ -154,6 +161,9 @@ class Operation(Base):
     # and any process may take the operation over once it has run out (see Store.claim_operation).
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
+    # Fencing: raised by one on every claim, and checked with the owner by every write of a step and
+    # the finish (Store.Lease), so a process that lost its lease (frozen, partitioned) stops at its next write.
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # What the end of its Slack thread says ({"ok", "headline", "detail"}), written with the outcome,
     # and when it was posted: a process that dies in between leaves it for the next one to post.
     report: Mapped[dict | None] = mapped_column(JSON)

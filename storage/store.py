@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,6 +67,29 @@ _AUDIT_ENTRY_OF_OPERATION = insert(AuditEntry.__table__)  # written with the ope
 
 class ClaimLost(Exception):
     """The VM was not in a state the verb may start from, or another operation holds it."""
+
+
+class LeaseLost(Exception):
+    """Another process took the operation over (this one froze, was cut off, or handed it over):
+    the write was not made, and this process must stop working on the operation."""
+
+    def __init__(self, op_id: int) -> None:
+        super().__init__(f"operation #{op_id} is no longer leased to this process")
+        self.op_id = op_id
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An operation as one claim of it holds it: the owner and the claim's fencing token."""
+
+    op_id: int
+    owner: str
+    token: int
+
+
+# The lease the writes of the current workflow run are fenced with (Store.fenced_by): every step
+# write and the finish check it in the same transaction, on the operation's row.
+_LEASE: ContextVar[Lease | None] = ContextVar("vmbot_lease", default=None)
 
 
 class DuplicateRequest(Exception):
@@ -190,13 +215,14 @@ class Store(HousekeepingQueries):
             )
 
     def unreported_operations(self) -> list[Operation]:
-        """Ended operations whose thread never got its result (their process died in between)."""
+        """Ended operations with a channel whose result Slack has not taken yet (a Slack outage, or
+        their process stopped in between); their thread root may never have been posted either."""
         with self.sessions() as s:
             query = select(Operation).where(
                 Operation.state.in_(FINISHED_STATES),
                 Operation.reported_at.is_(None),
                 Operation.report.is_not(None),
-                Operation.thread_ts.is_not(None),
+                Operation.channel.is_not(None),
             )
             return list(s.scalars(query.order_by(Operation.id)))
 
@@ -327,17 +353,82 @@ class Store(HousekeepingQueries):
                         Operation.lease_expires_at < now,
                     ),
                 )
-                .values(lease_owner=self.owner, lease_expires_at=self._lease_end())
+                .values(lease_owner=self.owner, lease_token=Operation.lease_token + 1, lease_expires_at=self._lease_end())
                 .execution_options(synchronize_session=False)
             ).rowcount
         return self.operation(op_id) if claimed else None
 
+    @contextmanager
+    def fenced_by(self, lease: Lease) -> Iterator[None]:
+        """Within the block, every write of a step, of the VM and images, and the finish, checks
+        ``lease`` first, in its transaction; LeaseLost (and nothing written) if it is not held."""
+        reset = _LEASE.set(lease)
+        try:
+            yield
+        finally:
+            _LEASE.reset(reset)
+
+    def _fence(self, s: Session, op_id: int | None = None, **values: Any) -> None:
+        """The fence: one UPDATE of the operation's row that checks owner and token (and renews the
+        lease); it locks the row, so a takeover waits for this transaction or this one for it."""
+        lease = _LEASE.get()
+        if lease is None or (op_id is not None and op_id != lease.op_id):
+            if values and op_id is not None:
+                s.execute(update(Operation).where(Operation.id == op_id).values(**values))
+            return
+        held = s.execute(
+            update(Operation)
+            .where(Operation.id == lease.op_id, Operation.lease_owner == lease.owner, Operation.lease_token == lease.token)
+            .values(lease_expires_at=self._lease_end(), **values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not held:
+            raise LeaseLost(lease.op_id)
+
+    def let_go(self, op_id: int) -> None:
+        """Release one unfinished operation this process holds (fenced), for the resumer to run again."""
+        with self.sessions.begin() as s:
+            self._fence(s, op_id)
+            s.execute(
+                update(Operation)
+                .where(Operation.id == op_id, Operation.lease_owner == self.owner)
+                .values(lease_owner=None, lease_expires_at=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    def release_leases(self) -> list[int]:
+        """Hand over: let go of every operation this process holds (unfinished, or with its result still
+        to post), so another process takes them at once. Their steps keep the GCP operations they
+        started, which the next process re-attaches to; the writes this process still tries fail
+        (LeaseLost). Returns their ids."""
+        with self.sessions.begin() as s:
+            ids = list(
+                s.scalars(
+                    select(Operation.id).where(
+                        Operation.lease_owner == self.owner,
+                        or_(Operation.state.not_in(FINISHED_STATES), Operation.reported_at.is_(None)),
+                    )
+                )
+            )
+            if ids:
+                s.execute(
+                    update(Operation)
+                    .where(Operation.id.in_(ids), Operation.lease_owner == self.owner)
+                    .values(lease_owner=None, lease_expires_at=None)
+                    .execution_options(synchronize_session=False)
+                )
+            return ids
+
     def renew_leases(self) -> int:
-        """Extend the lease of every unfinished operation this process holds; return how many."""
+        """Extend the lease of every operation this process holds, unfinished or with its result still
+        to post (so no other process posts it again meanwhile); return how many."""
         with self.sessions.begin() as s:
             return s.execute(
                 update(Operation)
-                .where(Operation.lease_owner == self.owner, Operation.state.not_in(FINISHED_STATES))
+                .where(
+                    Operation.lease_owner == self.owner,
+                    or_(Operation.state.not_in(FINISHED_STATES), Operation.reported_at.is_(None)),
+                )
                 .values(lease_expires_at=self._lease_end())
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -347,11 +438,7 @@ class Store(HousekeepingQueries):
     def mark_running(self, op_id: int) -> None:
         """The first start stamps ``started_at``; a resumed run keeps it, so durations stay true."""
         with self.sessions.begin() as s:
-            s.execute(
-                update(Operation)
-                .where(Operation.id == op_id)
-                .values(state=OperationState.RUNNING, started_at=func.coalesce(Operation.started_at, utcnow()))
-            )
+            self._fence(s, op_id, state=OperationState.RUNNING, started_at=func.coalesce(Operation.started_at, utcnow()))
 
     def set_thread(self, op_id: int, channel: str, thread_ts: str) -> None:
         with self.sessions.begin() as s:
@@ -364,9 +451,9 @@ class Store(HousekeepingQueries):
 
     def step_started(self, op_id: int, name: str, *, request_id: str | None = None) -> int:
         with self.sessions.begin() as s:
+            self._fence(s, op_id, step=name)
             step = OperationStep(operation_id=op_id, name=name, request_id=request_id)
             s.add(step)
-            s.execute(update(Operation).where(Operation.id == op_id).values(step=name))
             s.flush()
             return step.id
 
@@ -374,15 +461,17 @@ class Store(HousekeepingQueries):
         """A step that a crashed run started is carried on by this run."""
         with self.sessions.begin() as s:
             step = s.get_one(OperationStep, step_id)
-            s.execute(update(Operation).where(Operation.id == step.operation_id).values(step=step.name))
+            self._fence(s, step.operation_id, step=step.name)
 
     def step_gcp_operation(self, step_id: int, gcp_operation: str) -> None:
         with self.sessions.begin() as s:
+            self._fence(s)
             s.execute(update(OperationStep).where(OperationStep.id == step_id).values(gcp_operation=gcp_operation))
 
     def step_finished(self, step_id: int, *, error: str | None = None) -> None:
         state = OperationState.FAILED if error else OperationState.SUCCEEDED
         with self.sessions.begin() as s:
+            self._fence(s)
             s.execute(
                 update(OperationStep)
                 .where(OperationStep.id == step_id)
@@ -391,6 +480,7 @@ class Store(HousekeepingQueries):
 
     def update_vm(self, name: str, **values: Any) -> None:
         with self.sessions.begin() as s:
+            self._fence(s)
             s.execute(update(Vm).where(Vm.name == name).values(updated_at=utcnow(), **values))
 
     def finish(
@@ -409,6 +499,7 @@ class Store(HousekeepingQueries):
         that it was said, so a process that dies in between leaves it to the next one.
         """
         with self.sessions.begin() as s:
+            self._fence(s, op_id)
             op = s.get_one(Operation, op_id)
             op.state, op.result, op.error, op.finished_at = state, result, error, utcnow()
             op.report = report
@@ -424,27 +515,36 @@ class Store(HousekeepingQueries):
         with self.sessions.begin() as s:
             s.execute(update(Operation).where(Operation.id == op_id).values(reported_at=utcnow()))
 
-    def claim_report(self, op_id: int) -> bool:
-        """Take on posting an ended operation's result that was never posted; False if someone has.
-
-        Marked before posting: of two processes resuming at once only one posts,
-        and a process that dies while posting leaves no second copy behind it.
-        """
+    def claim_report(self, op_id: int) -> Operation | None:
+        """Lease an ended operation's unposted result to this process; None if it is posted or a live
+        process holds it. ``reported`` marks it posted once Slack has it; till then the lease is
+        renewed (``renew_leases``), and a process that stops leaves it to the next one."""
+        now = utcnow()
         with self.sessions.begin() as s:
-            return bool(
-                s.execute(
-                    update(Operation)
-                    .where(Operation.id == op_id, Operation.reported_at.is_(None))
-                    .values(reported_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-            )
+            claimed = s.execute(
+                update(Operation)
+                .where(
+                    Operation.id == op_id,
+                    Operation.state.in_(FINISHED_STATES),
+                    Operation.reported_at.is_(None),
+                    or_(
+                        Operation.lease_owner.is_(None),
+                        Operation.lease_owner == self.owner,
+                        Operation.lease_expires_at.is_(None),
+                        Operation.lease_expires_at < now,
+                    ),
+                )
+                .values(lease_owner=self.owner, lease_expires_at=self._lease_end())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        return self.operation(op_id) if claimed else None
 
     # ---- images ----------------------------------------------------------------
 
     def add_image(self, vm_name: str, name: str, family: str, *, op_id: int | None) -> None:
         """Record an image before asking GCP for it, so no image GCP makes is ever untracked."""
         with self.sessions.begin() as s:
+            self._fence(s)
             vm_id = s.scalar(select(Vm.id).where(Vm.name == vm_name))
             s.add(
                 Image(
@@ -460,6 +560,7 @@ class Store(HousekeepingQueries):
         """Mark an image READY and its VM's older READY images dirty; return the names made dirty."""
         now = utcnow()
         with self.sessions.begin() as s:
+            self._fence(s)
             image = s.scalars(select(Image).where(Image.name == name)).one()
             image.state = ImageState.READY
             image.disk_size_gb, image.archive_size_bytes = disk_size_gb, archive_size_bytes
@@ -476,11 +577,13 @@ class Store(HousekeepingQueries):
 
     def image_failed(self, name: str) -> None:
         with self.sessions.begin() as s:
+            self._fence(s)
             s.execute(update(Image).where(Image.name == name).values(state=ImageState.FAILED))
 
     def mark_images_dirty(self, vm_name: str, *, at: datetime | None = None) -> list[str]:
         """Mark every READY image of the VM dirty (the sweeper's to delete); return their names."""
         with self.sessions.begin() as s:
+            self._fence(s)
             vm_id = select(Vm.id).where(Vm.name == vm_name).scalar_subquery()
             ready = select(Image.id, Image.name).where(Image.vm_id == vm_id, Image.state == ImageState.READY)
             rows = s.execute(ready.order_by(Image.created_at, Image.id)).all()
@@ -544,12 +647,15 @@ class Store(HousekeepingQueries):
         return AuditEntry(id=entry_id, **values)
 
     def audit_trail(self, vm_name: str, *, offset: int = 0, limit: int = 10) -> tuple[list[AuditEntry], int]:
-        """A page of one VM's audit entries, newest first, and how many there are in all."""
+        """A page of one VM's audit entries, newest first, and how many there are in all (history reads left out)."""
         with self.sessions() as s:
-            total = s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.vm_name == vm_name)) or 0
+            # Reading the trail is recorded too (audit_log has it), but not shown in it: a page of the
+            # trail would otherwise change (and its count grow) with every look at it.
+            shown = (AuditEntry.vm_name == vm_name) & ((AuditEntry.verb != "history") | AuditEntry.verb.is_(None))
+            total = s.scalar(select(func.count()).select_from(AuditEntry).where(shown)) or 0
             entries = s.scalars(
                 select(AuditEntry)
-                .where(AuditEntry.vm_name == vm_name)
+                .where(shown)
                 .order_by(AuditEntry.id.desc())
                 .offset(offset)
                 .limit(limit)

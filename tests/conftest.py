@@ -114,6 +114,7 @@ class Running:
     def settle(self, timeout: float = 60) -> None:
         """Until every job the bot was given has ended, and the jobs those started (bot.runner.drain)."""
         assert self.bot.runner.drain(timeout=timeout), "the bot's background work did not finish"
+        assert self.bot.outbox.drain(timeout=timeout), "the bot's Slack posts did not finish"
 
 
 @pytest.fixture

@@ -6,6 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import Running
+from standins.compute import ComputeStandin
+from standins.slack_api import SlackStandin
+from standins.slack_driver import SlackDriver
+from storage.models import VmState
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -52,3 +58,39 @@ def test_a_scripted_demo_creates_through_the_form_and_parks_from_the_home_tab() 
     assert "Park this VM?" in out and "`test-vm-22` is parked: only image `test-vm-22-" in out
     assert "[2] Restore   [3] Delete   [4] Open thread" in out, "the Home tab is drawn again once the park has ended"
     assert "Traceback" not in out + done.stderr
+
+
+def test_a_permanent_error_in_the_demo_reads_one_way_and_no_log_line_interrupts_it() -> None:
+    typed = "/vm create test-vm-22 zone=mars-central1-z\n/vm list\nquit\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--operation-seconds", "0.05"],
+        input=typed, capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "❌ Create of `test-vm-22` failed while checking GCP" in out and "did not answer" not in out
+    assert "GCP said: Invalid value for field 'zone': 'mars-central1-z'" in out, "italics rendered, not shown raw"
+    assert "] Retry" not in out, "no Retry for a request that can only fail again"
+    assert "WARNING" not in out, "the log is kept out of the playback"
+    assert "create of test-vm-22 ended: failed" in done.stderr, "and shown when the demo ends"
+
+
+def test_the_demo_terminal_can_press_a_retry_button_in_a_thread(
+    driver: SlackDriver, running: Running, slack: SlackStandin, gcp: ComputeStandin
+) -> None:
+    import io
+
+    from bot.demo import CHANNEL, USER, Terminal, press, render
+
+    gcp.fail_operation("POST", r"/instances$", code="QUOTA_EXCEEDED", message="Quota 'CPUS' exceeded.")
+    driver.command("create vm-a", user=USER, channel=CHANNEL)
+    running.settle()
+    out = io.StringIO()
+    terminal = Terminal(slack, out)
+    terminal.show_news()
+    assert "[1] Retry create" in out.getvalue(), out.getvalue()
+
+    press(driver, terminal, "1", interactive=False)
+    running.settle()
+    assert running.bot.store.vm("vm-a").state is VmState.RUNNING, "the Retry press created the VM"
+    assert render("GCP said: _Quota_. `a_b_c`") == "GCP said: Quota. `a_b_c`"

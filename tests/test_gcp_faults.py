@@ -191,7 +191,10 @@ def test_a_permanent_api_error_is_not_retried_and_says_what_gcp_said(
     assert [r.status for r in gcp.requests if r.path.endswith("/stop")] == [status], "asked once, not retried"
     final = last_thread(slack)[-1]
     assert f"Parking `vm-a` failed while stopping the VM. GCP said: _{message}_" in final.text
-    find_button(final.blocks, "operation_retry")
+    if status in (400, 404):  # invalid, not found: the same request can only fail again (issue 16)
+        assert not any(b["type"] == "actions" for b in final.blocks) and "tries again" not in final.text
+    else:  # a permission or a quota can change: Retry is offered
+        find_button(final.blocks, "operation_retry")
     assert running.bot.store.vm("vm-a").state is VmState.RUNNING
     assert_nothing_orphaned(gcp, running.bot.store)
 

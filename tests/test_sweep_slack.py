@@ -126,9 +126,10 @@ def test_re_park_then_sweep_from_slack(
     assert {image["name"] for image in gcp.images(PROJECT)} == {second}
     root, report = newest_thread(slack)
     assert root.edits == 1 and root.history[0].text.startswith("<@U100> started an image sweep #1")
-    assert root.text == "Image sweep #1: deleted 1 image (2.9 GB), 0 kept"
+    assert root.text == "Image sweep #1: deleted 1 image (2.9 GB), 1 kept"  # the newest image, its way back (issue 16)
     details = str(report.blocks)
     assert f"*Deleted* (2.9 GB freed): 1\\n• `{first}` (test-vm-22)" in details
+    assert "*Kept*: not dirty (each a VM's way back, or in use): 1 image" in details
     row = next(image for image in store.images("test-vm-22") if image.name == first)
     assert row.state is ImageState.DELETED and row.deleted_by == "sweep #1"
     assert "sweep #1" in str(driver.command("images test-vm-22").blocks)
@@ -136,7 +137,7 @@ def test_re_park_then_sweep_from_slack(
     # Nothing dirty remains: a second sweep deletes nothing.
     chat.sweep()
     assert image_deletes(gcp) == [first]
-    assert newest_thread(slack)[0].text == "Image sweep #2: deleted 0 images (0.0 GB), 0 kept"
+    assert newest_thread(slack)[0].text == "Image sweep #2: deleted 0 images (0.0 GB), 1 kept"
 
 
 def test_sweep_dry_run_changes_nothing(chat: Chat, slack: SlackStandin, gcp: ComputeStandin, running: Running) -> None:
@@ -157,7 +158,7 @@ def test_sweep_dry_run_changes_nothing(chat: Chat, slack: SlackStandin, gcp: Com
     assert gcp.images(PROJECT) == gcp_before and store_rows(running) == before
     root, report = newest_thread(slack)
     assert root.history[0].text.startswith("<@U100> started a dry run of the image sweep")
-    assert root.text == "Dry run of the image sweep: would delete 1 image (2.9 GB), 0 kept, 1 orphan"
+    assert root.text == "Dry run of the image sweep: would delete 1 image (2.9 GB), 1 kept, 1 orphan"
     details = str(report.blocks)
     assert f"*Would delete* (2.9 GB to free): 1\\n• `{dirty[0]}` (vm-a)" in details
     assert "*Orphans*" in details and "`orphan-7`" in details and "Dry run: nothing was changed." in details
@@ -248,7 +249,7 @@ def test_a_scheduled_sweep_posts_its_report_to_the_report_channel(
     sweep_job(running.bot)
     assert len(image_deletes(gcp)) == 1
     root, report = slack.thread(REPORTS, slack.messages(REPORTS)[-1].ts)
-    assert root.text == "Image sweep #1: deleted 1 image (2.9 GB), 0 kept"
+    assert root.text == "Image sweep #1: deleted 1 image (2.9 GB), 1 kept"
     assert "scheduled" in str(root.blocks) and "*Deleted* (2.9 GB freed): 1" in str(report.blocks)
 
     sweep_job(running.bot)  # the next run within half an interval: this interval is swept already

@@ -26,7 +26,7 @@ class Transcript:
     def step(self, text: str) -> None:
         self.lines.append(f"step: {text}")
 
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
         self.lines.append(f"{'ok' if ok else 'failed'}: {headline}")
 
     def refused(self, text: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from bot.core.errors import Reason, Refused
+from storage.models import UNKNOWN_OWNER
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -29,7 +30,23 @@ ADMIN_ONLY: frozenset[str] = frozenset({"sweep"})
 
 
 def is_admin(settings: Settings, user: str) -> bool:
-    return user in settings.admins
+    return user in settings.admins and not is_placeholder(user)
+
+
+def _admins(settings: Settings) -> list[str]:
+    """The admins a refusal names: real principals only."""
+    return sorted(admin for admin in settings.admins if not is_placeholder(admin))
+
+
+def is_placeholder(owner: str | None) -> bool:
+    """Whether ``owner`` names nobody: a VM reconcile adopted from GCP is owned by no principal,
+    whatever a token or an admin happens to be called (settings refuse the name too)."""
+    return not owner or owner == UNKNOWN_OWNER
+
+
+def owns(user: str, vm: Vm) -> bool:
+    """Whether ``user`` is ``vm``'s owner; nobody owns a VM whose owner is the placeholder."""
+    return not is_placeholder(vm.owner) and user == vm.owner
 
 
 def check_channel(settings: Settings, channel: str | None) -> None:
@@ -52,7 +69,7 @@ class Request(Protocol):
 def check_command(settings: Settings, store: Store, user: str, command: Request) -> None:
     """The permission part of a request, before the verb runs; the VM's state is the verb's business."""
     if command.verb in ADMIN_ONLY and not is_admin(settings, user):
-        raise Refused(Reason.ADMIN_ONLY, verb=command.verb, admins=sorted(settings.admins))
+        raise Refused(Reason.ADMIN_ONLY, verb=command.verb, admins=_admins(settings))
     if command.verb in OWNER_OR_ADMIN and command.name:
         vm = store.vm(command.name)
         if vm is not None:
@@ -63,14 +80,14 @@ def require_admin(settings: Settings, user: str, action: str) -> None:
     """Refuse unless ``user`` is an admin; ``action``, in the door's words, completes "Only admins may ..."."""
     if is_admin(settings, user):
         return
-    raise Refused(Reason.ADMIN_ONLY, action=action, admins=sorted(settings.admins))
+    raise Refused(Reason.ADMIN_ONLY, action=action, admins=_admins(settings))
 
 
 def require_owner_or_admin(settings: Settings, user: str, vm: Vm, verb: str) -> None:
     """Refuse unless ``user`` owns ``vm`` or is an admin."""
-    if user == vm.owner or is_admin(settings, user):
+    if owns(user, vm) or is_admin(settings, user):
         return
-    raise Refused(Reason.NOT_OWNER, vm.name, owner=vm.owner, admins=sorted(settings.admins), verb=verb)
+    raise Refused(Reason.NOT_OWNER, vm.name, owner=vm.owner, admins=_admins(settings), verb=verb)
 
 
 def require_requester_or_admin(settings: Settings, user: str, requested_by: str | None, vm: Vm) -> None:
@@ -80,9 +97,9 @@ def require_requester_or_admin(settings: Settings, user: str, requested_by: str 
     None) falls back to the VM's owner.
     """
     asker = requested_by or vm.owner
-    if user == asker or is_admin(settings, user):
+    if (user == asker and not is_placeholder(asker)) or is_admin(settings, user):
         return
-    raise Refused(Reason.NOT_REQUESTER, vm.name, asker=asker, admins=sorted(settings.admins))
+    raise Refused(Reason.NOT_REQUESTER, vm.name, asker=asker, admins=_admins(settings))
 
 
 

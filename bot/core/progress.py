@@ -17,7 +17,9 @@ class Progress(Protocol):
 
     def step(self, text: str) -> None: ...
 
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None: ...
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
+        """The operation ended; ``retry`` False when trying again can only fail the same way."""
+        ...
 
     def refused(self, refusal: UserError) -> None:
         """The operation was refused before its thread began: tell the person who asked."""

@@ -33,6 +33,7 @@ from bot.gcp.compute import (
     GceAlreadyExists,
     GceError,
     GceNotFound,
+    GceTimeout,
     ImageInfo,
     InstanceInfo,
     InstanceSpec,
@@ -43,8 +44,8 @@ from bot.core.lifecycle import check_image_name_free
 from bot.core.progress import Progress, duration
 from bot.observability.metrics import Metrics
 from bot.settings import Settings
-from storage.models import Operation, OperationState, OperationStep, Verb, VmState
-from storage.store import Store
+from storage.models import Image, ImageState, Operation, OperationState, OperationStep, Verb, VmState
+from storage.store import Lease, LeaseLost, Store
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -55,7 +56,7 @@ class StepFailed(Exception):
 
     def __init__(self, what: str, error: GceError) -> None:
         super().__init__(f"{what}: {error.message}")
-        self.what, self.gcp = what, error.message
+        self.what, self.gcp, self.permanent = what, error.message, error.permanent
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Outcome:
     headline: str  # the thread root's final line
     detail: str  # the thread's last reply
     vm_values: dict[str, Any] = field(default_factory=dict)
+    retry: bool = True  # whether trying again may help (False: GCP refused the request as invalid)
 
 
 def labels_for(vm_name: str) -> dict[str, str]:
@@ -169,7 +171,13 @@ class Workflows:
                     self.metrics.operation_started(op.verb.value)
                     how = "resumed" if op.state is OperationState.RUNNING else "started"
                     log.info("%s of %s %s", op.verb.value, op.vm_name, how)
-                    self._run(op)
+                    try:
+                        with self.store.fenced_by(Lease(op.id, self.store.owner, op.lease_token)):
+                            self._run(op)
+                    except LeaseLost:
+                        log.warning("%s of %s was taken over by another bot process (or handed over); "
+                                    "stopping here", op.verb.value, op.vm_name)  # fmt: skip
+                        return
                     ended = self.store.operation(op_id)
                     state = ended.state if ended else None
                     level = logging.INFO if state is OperationState.SUCCEEDED else logging.WARNING
@@ -193,6 +201,11 @@ class Workflows:
         workflow = workflows[op.verb]
         try:
             outcome = workflow(op, progress)
+        except LeaseLost:
+            raise  # another process has it: this one says and writes nothing more
+        except GceTimeout as timeout:
+            self._outcome_unknown(op, progress, timeout)
+            return
         except Refused as refusal:
             vm_values = {"state": VmState.DELETED} if op.verb is Verb.CREATE else {}
             self.store.finish(op_id, OperationState.REJECTED, error=self.words(refusal), vm_values=vm_values)
@@ -212,10 +225,11 @@ class Workflows:
         self._end(op_id, progress, outcome, began)
 
     def _end(self, op_id: int, progress: Progress, outcome: Outcome, began: float, *, error: str | None = None) -> None:
-        """Record the outcome with what the thread's end will say, say it, and record that it was said.
+        """Record the outcome with what the thread's end will say, then say it.
 
-        A process that dies between the two records leaves the report for the
-        next one to post (``report_again``), so no thread misses its result.
+        The Progress records that it was said (``store.reported``) once it was:
+        a result Slack has not taken yet (an outage, a process that stops first)
+        is left for ``report_again``, so no thread misses its result.
         """
         self.store.finish(
             op_id,
@@ -223,28 +237,42 @@ class Workflows:
             result=outcome.headline if outcome.ok else None,
             error=None if outcome.ok else (error or outcome.detail),
             vm_values=outcome.vm_values,
-            report={"ok": outcome.ok, "headline": outcome.headline, "detail": outcome.detail},
+            report={"ok": outcome.ok, "headline": outcome.headline, "detail": outcome.detail, "retry": outcome.retry},
         )
-        progress.finished(ok=outcome.ok, headline=outcome.headline, detail=outcome.detail, took=time.monotonic() - began)
-        self.store.reported(op_id)
+        progress.finished(ok=outcome.ok, headline=outcome.headline, detail=outcome.detail,
+                          took=time.monotonic() - began, retry=outcome.retry)  # fmt: skip
+
+    def _outcome_unknown(self, op: Operation, progress: Progress, timeout: GceTimeout) -> None:
+        """A GCP operation outlasted ``operation_timeout``: nothing is known yet, so nothing is recorded as
+        done or failed. The step stays unfinished with the GCP operation's name, and the operation is let go
+        (``Store.let_go``): the resumer runs it again, which waits for that GCP operation by its name and
+        goes on from what GCP says."""
+        log.warning("operation %s: %s; its outcome is unknown, it will be checked again", op.id, timeout.message)
+        self.store.let_go(op.id)
+        progress.step(
+            f":hourglass: GCP has not finished `{timeout.operation}` yet, so its outcome is unknown for now; "
+            "I will keep checking GCP and say here how it ends."
+        )
 
     def report_again(self, op_id: int) -> None:
-        """Post the result of an operation whose process died after recording its end, before saying it.
+        """Post the result of an ended operation whose thread does not have it yet (its process
+        stopped before Slack took it), starting the thread if Slack never took its root.
 
-        The Resumer calls it; ``claim_report`` makes sure one process posts it, once.
+        The Resumer calls it; ``claim_report`` leases the report to this process,
+        so one process posts it; it is recorded as posted once it is.
         """
-        if not self.store.claim_report(op_id):
-            return
-        op = self.store.operation(op_id)
+        op = self.store.claim_report(op_id)
         if op is None or not op.report:
             return
         log.info("posting the result of operation %s, which ended before a restart", op_id)
         progress = self.progress_for(op)
+        vm = self.store.vm(op.vm_name)
+        progress.started(f"{vm.machine_type} in {vm.zone}" if vm else "")
         progress.step(":arrows_counterclockwise: Resumed after restart: the work had ended. Its result:")
         took = (op.finished_at - op.started_at).total_seconds() if op.started_at and op.finished_at else 0.0
         report = op.report
         progress.finished(ok=bool(report.get("ok")), headline=str(report.get("headline", "")),
-                          detail=str(report.get("detail", "")), took=took)  # fmt: skip
+                          detail=str(report.get("detail", "")), took=took, retry=report.get("retry", True) is not False)  # fmt: skip
 
     # ---- the workflows ---------------------------------------------------------------
 
@@ -270,6 +298,9 @@ class Workflows:
         vm = self.store.vm(name)
         assert vm is not None, "a park is only recorded for a known VM"
         recorded = self.store.image_of_operation(op.id)  # set when a run that died got as far as the image
+        instance = self.compute.get_instance(vm.zone, name)
+        if recorded is None and not op.params.get("image"):
+            recorded = self._image_of_failed_park(op, instance)
         if recorded is None:
             image_name = op.params.get("image") or image_name_for(name, datetime.now(timezone.utc), op.id)
             family = op.params.get("family") or name
@@ -277,7 +308,6 @@ class Workflows:
         else:
             image_name, family = recorded.name, recorded.family
         progress.started(f"{vm.machine_type} in {vm.zone}")
-        instance = self.compute.get_instance(vm.zone, name)
         if instance is None and recorded is None:
             return Outcome(
                 False,
@@ -318,12 +348,17 @@ class Workflows:
             return self._park_failed(
                 name, failure, f"is stopped and still exists; its image `{image_name}` is safe", VmState.STOPPED
             )
-        older = f" The previous image {', '.join(f'`{d}`' for d in dirty)} is now dirty and will be swept." if dirty else ""
+        # Say "only" only when it is true: a previous image is dirty, but there until the sweeper deletes it.
+        several = len(dirty) != 1
+        kept = (
+            f"image `{image_name}` (family `{family}`) holds its disk. The previous image{'s' if several else ''} "
+            f"{', '.join(f'`{d}`' for d in dirty)} {'are' if several else 'is'} now dirty and will be swept."
+            if dirty else f"only image `{image_name}` (family `{family}`) remains."
+        )
         return Outcome(
             True,
             f"`{name}` is parked as image `{image_name}`",
-            f"`{name}` is parked: only image `{image_name}` (family `{family}`) remains.{older} "
-            f"Bring it back with `/vm restore {name}`.",
+            f"`{name}` is parked: {kept} Bring it back with `/vm restore {name}`.",
             {"state": VmState.PARKED, "external_ip": None},
         )
 
@@ -366,7 +401,8 @@ class Workflows:
                 False,
                 f"Deleting `{name}` failed while {failure.what}",
                 f"Deleting `{name}` failed while {failure.what}. GCP said: _{failure.gcp}_. `{name}` still exists "
-                f"and nothing else was changed. `/vm delete {name}` tries again.",
+                f"and nothing else was changed." + ("" if failure.permanent else f" `/vm delete {name}` tries again."),
+                retry=not failure.permanent,
             )
         dirty = self.store.mark_images_dirty(name)
         grace = self.settings.sweep_grace
@@ -393,6 +429,18 @@ class Workflows:
         if self.compute.get_image(image_name) is not None:
             raise Refused(Reason.IMAGE_EXISTS, image=image_name, project=self.compute.project)
 
+    def _image_of_failed_park(self, op: Operation, instance: InstanceInfo | None) -> Image | None:
+        """The READY image of the park just before this one, if that park failed only at deleting the VM
+        and the VM has stayed stopped since: a retry deletes the VM and keeps that image rather than
+        making a second one (and marking the first dirty)."""
+        if instance is None or instance.status != "TERMINATED":
+            return None
+        earlier = [prior for prior in self.store.operations_for(op.vm_name, limit=5) if prior.id < op.id]
+        if not earlier or earlier[0].verb is not Verb.PARK or earlier[0].state is not OperationState.FAILED:
+            return None
+        image = self.store.image_of_operation(earlier[0].id)
+        return image if image is not None and image.state is ImageState.READY else None
+
     @contextmanager
     def _step(self, op: Operation, progress: Progress, name: str, text: str) -> Iterator[StepRun]:
         """Record a step (or pick up the one a dead run began) and report it; turn a GCP
@@ -413,6 +461,8 @@ class Workflows:
         )
         try:
             yield step
+        except GceTimeout:
+            raise  # not a failure: the step stays unfinished, with its GCP operation, for the next run
         except GceError as error:
             self.store.step_finished(step_id, error=error.message)
             raise StepFailed(STEP_WORDS[name], error) from error
@@ -545,6 +595,7 @@ class Workflows:
             f"{op.verb.value.capitalize()} of `{name}` failed while {failure.what}. GCP said: _{failure.gcp}_. "
             f"`{name}` {leaves_vm}.",
             {"state": vm_state, "external_ip": None},
+            retry=not failure.permanent,
         )
 
     def _check_failed(self, op: Operation, error: GceError) -> Outcome:
@@ -557,10 +608,11 @@ class Workflows:
             leaves, values = f"is {vm.state.value if vm else 'unknown'}", {}
         return Outcome(
             False,
-            f"{verb.capitalize()} of `{name}` failed: GCP did not answer",
+            f"{verb.capitalize()} of `{name}` failed while checking GCP",
             f"{verb.capitalize()} of `{name}` failed while checking GCP. "
             f"GCP said: _{error.message}_. `{name}` {leaves}.",
             values,
+            retry=not error.permanent,
         )
 
     @staticmethod
@@ -568,9 +620,10 @@ class Workflows:
         return Outcome(
             False,
             f"Parking `{name}` failed while {failure.what}",
-            f"Parking `{name}` failed while {failure.what}. GCP said: _{failure.gcp}_. `{name}` {leaves}. "
-            f"`/vm park {name}` tries again.",
+            f"Parking `{name}` failed while {failure.what}. GCP said: _{failure.gcp}_. `{name}` {leaves}."
+            + ("" if failure.permanent else f" `/vm park {name}` tries again."),
             {"state": vm_state},
+            retry=not failure.permanent,
         )
 
 
@@ -626,8 +679,8 @@ class _Resumed:
     def step(self, text: str) -> None:
         self.progress.step(text)
 
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
-        self.progress.finished(ok=ok, headline=headline, detail=detail, took=took)
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
+        self.progress.finished(ok=ok, headline=headline, detail=detail, took=took, retry=retry)
 
     def refused(self, refusal: UserError) -> None:
         self.progress.refused(refusal)

@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 MANAGED_LABEL = {"managed-by": "vmbot"}
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "backendError", "internalError"})
+PERMANENT_STATUSES = frozenset({400, 404})  # invalid, not found: the same request fails the same way
+# Client errors (4xx) that may pass by themselves: a quota or a zone's capacity can free up.
+PASSING_REASONS = frozenset({
+    "quotaExceeded", "QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED", "resourceExhausted", "ZONE_RESOURCE_POOL_EXHAUSTED",
+    "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "RESOURCE_OPERATION_RATE_EXCEEDED", "rateLimitExceeded",
+    "userRateLimitExceeded", "resourceNotReady", "RESOURCE_NOT_READY",
+})  # fmt: skip
 DONE = compute_v1.Operation.Status.DONE
 
 
@@ -66,6 +73,15 @@ class GceError(Exception):
     def transient(self) -> bool:
         return self.status in TRANSIENT_STATUSES or self.reason in TRANSIENT_REASONS
 
+    @property
+    def permanent(self) -> bool:
+        """Whether the same request can only fail again: GCP refused it as invalid (400) or not found
+        (404). A quota, a zone's capacity, a rate or a permission can change, and a 5xx or no answer
+        passes: those are worth retrying."""
+        reason = (self.reason or "").lower()
+        passing = self.reason in PASSING_REASONS or "quota" in reason or "exhausted" in reason
+        return self.status in PERMANENT_STATUSES and not passing
+
 
 class GceNotFound(GceError):
     pass
@@ -73,6 +89,15 @@ class GceNotFound(GceError):
 
 class GceAlreadyExists(GceError):
     pass
+
+
+class GceTimeout(GceError):
+    """A GCP operation did not finish within ``operation_timeout``: its outcome is unknown, not failed.
+    ``operation`` names it, so whoever carries on can wait for it again and read what GCP says."""
+
+    def __init__(self, message: str, *, operation: str) -> None:
+        super().__init__(message)
+        self.operation = operation
 
 
 # The REST transport's own failures: no answer at all, or an answer cut short.
@@ -315,7 +340,7 @@ class Compute:
         deadline = time.monotonic() + self.operation_timeout
         while operation.status != DONE:
             if time.monotonic() > deadline:
-                raise GceError(f"GCP operation {name} did not finish within {self.operation_timeout:.0f} s")
+                raise GceTimeout(f"GCP operation {name} did not finish within {self.operation_timeout:g} s", operation=name)
             operation = self._poll(name, zone, wait=True)
         errors = list(operation.error.errors) if operation.error else []
         if errors:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from bot.gcp.compute import MANAGED_LABEL, Compute, GceError, ImageInfo, InstanceInfo
@@ -133,7 +134,10 @@ class Reconciler:
                 what = f"image `{image.name}` exists in GCP but was recorded {image.state.value}; marked it dirty"
                 if self.store.set_image_state(image.name, ImageState.DIRTY, expected=image.state):
                     findings.append(self._noted(vm_name, what))
-        for name, live in live_images.items():
+        # Newest first (by creation time, in UTC): of several images found for one VM, the newest is the
+        # one to restore from, the others are dirty.
+        newest_first = sorted(live_images.items(), key=lambda item: _created_utc(item[1]), reverse=True)
+        for name, live in newest_first:
             vm_name = live.labels.get("vmbot-vm")
             if not vm_name or vm_name in busy:
                 continue
@@ -186,3 +190,8 @@ def _vm_fix(vm: Vm, live: InstanceInfo | None, restorable: bool) -> tuple[str, d
     if live.external_ip != vm.external_ip:
         return f"`{name}` has a new external IP ({live.external_ip or 'none'}); recorded it", values
     return None
+
+
+def _created_utc(image: ImageInfo) -> datetime:
+    """An image's creation time in UTC (GCP writes it with a local offset); unknown counts as oldest."""
+    return image.created.astimezone(timezone.utc) if image.created else datetime.min.replace(tzinfo=timezone.utc)

@@ -30,8 +30,14 @@ log = logging.getLogger(__name__)
 
 
 class Resumer:
-    def __init__(self, store: Store, workflows: Workflows, runner: JobRunner) -> None:
+    def __init__(
+        self, store: Store, workflows: Workflows, runner: JobRunner, *, reporting: Callable[[int], bool] = lambda op_id: False
+    ) -> None:
+        """``reporting(op_id)``: this process is still posting that operation's result (bot.slack.outbox)."""
         self.store, self.workflows, self.runner = store, workflows, runner
+        self.reporting = reporting
+        self._lock = threading.Lock()
+        self._queued: set[int] = set()  # operations this Resumer handed the runner, until their job ends
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -54,24 +60,47 @@ class Resumer:
             self._thread.join(timeout=5)
             self._thread = None
 
+    def hand_over(self) -> list[int]:
+        """A graceful stop: renew and resume nothing more, and let go of every operation this process
+        holds, so another process takes them over at once (not after the lease runs out), re-attaching
+        to the GCP operations their steps recorded. Whatever this process still tries to write for them
+        fails (storage.store.LeaseLost) and its workflow stops quietly. Returns their ids."""
+        self.stop()
+        released = self.store.release_leases()
+        if released:
+            log.info("handed over operations %s to the next bot process", ", ".join(f"#{i}" for i in released))
+        return released
+
     def resume_unfinished(self) -> list[int]:
-        """Hand the runner every unfinished operation no live process holds; return their ids."""
-        orphans = self.store.unfinished_operations()
+        """Hand the runner every unfinished operation no live process holds; return their ids.
+
+        An operation leased to this process is never one of them: this process
+        queued it (it may be waiting for a worker) or is running it, and renews
+        its lease meanwhile.
+        """
+        orphans = [op for op in self.store.unfinished_operations() if op.lease_owner != self.store.owner]
         return self._hand_over(orphans, self.workflows.run, "was left unfinished; resuming it")
 
     def report_unreported(self) -> list[int]:
         """Hand the runner every ended operation whose result no live process is about to post; return their ids."""
-        owed = self.store.unreported_operations()
+        owed = [op for op in self.store.unreported_operations() if not self.reporting(op.id)]
         return self._hand_over(owed, self.workflows.report_again, "ended but its result was never posted; posting it")
 
     def _hand_over(self, operations: list[Operation], job: Callable[[int], None], why: str) -> list[int]:
-        """Submit ``job(op.id)`` for each operation neither this process is running nor a live one holds."""
+        """Submit ``job(op.id)`` for each operation neither this process is running or has queued nor a live one holds."""
         running_here = self.workflows.in_flight()
-        ids = [op.id for op in operations if op.id not in running_here and self._lease_free(op)]
+        with self._lock:
+            ids = [op.id for op in operations if op.id not in running_here | self._queued and self._lease_free(op)]
+            self._queued.update(ids)
         for op_id in ids:
             log.info("operation %s %s", op_id, why)
-            self.runner.submit(job, op_id)
+            future = self.runner.submit(job, op_id)
+            future.add_done_callback(lambda _, op_id=op_id: self._dequeued(op_id))
         return ids
+
+    def _dequeued(self, op_id: int) -> None:
+        with self._lock:
+            self._queued.discard(op_id)
 
     def _lease_free(self, op: Operation) -> bool:
         if op.lease_owner in (None, self.store.owner) or op.lease_expires_at is None:

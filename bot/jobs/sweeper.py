@@ -43,7 +43,7 @@ from bot.gcp.compute import MANAGED_LABEL, Compute, GceError, GceNotFound
 from bot.observability.metrics import Metrics
 from bot.settings import Settings
 from storage.housekeeping import DirtyImage, SweepOutcome, VmGuard
-from storage.models import VmState, utcnow
+from storage.models import ImageState, VmState, utcnow
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class SweepReport:
     next_eligible: datetime | None = None  # when the first image still in grace may go
     freed_bytes: int = 0
     took: float = 0.0
+    untouched: int = 0  # images kept because they are not dirty (ready): each VM's way back, or in use
 
     @property
     def freed_gb(self) -> float:
@@ -272,6 +273,7 @@ class Sweeper:
                     break
                 self._sweep_page(page, report, pool)
         self._note_grace(report, cutoff)
+        report.untouched = self.store.count_images_in_state(ImageState.READY)
         if not self.stopping.is_set():
             self._find_orphans(report)
 

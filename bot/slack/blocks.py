@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from bot.core.progress import duration
-from bot.slack.text import actor, escape, is_slack_user
+from bot.slack.text import actor, code, escape, from_core, is_slack_user
 from storage.models import VmState
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from storage.store import VmSummary
 
 Block = dict[str, Any]
+
+MAX_BLOCKS = 50  # Slack refuses a message with more blocks
 
 VERB_ING = {"create": "creating", "park": "parking", "restore": "restoring", "delete": "deleting"}
 STATE_EMOJI = {
@@ -45,8 +47,26 @@ class Message:
         return {"text": self.text, "blocks": self.blocks} if self.blocks else {"text": self.text}
 
 
+SECTION_TEXT_LIMIT = 3000  # Slack refuses a section (or a context element) with a longer text
+
+
+def fit(markdown: str, limit: int = SECTION_TEXT_LIMIT) -> str:
+    """``markdown`` within ``limit`` characters: a long text (a GCP message can be) is cut, with "…",
+    never inside an ``&entity;`` or a ``<...>``, and never leaving a code span open."""
+    if len(markdown) <= limit:
+        return markdown
+    text = markdown[: limit - 1]
+    for opener, closer in (("<", ">"), ("&", ";")):
+        cut = text.rfind(opener)
+        if cut > text.rfind(closer):
+            text = text[:cut]
+    if text.count("`") % 2:
+        text = text[: text.rfind("`")]
+    return text + "…"
+
+
 def section(markdown: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": markdown}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit(markdown)}}
 
 
 def sections(lines: Sequence[str], *, limit: int = 2900) -> list[Block]:
@@ -64,7 +84,7 @@ def sections(lines: Sequence[str], *, limit: int = 2900) -> list[Block]:
 
 
 def context(*markdown: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": item} for item in markdown]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(item)} for item in markdown]}
 
 
 def text_only(markdown: str) -> Message:
@@ -119,14 +139,17 @@ def park_confirmation(
     vm: Vm, requested_by: str, *, image: str | None = None, family: str | None = None, nonce: str | None = None
 ) -> Message:
     """The ephemeral question a park starts with (see ``_question``); its buttons carry the park's options."""
-    named = f" as image `{image}`" if image else ""
-    what = (
-        f"Parking `{vm.name}` stops it, saves an image of its boot disk{named} into image family "
-        f"`{family or vm.name}`, then *deletes the VM*. Its external IP will change when it is restored."
-    )
+
+    def what(cut: int) -> str:
+        named = f" as image {code(_cut(image, cut))}" if image else ""
+        return (
+            f"Parking {code(_cut(vm.name, cut))} stops it, saves an image of its boot disk{named} into image family "
+            f"{code(_cut(family or vm.name, cut))}, then *deletes the VM*. Its external IP will change when it is restored."
+        )
+
     args = " ".join([vm.name] + [f"{key}={item}" for key, item in (("image", image), ("family", family)) if item])
     return _question(
-        "park", vm.name, args, requested_by, what, nonce=nonce,
+        "park", vm.name, args, requested_by, what(63), dialog=_fitting(what), nonce=nonce,
         summary=f"Park {vm.name}? It will be stopped, imaged and deleted.",
         confirm=("Park this VM?", "Park it", "Keep it running"),
     )
@@ -141,15 +164,39 @@ def delete_confirmation(vm: Vm, requested_by: str, *, images: int, grace: float,
         parts.append(f"marks its {_images(images)} dirty: the sweeper deletes {'them' if several else 'it'} {after}")
     else:
         parts.append("keeps nothing: it has no images")
-    what = (
-        f"Deleting `{vm.name}` {', and '.join(parts)}. "
-        f"*There is no way back*: `/vm restore {vm.name}` will not work afterwards."
-    )
+
+    def what(cut: int) -> str:
+        name = code(_cut(vm.name, cut))
+        return (
+            f"Deleting {name} {', and '.join(parts)}. "
+            f"*There is no way back*: `/vm restore {_cut(vm.name, cut)}` will not work afterwards."
+        )
+
     return _question(
-        "delete", vm.name, vm.name, requested_by, what, nonce=nonce,
+        "delete", vm.name, vm.name, requested_by, what(63), dialog=_fitting(what), nonce=nonce,
         summary=f"Delete {vm.name}? It cannot be restored afterwards.",
         confirm=("Delete this VM?", "Delete it", "Keep it"),
     )
+
+
+# Slack refuses a confirm dialog whose text is longer than this (its "are you sure?" box is small).
+CONFIRM_TEXT_LIMIT = 300
+
+
+def _cut(name: str, limit: int) -> str:
+    """A name cut to ``limit`` characters, its end kept (names differ at the end: dates, numbers)."""
+    return name if len(name) <= limit else name[: limit // 2 - 1] + "…" + name[-(limit - limit // 2) :]
+
+
+def _fitting(text_for: Callable[[int], str]) -> str:
+    """The text ``text_for(cut)`` with names cut just short enough for a confirm dialog.
+
+    The full names stay in the message the dialog belongs to."""
+    for cut in (63, 40, 32, 24, 16):
+        text = text_for(cut)
+        if len(text) <= CONFIRM_TEXT_LIMIT:
+            return text
+    return text[: CONFIRM_TEXT_LIMIT - 1] + "…"
 
 
 def confirm_dialog(title: str, text: str, yes: str, no: str) -> Block:
@@ -173,6 +220,7 @@ def _question(
     summary: str,
     confirm: tuple[str, str, str],
     nonce: str | None,
+    dialog: str | None = None,
 ) -> Message:
     """A destructive verb's question: two buttons, the dangerous one behind a confirm dialog.
 
@@ -198,7 +246,7 @@ def _question(
                         "text": {"type": "plain_text", "text": f"{verb.capitalize()} {name}"[:75]},
                         "style": "danger",
                         "value": value,
-                        "confirm": confirm_dialog(title, what, yes, no),
+                        "confirm": confirm_dialog(title, dialog or what, yes, no),
                     },
                     {
                         "type": "button",
@@ -217,17 +265,17 @@ def _question(
 
 def operation_started(op: Operation, detail: str) -> Message:
     who = actor(op.requested_by)
-    headline = f":hourglass_flowing_sand: {who} is {VERB_ING[op.verb.value]} `{op.vm_name}`"
+    headline = f":hourglass_flowing_sand: {who} is {VERB_ING[op.verb.value]} {code(op.vm_name)}"
     return Message(
-        f"{VERB_ING[op.verb.value].capitalize()} {op.vm_name} (asked by {who})",
-        [section(headline), context(f"{detail} · operation #{op.id} · progress in the thread")],
+        f"{VERB_ING[op.verb.value].capitalize()} {escape(op.vm_name)} (asked by {who})",
+        [section(headline), context(f"{from_core(detail)} · operation #{op.id} · progress in the thread")],
     )
 
 
 def operation_progress(op: Operation, detail: str, step_text: str) -> Message:
     """The thread root while its channel is too busy for a reply per step: the current step is shown on it."""
     started = operation_started(op, detail)
-    return Message(started.text, [*started.blocks, context(f":arrow_forward: {step_text}")])
+    return Message(started.text, [*started.blocks, context(f":arrow_forward: {from_core(step_text)}")])
 
 
 def operation_finished(op: Operation, *, ok: bool, headline: str, took: float) -> Message:
@@ -235,7 +283,7 @@ def operation_finished(op: Operation, *, ok: bool, headline: str, took: float) -
     return Message(
         f"{op.verb.value.capitalize()} {op.vm_name}: {'done' if ok else 'failed'}",
         [
-            section(f"{icon} {headline}"),
+            section(f"{icon} {from_core(headline)}"),
             context(f"{actor(op.requested_by)} asked to {op.verb.value} `{op.vm_name}` · operation #{op.id} · {_duration(took)}"),
         ],
     )
@@ -256,12 +304,23 @@ def operation_refused(op: Operation, reason: str) -> Message:
 
 
 def step(text: str) -> Message:
-    return Message(text)
+    """A step of an operation, as a thread reply (``text`` is the core's: see ``from_core``)."""
+    return Message(from_core(text))
 
 
-def operation_failed_reply(op: Operation, detail: str) -> Message:
+def operation_succeeded_reply(detail: str) -> Message:
+    """A finished operation's last thread reply (``detail`` is the core's: see ``from_core``)."""
+    return text_only(from_core(detail))
+
+
+def operation_failed_reply(op: Operation, detail: str, *, retry: bool = True) -> Message:
     """A failed operation's last thread reply: what happened, and a ``retry`` button that asks again
-    (with the same checks as a fresh request, and a confirm dialog for the destructive park)."""
+    (with the same checks as a fresh request, and a confirm dialog for the destructive park).
+
+    No button when trying again can only fail the same way (GCP refused the request as invalid).
+    """
+    if not retry:
+        return operation_succeeded_reply(detail)
     button: Block = {
         "type": "button",
         "action_id": "operation_retry",
@@ -274,6 +333,7 @@ def operation_failed_reply(op: Operation, detail: str) -> Message:
     elif op.verb.value == "delete":
         what = f"This tries again to *delete `{op.vm_name}` for good*."
         button["confirm"] = confirm_dialog("Delete again?", what, "Delete it", "Cancel")
+    detail = from_core(detail)
     return Message(detail, [section(detail), {"type": "actions", "block_id": f"retry:{op.id}", "elements": [button]}])
 
 
@@ -286,7 +346,14 @@ def vm_state_label(vm: Vm, active: Operation | None) -> str:
     return f"{STATE_EMOJI.get(vm.state.value, '')} {vm.state.value}".strip()
 
 
-def vm_list(summaries: Sequence[VmSummary]) -> Message:
+def vm_list(summaries: Sequence[VmSummary], *, deleted: int = 0) -> Message:
+    """``/vm list``: the live VMs; with none, how many were deleted, and where to read about them."""
+    if not summaries and deleted:
+        gone = f"the {deleted} I managed are deleted" if deleted != 1 else "the one I managed is deleted"
+        return text_only(
+            f"No VMs are live: {gone}. `/vm history NAME` shows what happened to one; "
+            "`/vm create NAME` makes a new one."
+        )
     if not summaries:
         return text_only("I don't manage any VMs yet. Create one with `/vm create NAME`.")
     lines = []
@@ -299,8 +366,18 @@ def vm_list(summaries: Sequence[VmSummary]) -> Message:
             f"      {actor(vm.owner)} · {vm.zone} · {vm.machine_type} · {image}"
         )
     blocks = [section(f"*{len(summaries)} VM{'s' if len(summaries) != 1 else ''}*")]
-    blocks.extend(sections(lines))
-    return Message(f"{len(summaries)} VMs: " + ", ".join(s.vm.name for s in summaries), blocks[:50])
+    body = sections(lines)
+    room = MAX_BLOCKS - 2  # the header, and the note on what is not shown
+    if len(body) <= MAX_BLOCKS - 1:
+        return Message((f"{len(summaries)} VMs: " + ", ".join(s.vm.name for s in summaries))[:3000], blocks + body)
+    shown = sum(block["text"]["text"].count("\n*") + 1 for block in body[:room])  # each VM's line starts "*name*"
+    hidden = len(summaries) - shown
+    note = context(
+        f"… and {hidden} more VM{'s' if hidden != 1 else ''} not shown: a Slack message holds {MAX_BLOCKS} blocks. "
+        "`/vm status NAME` shows any one of them; the HTTP API's `GET /api/v1/vms` lists them all."
+    )
+    names = ", ".join(s.vm.name for s in summaries[:shown])
+    return Message(f"{len(summaries)} VMs ({hidden} not shown): {names}"[:3000], [*blocks, *body[:room], note])
 
 
 def vm_status(
@@ -317,7 +394,9 @@ def vm_status(
         f"*{vm.name}*  {vm_state_label(vm, vm.active_operation)}",
         f"GCP now: {gcp}",
         f"Owner {actor(vm.owner)} · {vm.zone} · {vm.machine_type}",
-        f"Newest image: `{image}`" if image else "No image yet",
+        f"Newest image: `{image}`" if image else
+        f"No ready image; {_images(len(images))} ({_image_states(images)}): `/vm images {vm.name}` shows them" if images else
+        "No image yet",
     ]
     ops = [
         f"#{op.id} {op.verb.value} by {actor(op.requested_by)}: {op.state.value}"
@@ -366,7 +445,7 @@ def sweep_headline(report: SweepReport) -> Message:
         parts.append(f"{report.already_gone.count} already gone")
     if report.failed.count:
         parts.append(f"{report.failed.count} failed")
-    parts.append(f"{sum(t.count for t in report.kept.values())} kept")
+    parts.append(f"{sum(t.count for t in report.kept.values()) + report.untouched} kept")
     if report.orphans.count:
         parts.append(f"{report.orphans.count} orphan{'s' if report.orphans.count != 1 else ''}")
     icon = ":warning:" if report.failed.count or report.stopped or report.orphans_error else ":broom:"
@@ -386,6 +465,11 @@ def sweep_report(report: SweepReport) -> Message:
         blocks.append(section(_tally_text("*Failed*: left dirty, the next sweep tries again", report.failed)))
     if report.stopped:
         blocks.append(section(f":warning: Stopped early: {escape(report.stopped)}."))
+    if report.untouched:
+        several = report.untouched != 1
+        blocks.append(section(
+            f"*Kept*: not dirty (each a VM's way back, or in use): {report.untouched} image{'s' if several else ''}"
+        ))
     for reason, tally in report.kept.items():
         note = ""
         if reason.startswith("in its grace") and report.next_eligible:
@@ -441,9 +525,17 @@ def _image_line(image: Image, grace: float) -> str:
 def _tally_text(title: str, tally: Tally) -> str:
     if not tally.count:
         return f"{title}: none"
-    items = "\n".join(f"• `{name}`" + (f" ({escape(note)})" if note else "") for name, note in tally.samples)
+    items = "\n".join(f"• {code(name)}" + (f" ({escape(note)})" if note else "") for name, note in tally.samples)
     more = f"\n… and {tally.count - len(tally.samples)} more" if tally.count > len(tally.samples) else ""
     return f"{title}: {tally.count}\n{items}{more}"[:2990]
+
+
+def _image_states(images: Sequence[Image]) -> str:
+    """``2 dirty, 1 deleted``: how many images are in each state."""
+    counts: dict[str, int] = {}
+    for image in images:
+        counts[image.state.value] = counts.get(image.state.value, 0) + 1
+    return ", ".join(f"{count} {state}" for state, count in counts.items())
 
 
 def _images(count: int) -> str:
@@ -459,17 +551,56 @@ def _when(when: datetime) -> str:
 VERDICT_ICON = {"allowed": ":white_check_mark:", "refused": ":no_entry:", "invalid": ":grey_question:", "error": ":x:"}
 
 
-def audit_history(vm_name: str, entries: Sequence[AuditEntry], *, page: int, pages: int, total: int) -> Message:
-    """One page of a VM's audit trail, newest first. Every user-typed text is escaped."""
+# A button's action_id as the person who pressed it saw it.
+BUTTON_WORDS = {
+    "park_confirm": "Park", "park_cancel": "Cancel (park)", "delete_confirm": "Delete", "delete_cancel": "Cancel (delete)",
+    "operation_retry": "Retry",
+}  # fmt: skip
+
+
+def _pressed(text: str) -> str:
+    """``park_confirm test-vm-22`` (as the trail records a press) -> ``Park test-vm-22``."""
+    action, _, rest = text.partition(" ")
+    return " ".join(part for part in (BUTTON_WORDS.get(action, action), rest) if part)
+
+
+def _outcome(op: Operation) -> str:
+    """How an operation a request started ended, on one line."""
+    said = op.result if op.state.value == "succeeded" else op.error
+    if not said:
+        return op.state.value
+    # A rejected operation's error is the bot's own Slack words (escaped when written); the rest is the core's text.
+    shown = said if op.state.value == "rejected" else from_core(said)
+    return f"{op.state.value}: {_summary(shown, 160)}"
+
+
+def audit_history(
+    vm_name: str,
+    entries: Sequence[AuditEntry],
+    *,
+    page: int,
+    pages: int,
+    total: int,
+    operations: Mapping[int, Operation] | None = None,
+) -> Message:
+    """One page of a VM's audit trail, newest first. Every user-typed text is escaped.
+
+    ``operations`` are the operations the entries started, by id: an allowed request shows how its work ended.
+    """
+    operations = operations or {}
     lines = []
     for entry in entries:
-        what = escape(entry.text[:120]) or " "
+        text = _pressed(entry.text) if entry.kind == "button" else entry.text
+        what = escape(text[:120]) or " "
         prefix = {"command": "/vm ", "button": "pressed "}.get(entry.kind, "")
         line = f"{VERDICT_ICON.get(entry.verdict.value, '')} {_when(entry.at)} · {actor(entry.user_id)}"
         line += f" in <#{entry.channel_id}>" if entry.channel_id else ""
         line += f" · `{prefix}{what}` · {entry.verdict.value}"
         if entry.operation_id:
             line += f" · operation #{entry.operation_id}"
+            op = operations.get(entry.operation_id)
+            if op is not None and entry.verdict.value == "allowed":
+                line += f"\n      {_outcome(op)}"
         if entry.detail and entry.verdict.value != "allowed":
             # The detail is the bot's own reply, whose user text was escaped when it was written.
             line += f"\n      {_summary(entry.detail, 200)}"
@@ -484,7 +615,7 @@ def audit_history(vm_name: str, entries: Sequence[AuditEntry], *, page: int, pag
         chunk.append(line)
     if chunk:
         blocks.append(section("\n".join(chunk)))
-    blocks.append(context(f"Page {page} of {pages} · {total} entries.{more}"))
+    blocks.append(context(f"Page {page} of {pages} · {total} entr{'ies' if total != 1 else 'y'}.{more}"))
     return Message(f"History of {vm_name}: page {page} of {pages}", blocks)
 
 

@@ -27,9 +27,14 @@ from typing import Any
 from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.http_retry import RetryHandler
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
+PASSING_FAILURE_RETRIES = 2  # a Slack 5xx or a dropped connection is retried this often, with back-off
 RATE_LIMIT_RETRIES = 5  # a 429 is retried this many times (after Retry-After each time) before a call gives up
 # Posts a quiet channel may take at once before pacing starts. Slack allows "short bursts" over
 # one message per second per channel without saying how many; it counts a post when it arrives,
@@ -39,21 +44,35 @@ CHANNEL_BURST = 2
 
 
 def retry_handlers() -> list[RetryHandler]:
-    """slack_sdk's default (retry a dropped connection) plus 429 + Retry-After."""
-    return [ConnectionErrorRetryHandler(), RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)]
+    """A dropped connection and a Slack 5xx, retried with back-off, plus 429 + Retry-After."""
+    return [*passing_failure_handlers(), RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)]
+
+
+def passing_failure_handlers() -> list[RetryHandler]:
+    """slack_sdk's handlers for failures that pass: a dropped connection, a 500 or 503 (back-off 0.5 s, 1 s).
+
+    What still fails after them is tried again later from the channel's queue (bot.slack.outbox).
+    """
+    return [
+        ConnectionErrorRetryHandler(max_retry_count=PASSING_FAILURE_RETRIES),
+        ServerErrorRetryHandler(max_retry_count=PASSING_FAILURE_RETRIES),
+    ]
 
 
 def retry_rate_limits(client: WebClient, pacer: ChannelPacer | None = None) -> WebClient:
-    """Make ``client`` honour 429 + Retry-After (once; a client passed in by a caller may lack it).
+    """Make ``client`` honour 429 + Retry-After and retry 5xx and dropped connections (once; a client
+    passed in by a caller may lack them).
 
     With a ``pacer``, a 429 on ``chat.postMessage`` is retried in its channel's
     queue (``PacedRateLimitRetry``) rather than on its own.
     """
-    others = [handler for handler in client.retry_handlers if not isinstance(handler, RateLimitErrorRetryHandler)]
+    passing = (ConnectionErrorRetryHandler, ServerErrorRetryHandler, RateLimitErrorRetryHandler)
+    others = [handler for handler in client.retry_handlers if not isinstance(handler, passing)]
+    others += passing_failure_handlers()
     if pacer is not None:
         client.retry_handlers = [*others, PacedRateLimitRetry(pacer)]
-    elif len(others) == len(client.retry_handlers):
-        client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES))
+    else:
+        client.retry_handlers = [*others, RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)]
     return client
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from bot.core.errors import AlreadyRequested, InvalidInput, Reason, Refused, UserError
 from bot.core.names import explain
 from bot.slack.text import actor, code, mentions
-from storage.models import FINISHED_STATES, Operation, Verb
+from storage.models import FINISHED_STATES, UNKNOWN_OWNER, Operation, Verb
 
 NO_SUCH_VM = "I don't know a VM called {vm}. `/vm list` shows the VMs I manage."
 
@@ -70,6 +70,9 @@ def refusal_text(refusal: Refused) -> str:
             if not admins:
                 return f"Only admins may {action}, and none are configured (VMBOT_ADMINS)."
             return f"Only admins may {action}: {mentions(admins)}."
+        case Reason.NOT_OWNER if facts["owner"] == UNKNOWN_OWNER:
+            who = f"only an admin ({mentions(admins)})" if admins else "only an admin (none are configured: VMBOT_ADMINS)"
+            return f"{vm} has no owner (reconcile found it in GCP): {who} may {facts['verb']} it."
         case Reason.NOT_OWNER:
             return f"Only {vm}'s owner {actor(facts['owner'])}{or_admin} may {facts['verb']} it. Ask them to."
         case Reason.NOT_REQUESTER:

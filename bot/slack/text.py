@@ -13,13 +13,27 @@ from storage.models import UNKNOWN_OWNER
 SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
-def escape(text: str) -> str:
+def escape(text: str, *, keep_code_spans: bool = False) -> str:
     """Escape Slack's control characters so user text is shown, never interpreted (no <!channel>, no links).
 
     Backticks become plain quotes too: echoed text sits inside a `code span`, and a
     backtick in it would close the span and let the rest be read as markup.
+    ``keep_code_spans`` keeps them, for ``from_core``.
     """
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text if keep_code_spans else text.replace("`", "'")
+
+
+def from_core(text: str) -> str:
+    """A text the core wrote (bot.core.workflows: steps, results, failures) as Slack mrkdwn.
+
+    The core writes plain words with light markup (`code`, _italics_, *bold*,
+    :emoji:) and never Slack's control sequences (``<...>``, ``&``), but it
+    quotes outside text: GCP's error messages, zones and names people typed.
+    Escaping the whole text here keeps the core's markup and makes every quoted
+    piece shown, never interpreted: no ``<!channel>``, no disguised link.
+    """
+    return escape(text, keep_code_spans=True)
 
 
 def code(text: str) -> str:

@@ -1,14 +1,15 @@
 """How an operation tells people what is happening: a Slack thread, or nothing.
 
-A Slack outage must never leave a VM half-parked, so SlackThread logs a failed
-Slack call and carries on: the store still holds the truth, and `/vm status`
-shows it.
+A Slack outage must never leave a VM half-parked or hold up its GCP steps, so
+SlackThread hands every call to a queue per channel (bot.slack.outbox), which
+tries a failed call again once Slack answers; the store holds the truth, and
+`/vm status` shows it.
 
 Slack allows about one message per second per channel (bot.slack.pacing). A
 thread's root and its result always get posted, waiting for the channel's turn
 if need be; a step that finds the channel busy is shown on the thread root
 (chat.update) instead of as a reply, so a park never costs more than six Web
-API calls and never waits on Slack between its GCP steps.
+API calls.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bot.core.progress import Progress
 from bot.slack import blocks
 from bot.slack.refusals import slack_text
 from bot.slack.text import is_slack_user
+from bot.slack.outbox import Delivery, Outbox, is_passing
 from bot.slack.pacing import ChannelPacer, webhook_client
 from storage.models import Operation
 from storage.store import Store
@@ -39,49 +41,41 @@ NOT_A_MEMBER = frozenset({"not_in_channel", "channel_not_found"})
 
 
 class SlackThread:
-    """One operation's thread: a root message in the channel, a reply per step, the root updated at the end."""
+    """One operation's thread: a root message in the channel, a reply per step, the root updated at the end.
 
-    def __init__(self, client: WebClient, store: Store, op: Operation, pacer: ChannelPacer | None = None) -> None:
+    Each call goes through the channel's Outbox (bot.slack.outbox), in order, so
+    the workflow never waits on Slack between its GCP steps; without an outbox
+    (a test of the messages themselves) each call is made at once. A root Slack
+    has not taken yet keeps the operation "not yet reported": its result is
+    recorded as posted (``store.reported``) only once it is, so the resumer posts
+    the thread and its result if this process stops first (``Workflows.report_again``).
+    """
+
+    FLUSH_WAIT = 5.0  # seconds the end of a workflow waits for its result to be posted while Slack keeps up
+
+    def __init__(
+        self, client: WebClient, store: Store, op: Operation, pacer: ChannelPacer | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:  # fmt: skip
         self.client, self.store, self.op = client, store, op
         self.pacer = pacer or ChannelPacer(None)
+        self.outbox = outbox
         self.channel, self.thread_ts = op.channel, op.thread_ts
         self.detail = ""
+        self.gave_up = False  # the root cannot be posted at all (e.g. the bot is not in the channel)
 
     def started(self, detail: str) -> None:
         """Post the thread root, once: an operation resumed after a restart keeps its thread."""
         self.detail = detail
-        if self.thread_ts:
-            return
-        message = blocks.operation_started(self.op, detail)
-        self.pacer.wait_to_post(self.channel or "")
-        try:
-            response = self.client.chat_postMessage(channel=self.channel, **message.as_kwargs())
-        except (SlackApiError, SlackRequestError, OSError) as exc:
-            log.warning("Slack chat_postMessage failed for operation %s: %s", self.op.id, exc)
-            not_a_member = isinstance(exc, SlackApiError) and exc.response.get("error") in NOT_A_MEMBER
-            if not_a_member and is_slack_user(self.op.requested_by):
-                # Slash commands work in any channel, posts only where the bot was invited (manifest.yml).
-                self._whisper(blocks.invite_me(self.op))
-            return
-        self.thread_ts = response["ts"]
-        self.store.set_thread(self.op.id, response["channel"], response["ts"])
+        self._send(self._post_root)
 
     def step(self, text: str) -> None:
-        if not self.thread_ts:
-            return
-        if self.pacer.try_post(self.channel or ""):
-            self._reply(blocks.step(text))
-        else:  # the channel is busy: show the step on the thread root rather than queue a reply
-            root = blocks.operation_progress(self.op, self.detail, text)
-            self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
+        self._send(lambda: self._post_step(text), step=True)
 
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
-        if not self.thread_ts:
-            return
-        root = blocks.operation_finished(self.op, ok=ok, headline=headline, took=took)
-        self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
-        self.pacer.wait_to_post(self.channel or "")
-        self._reply(blocks.text_only(detail) if ok else blocks.operation_failed_reply(self.op, detail))
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
+        delivery = self._send(lambda: self._post_result(ok=ok, headline=headline, detail=detail, took=took, retry=retry))
+        if self.outbox is not None and delivery is not None:
+            self.outbox.wait_sent(self.channel or "", delivery, self.FLUSH_WAIT)
 
     def refused(self, refusal: UserError) -> None:
         """Tell only the person who asked (the operation was refused before its thread began).
@@ -91,9 +85,60 @@ class SlackThread:
         text = slack_text(refusal)
         if not is_slack_user(self.op.requested_by):
             message = blocks.operation_refused(self.op, text)
-            self._call(self.client.chat_postMessage, channel=self.channel, **message.as_kwargs())
+            delivery = self._send(lambda: self._call(self.client.chat_postMessage, channel=self.channel, **message.as_kwargs()))
+        else:
+            delivery = self._send(lambda: self._whisper(text))
+        if self.outbox is not None and delivery is not None:
+            self.outbox.wait_sent(self.channel or "", delivery, self.FLUSH_WAIT)
+
+    # ---- the calls, as the outbox makes them (in order, on the channel's thread) ----------------
+
+    def _send(self, send, *, step: bool = False) -> Delivery | None:  # type: ignore[no-untyped-def]
+        if self.outbox is None:
+            try:
+                send()
+            except (SlackApiError, SlackRequestError, OSError) as exc:
+                log.warning("Slack call failed for operation %s: %s", self.op.id, exc)
+            return None
+        return self.outbox.put(self.channel or "", Delivery(self.op.id, send, step=step))
+
+    def _post_root(self) -> None:
+        if self.thread_ts or self.gave_up:
             return
-        self._whisper(text)
+        message = blocks.operation_started(self.op, self.detail)
+        self.pacer.wait_to_post(self.channel or "")
+        try:
+            response = self.client.chat_postMessage(channel=self.channel, **message.as_kwargs())
+        except SlackApiError as exc:
+            if is_passing(exc):
+                raise  # tried again from the queue
+            log.warning("Slack chat_postMessage failed for operation %s: %s", self.op.id, exc)
+            self.gave_up = True
+            if exc.response.get("error") in NOT_A_MEMBER and is_slack_user(self.op.requested_by):
+                # Slash commands work in any channel, posts only where the bot was invited (manifest.yml).
+                self._whisper(blocks.invite_me(self.op))
+            return
+        self.thread_ts = response["ts"]
+        self.store.set_thread(self.op.id, response["channel"], response["ts"])
+
+    def _post_step(self, text: str) -> None:
+        if not self.thread_ts:
+            return
+        if self.pacer.try_post(self.channel or ""):
+            self._reply(blocks.step(text))
+        else:  # the channel is busy: show the step on the thread root rather than queue a reply
+            root = blocks.operation_progress(self.op, self.detail, text)
+            self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
+
+    def _post_result(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool) -> None:
+        if self.thread_ts:
+            root = blocks.operation_finished(self.op, ok=ok, headline=headline, took=took)
+            self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
+            self.pacer.wait_to_post(self.channel or "")
+            self._reply(blocks.operation_succeeded_reply(detail) if ok else blocks.operation_failed_reply(self.op, detail, retry=retry))
+        elif not self.gave_up:
+            return  # no root yet (Slack did not take it): not reported, the resumer posts it later
+        self.store.reported(self.op.id)
 
     def _whisper(self, text: str) -> None:
         """Tell the person who asked, and only them: through the request's response_url, else ephemerally."""
@@ -110,9 +155,12 @@ class SlackThread:
             self._call(self.client.chat_postMessage, channel=self.channel, thread_ts=self.thread_ts, **message.as_kwargs())
 
     def _call(self, method, **kwargs):  # type: ignore[no-untyped-def]
+        """Make one Slack call; a failure that may pass is raised (the outbox tries again), any other logged."""
         try:
             return method(**kwargs)
         except (SlackApiError, SlackRequestError, OSError) as exc:
+            if self.outbox is not None and is_passing(exc):
+                raise
             log.warning("Slack %s failed for operation %s: %s", method.__name__, self.op.id, exc)
             return None
 
@@ -120,8 +168,8 @@ class SlackThread:
 class Silent:
     """For operations nobody watches in Slack (started by a script): progress goes to the log only."""
 
-    def __init__(self, op: Operation) -> None:
-        self.op = op
+    def __init__(self, op: Operation, store: Store | None = None) -> None:
+        self.op, self.store = op, store
 
     def started(self, detail: str) -> None:
         log.info("operation %s started: %s", self.op.id, detail)
@@ -129,15 +177,19 @@ class Silent:
     def step(self, text: str) -> None:
         log.info("operation %s: %s", self.op.id, text)
 
-    def finished(self, *, ok: bool, headline: str, detail: str, took: float) -> None:
+    def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
         log.info("operation %s %s: %s", self.op.id, "succeeded" if ok else "failed", detail)
+        if self.store is not None:
+            self.store.reported(self.op.id)
 
     def refused(self, refusal: UserError) -> None:
         log.info("operation %s refused: %s", self.op.id, slack_text(refusal))
 
 
-def progress_for(client: WebClient, store: Store, op: Operation, pacer: ChannelPacer | None = None) -> Progress:
-    return SlackThread(client, store, op, pacer) if op.channel else Silent(op)
+def progress_for(
+    client: WebClient, store: Store, op: Operation, pacer: ChannelPacer | None = None, outbox: Outbox | None = None
+) -> Progress:
+    return SlackThread(client, store, op, pacer, outbox) if op.channel else Silent(op, store)
 
 
 class SweepThread:

@@ -32,6 +32,8 @@ from slack_bolt import BoltResponse
 from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,13 @@ MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are far smaller
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
 SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 REFUSED_BODY = {"error": "invalid request"}  # what Bolt answers for a bad signature
+# The ack when the database does not answer (storage.db bounds the wait to about two seconds):
+# shown only to the person who asked; nothing was recorded, so nothing was started.
+STORE_UNREACHABLE = {
+    "response_type": "ephemeral",
+    "text": ":warning: I cannot reach my database right now, so I did nothing with that. "
+    "Please try again in a minute.",
+}
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -85,7 +94,12 @@ class ReplayGuard(Middleware):
             return next()
         signature = req.headers.get("x-slack-signature", [""])[0]
         timestamp = int(req.headers.get("x-slack-request-timestamp", ["0"])[0])
-        if self.store.claim_request(signature, timestamp, now=int(self.clock()), window=SIGNATURE_WINDOW + CLOCK_SKEW):
+        try:
+            fresh = self.store.claim_request(signature, timestamp, now=int(self.clock()), window=SIGNATURE_WINDOW + CLOCK_SKEW)
+        except SQLAlchemyError as error:
+            log.error("the database did not answer; told the user to try again: %s", " ".join(str(error).split())[:300])
+            return BoltResponse(status=200, body=STORE_UNREACHABLE)
+        if fresh:
             return next()
         log.warning("refused a replayed Slack request (timestamp %s, seen before)", timestamp)
         return BoltResponse(status=401, body=REFUSED_BODY)

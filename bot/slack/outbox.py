@@ -1,0 +1,155 @@
+"""Slack calls posted from a queue per channel, off the threads that do GCP work.
+
+A workflow only says what happened (bot.slack.threads puts the call here) and
+goes on with its next GCP step at once: a Slack outage, a 429 with
+``Retry-After: 30`` or a slow answer waits in the channel's queue, never
+between two GCP calls. A call that fails for a reason that passes (Slack 5xx,
+429, a dropped connection) stays at the head of its queue and is tried again
+with a growing pause (up to ``max_pause``), so what Slack missed is posted once
+it answers again. While a channel is behind, the step messages of one
+operation are coalesced: only its newest step still waiting is posted.
+
+A call that fails for good (the bot is not in the channel, a bad token) is
+logged and dropped, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from slack_sdk.errors import SlackApiError
+
+log = logging.getLogger(__name__)
+
+MAX_PAUSE = 5.0  # seconds between two tries of a call Slack keeps failing
+
+
+def is_passing(error: BaseException) -> bool:
+    """A Slack failure that trying again later can cure: 5xx, 429, or no answer at all."""
+    if isinstance(error, SlackApiError):
+        status = getattr(error.response, "status_code", 200)
+        return status >= 500 or status == 429
+    return isinstance(error, OSError)  # URLError, a reset or refused connection, a timeout
+
+
+@dataclass
+class Delivery:
+    """One Slack call (``send``) of one operation (``key``); ``step`` ones may be coalesced."""
+
+    key: object
+    send: Callable[[], None]
+    step: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Outbox:
+    """The per-channel queues; one daemon thread per channel that has had something to post.
+
+    ``on_answer(True/False)`` is told whether Slack answered (bot.slack.reachability).
+    """
+
+    def __init__(self, *, max_pause: float = MAX_PAUSE, on_answer: Callable[[bool], None] | None = None) -> None:
+        self.max_pause = max_pause
+        self.on_answer = on_answer or (lambda answered: None)
+        self._lock = threading.Condition()
+        self._queues: dict[str, deque[Delivery]] = {}
+        self._behind: set[str] = set()  # channels whose last try failed
+        self._busy: set[str] = set()
+        self._sending: set[object] = set()  # keys of the deliveries being tried now
+        self._threads: dict[str, threading.Thread] = {}
+        self._stopped = False
+
+    def put(self, channel: str, delivery: Delivery) -> Delivery:
+        with self._lock:
+            if self._stopped:
+                delivery.done.set()  # nothing will post it: whoever waits, waits no more
+                return delivery
+            self._queues.setdefault(channel, deque()).append(delivery)
+            if channel not in self._threads:
+                thread = threading.Thread(target=self._deliver, args=(channel,), daemon=True, name=f"vmbot-slack-{channel}")
+                self._threads[channel] = thread
+                thread.start()
+            self._lock.notify_all()
+        return delivery
+
+    def pending(self, key: object) -> bool:
+        """Something of operation ``key`` is still to post (queued, or being tried)."""
+        with self._lock:
+            return any(d.key == key for queue in self._queues.values() for d in queue) or key in self._sending
+
+    def behind(self, channel: str) -> bool:
+        """The channel's last call failed and is waiting to be tried again."""
+        with self._lock:
+            return channel in self._behind
+
+    def wait_sent(self, channel: str, delivery: Delivery, timeout: float) -> bool:
+        """Wait for ``delivery`` while its channel keeps up; give up at once when the channel is behind
+        (it is then posted later, from the queue) or after ``timeout``."""
+        with self._lock:
+            return self._lock.wait_for(lambda: delivery.done.is_set() or channel in self._behind, timeout=timeout) and (
+                delivery.done.is_set()
+            )
+
+    def drain(self, timeout: float) -> bool:
+        """Until every queue is empty and idle (tests; a graceful stop)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._busy and not any(self._queues.values()), timeout=timeout)
+
+    def stop(self) -> None:
+        """Post nothing more: what is still queued is left to the store (``report_again`` posts results)."""
+        with self._lock:
+            self._stopped = True
+            for queue in self._queues.values():
+                for delivery in queue:
+                    delivery.done.set()
+                queue.clear()
+            self._lock.notify_all()
+
+    def _next(self, channel: str) -> Delivery | None:
+        with self._lock:
+            queue = self._queues[channel]
+            while True:
+                self._lock.wait_for(lambda: self._stopped or bool(queue))
+                if self._stopped:
+                    return None
+                delivery = queue.popleft()
+                if delivery.step and channel in self._behind and any(d.step and d.key == delivery.key for d in queue):
+                    delivery.done.set()  # coalesced: a newer step of the same operation says more
+                    continue
+                self._busy.add(channel)
+                self._sending.add(delivery.key)
+                return delivery
+
+    def _deliver(self, channel: str) -> None:
+        while (delivery := self._next(channel)) is not None:
+            pause = 0.5
+            while True:
+                try:
+                    delivery.send()
+                except Exception as error:  # noqa: BLE001 - sorted below: passing failures are tried again
+                    if not is_passing(error):
+                        log.warning("Slack call for %s in %s failed for good: %s", delivery.key, channel, error)
+                        break
+                    log.warning("Slack did not take a call for %s in %s (%s); trying again in %.1f s",
+                                delivery.key, channel, error, pause)  # fmt: skip
+                    self.on_answer(False)
+                    with self._lock:
+                        self._behind.add(channel)
+                        self._lock.notify_all()
+                        if self._lock.wait_for(lambda: self._stopped, timeout=pause):
+                            break
+                    pause = min(pause * 2, self.max_pause)
+                    continue
+                self.on_answer(True)
+                with self._lock:
+                    self._behind.discard(channel)
+                break
+            with self._lock:
+                delivery.done.set()
+                self._busy.discard(channel)
+                self._sending.discard(delivery.key)
+                self._lock.notify_all()
