@@ -205,7 +205,7 @@ def run_demo(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     # The bot's log goes to a buffer, not into the middle of the playback; it is shown when the demo ends.
     log = io.StringIO()
-    logs.configure(level="WARNING", stream=log)
+    logs.configure(level="WARNING", stream=log_stream(args, log))
 
     with tempfile.TemporaryDirectory(prefix="vmbot-demo-") as tmp, ComputeStandin(
         operation_seconds=args.operation_seconds
@@ -226,7 +226,7 @@ def run_demo(argv: list[str]) -> int:
             api_tokens=((API_ACTOR, secrets.token_urlsafe(24)),),  # a new token each run, printed below
             api_notify_channel=CHANNEL,  # operations started over the API show in #demo too
         )
-        logs.configure(level="WARNING", stream=log, secrets=secrets_of(settings))  # now that the secrets are known
+        logs.configure(level="WARNING", stream=log_stream(args, log), secrets=secrets_of(settings))  # now that the secrets are known
         bot = create_app(settings)
         bot.start()
         server = make_http_server(bot, "127.0.0.1", args.port)
@@ -269,6 +269,12 @@ def wait_for_stop_signal() -> None:
 def add_api_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0,
                         help="the local port for Slack's events and the HTTP API (default: a free one, printed)")  # fmt: skip
+
+
+def log_stream(args: argparse.Namespace, buffer: TextIO) -> TextIO:
+    """Headless, nothing plays back in the terminal: the bot's warnings go to stderr as they happen
+    (the buffer is shown only when an interactive demo ends)."""
+    return sys.stderr if args.no_terminal else buffer
 
 
 def print_api(settings: Settings, port: int) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +110,13 @@ def test_a_wrong_token_is_refused_by_the_demo(demo: Demo) -> None:
     answer = requests.get(f"{demo.url}/api/v1/vms", headers={"Authorization": "Bearer not-the-demo-token"}, timeout=30)
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "unauthorized"
+
+
+def test_the_headless_demo_logs_to_stderr(demo: Demo) -> None:
+    """Nothing plays back in the terminal, so the bot's warnings are not kept for a playback's end."""
+    answer = requests.post(f"{demo.url}/slack/events", data=b"token=x", timeout=30)  # unsigned: Bolt refuses it
+    assert answer.status_code == 401
+    deadline = time.monotonic() + 10
+    while not any("signature" in line.lower() or "401" in line for line in demo.output) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any("signature" in line.lower() or "401" in line for line in demo.output), "".join(demo.output)
