@@ -233,7 +233,8 @@ def run_demo(argv: list[str]) -> int:
         print_api(settings, server.server_port)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         if args.no_terminal:
-            print(f"vmbot demo serving on http://127.0.0.1:{server.server_port} (Ctrl-C or SIGTERM stops it)", flush=True)
+            url = f"http://127.0.0.1:{server.server_port}"
+            print(f"vmbot demo serving on {url} (Ctrl-C or SIGTERM stops it)", flush=True)
             try:
                 wait_for_stop_signal()
             finally:
@@ -264,27 +265,6 @@ def wait_for_stop_signal() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
-
-
-def add_api_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=0,
-                        help="the local port for Slack's events and the HTTP API (default: a free one, printed)")  # fmt: skip
-
-
-def log_stream(args: argparse.Namespace, buffer: TextIO) -> TextIO:
-    """Headless, nothing plays back in the terminal: the bot's warnings go to stderr as they happen
-    (the buffer is shown only when an interactive demo ends)."""
-    return sys.stderr if args.no_terminal else buffer
-
-
-def print_api(settings: Settings, port: int) -> None:
-    """Where the HTTP API is and its token, as the lines to paste: the README's curl examples read
-    VMBOT and TOKEN, vmbot-cli reads VMBOT_API_URL and VMBOT_API_TOKEN."""
-    url = f"http://127.0.0.1:{port}"
-    token = dict(settings.api_tokens)[API_ACTOR]
-    print(f"vmbot demo: HTTP API at {url}{API_PREFIX} with the token below (its name: {API_ACTOR!r}); "
-          "README > HTTP API and CLI has the curl and vmbot-cli examples. In another terminal:", flush=True)  # fmt: skip
-    print(f"  export VMBOT={url} TOKEN={token} VMBOT_API_URL={url} VMBOT_API_TOKEN={token}", flush=True)
 
 
 def repl(driver: SlackDriver, bot: Any, terminal: Terminal, interactive: bool) -> None:
@@ -408,3 +388,24 @@ def press(driver: SlackDriver, terminal: Terminal, choice: str, interactive: boo
             return
         driver.click(button["action_id"], blocks=pressed.blocks, user=USER, user_name=USER_NAME, channel=CHANNEL,
                      channel_name=CHANNEL_NAME, is_ephemeral=pressed.ts is None, message_ts=pressed.ts)
+
+
+def add_api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=0,
+                        help="the local port for Slack's events and the HTTP API (default: a free one, printed)")  # fmt: skip
+
+
+def log_stream(args: argparse.Namespace, buffer: TextIO) -> TextIO:
+    """Headless, nothing plays back in the terminal: the bot's warnings go to stderr as they happen
+    (the buffer is shown only when an interactive demo ends)."""
+    return sys.stderr if args.no_terminal else buffer
+
+
+def print_api(settings: Settings, port: int) -> None:
+    """Where the HTTP API is and its token, as the lines to paste: the README's curl examples read
+    VMBOT and TOKEN, vmbot-cli reads VMBOT_API_URL and VMBOT_API_TOKEN."""
+    url = f"http://127.0.0.1:{port}"
+    token = dict(settings.api_tokens)[API_ACTOR]
+    print(f"vmbot demo: HTTP API at {url}{API_PREFIX} with the token below (its name: {API_ACTOR!r}); "
+          "README > HTTP API and CLI has the curl and vmbot-cli examples. In another terminal:", flush=True)  # fmt: skip
+    print(f"  export VMBOT={url} TOKEN={token} VMBOT_API_URL={url} VMBOT_API_TOKEN={token}", flush=True)
