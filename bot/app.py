@@ -48,7 +48,7 @@ class VmBot(Deps):
     scheduler: Scheduler = field(init=False)  # built by create_app, started by start()
 
     def start(self) -> None:
-        """The background duties of a serving bot (``python -m bot`` and bot.web.wsgi call this; tests that only
+        """The background duties of a serving bot (``vmbot serve`` and the demo call this; tests that only
         build the app don't): resume operations a dead process left unfinished and keep this process's
         leases alive (bot.jobs.resume), reconcile the store with GCP once now, and start the periodic jobs."""
         from bot.jobs.reconcile import Reconciler

@@ -47,6 +47,7 @@ class Client:
 
     def __init__(self, url: str, token: str) -> None:
         self.url, self.token = url, token
+        self.retry_after = 0.0  # the last answer's Retry-After: vmbot had no room to hold a ?wait= (bot.web.long_polls)
 
     def call(self, method: str, path: str, body: Json | None = None, *, wait: float = 0.0) -> Json:
         query = f"?{urlencode({'wait': f'{wait:g}'})}" if wait > 0 else ""
@@ -63,6 +64,7 @@ class Client:
         )
         try:
             with urlopen(request, timeout=wait + 30) as response:  # noqa: S310 - the URL is the operator's
+                self.retry_after = _seconds_or_zero(response.headers.get("Retry-After"))
                 return _decode(response.read(), self.url)
         except HTTPError as error:
             answer = _decode(error.read(), self.url)
@@ -72,6 +74,14 @@ class Client:
         except (URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise CliError(f"cannot reach vmbot at {self.url}: {reason}", EXIT_UNREACHABLE) from None
+
+
+def _seconds_or_zero(header: str | None) -> float:
+    """A Retry-After in seconds (vmbot sends whole seconds; an HTTP date or junk counts as none)."""
+    try:
+        return max(0.0, min(float(header or 0), 60.0))
+    except ValueError:
+        return 0.0
 
 
 def _decode(data: bytes, url: str) -> Json:
@@ -184,6 +194,8 @@ def _wait(client: Client, op: Json, timeout: float, out: Output) -> Json:
             break
         out.progress(op, time.monotonic() - started)
         op = client.call("GET", op["url"], wait=min(POLL_SECONDS, remaining))["operation"]
+        if not op["done"] and client.retry_after:  # answered at once instead of waiting: come back as asked
+            time.sleep(min(client.retry_after, max(0.0, timeout - (time.monotonic() - started))))
     out.progress_done()
     return op
 

@@ -1,4 +1,4 @@
-"""Logging, set up once by every entry point (``python -m bot``, ``bot.web.wsgi``, the demo).
+"""Logging, set up once by every entry point (``python -m bot``, the demo).
 
 One line per event. ``VMBOT_LOG_FORMAT=json`` writes one JSON object per line
 with the fields Cloud Logging reads from a structured log line (``severity``,
@@ -31,7 +31,13 @@ from bot.redaction import RedactingFilter
 CONTEXT_FIELDS = ("operation_id", "vm", "slack_user")
 _TEXT_LABELS = {"operation_id": "op", "vm": "vm", "slack_user": "user"}
 # Libraries whose INFO lines say nothing an operator needs, on every start.
-QUIET_LOGGERS = {"alembic.runtime.plugins": logging.WARNING}
+QUIET_LOGGERS = {
+    "alembic.runtime.plugins": logging.WARNING,
+    # waitress (bot.web.server): "Serving on ..." (vmbot says so itself) at INFO, and "Task queue depth is N"
+    # at WARNING whenever a burst waits for a request thread, which is the pool doing its job.
+    "waitress": logging.WARNING,
+    "waitress.queue": logging.ERROR,
+}
 _context: ContextVar[dict[str, Any]] = ContextVar("vmbot_log_context", default={})
 
 
@@ -131,7 +137,7 @@ def record_filters(secrets: Iterable[str] = ()) -> list[logging.Filter]:
     """What every record passes through before it is formatted, in order.
 
     Filters sit on the handler, so they see records from every logger
-    (gunicorn's, the libraries') and not only the ones logged on vmbot's own.
+    (waitress's, the libraries') and not only the ones logged on vmbot's own.
     Secret redaction (bot.redaction) comes last: it rewrites the message and traceback.
     """
     return [ContextFilter(), RedactingFilter(secrets)]
@@ -201,10 +207,3 @@ class _BoltTokenNotice(logging.Filter):
 
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
-
-def adopt(*logger_names: str) -> None:
-    """Route loggers that bring their own handlers (gunicorn's) through vmbot's, so every line has one format."""
-    for name in logger_names:
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True

@@ -1,14 +1,14 @@
-"""vmbot as a running service: the start-up steps both entry points share.
+"""vmbot as a running service: the start-up steps of ``vmbot serve`` (bot.__main__).
 
-``python -m bot`` (bot.__main__) and gunicorn (bot.web.wsgi, App Engine) take the
-same steps, so App Engine runs the very app a local run serves:
+Every deployment runs that one command (``python -m bot serve`` in app.yaml, ``vmbot serve`` in the
+Dockerfile), so App Engine and Cloud Run run the very app and server a local run serves:
 
 1. ``build()``: settings from the environment, logging, then the app (which
    opens the database and applies migrations). Anything that stops the bot
    from working comes back as one SettingsError, one line per problem.
 2. ``start_background(bot)``: what runs beside request handling. It must start
    in the process that serves requests: threads do not survive a fork.
-3. Serve ``bot.web.server.wsgi_app(bot)``.
+3. Serve ``bot.web.server.wsgi_app(bot)`` with waitress (``bot.web.server.make_http_server``).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def exit_now(code: int = 0) -> None:
 
 
 def start_background(bot: VmBot) -> Background:
-    """Start the background parts in this process: the one place both entry points do it.
+    """Start the background parts in this process: the one place they start (the demo starts its own).
 
     - The job runner's threads start with the first job, in the process that
       submits it; stopping cancels queued jobs and hands the running ones over

@@ -59,7 +59,7 @@ class Settings:
     database_url: str = "sqlite:///vmbot.db"
     port: int = 3000
     workers: int = 8
-    http_threads: int = 2  # threads answering HTTP in arrival order (bot.web.pooled_server); more while all of them wait
+    http_threads: int = 8  # waitress request threads (bot.web.server); half of them at most wait on API long polls
     operation_timeout: float = 900.0
     operation_lease: float = 60.0
     reconcile_interval: float = 600.0

@@ -122,7 +122,7 @@ def running(settings: Settings) -> Iterator[Running]:
     """The bot served over HTTP on a free port, as `python -m bot` serves it."""
     bot = create_app(settings, compute=fast_compute(settings))
     server = make_http_server(bot, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{server.server_port}"
     try:

@@ -63,7 +63,7 @@ def serve(settings: Settings) -> Iterator[tuple[VmBot, str]]:
     """Another bot process in all but name: its own app, store (engine) and HTTP server."""
     bot = create_app(settings, compute=fast_compute(settings))
     server = make_http_server(bot, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield bot, f"http://127.0.0.1:{server.server_port}/slack/events"

@@ -19,6 +19,7 @@ from api_client import API_TOKENS, CI_TOKEN, DEPLOY_TOKEN, WAIT, ApiClient
 from conftest import PROJECT, Running
 from sqlalchemy import func, select
 
+from bot import __version__
 from bot.settings import Settings
 from handlers.api import ERROR_CODES, MAX_BODY_BYTES, SPEC, create_api
 from standins.compute import ComputeStandin
@@ -316,7 +317,9 @@ def test_the_api_is_off_without_tokens(api: ApiClient, running: Running) -> None
         assert error(response)[:2] == (404, "api_disabled")
         assert "set VMBOT_API_TOKENS" in error(response)[2]
     assert running.bot.store.vm("test-vm-22") is None
-    assert api.session.get(running.base_url + "/healthz").json() == {"ok": True}
+    assert api.session.get(running.base_url + "/healthz").json() == {
+        "ok": True, "version": __version__, "database": "reachable", "slack": "reachable"
+    }
 
 
 # ---- Slack sees what scripts do ----------------------------------------------------------------------------

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import requests
 from api_client import API_TOKENS, CI_TOKEN
 from conftest import PROJECT, Running
 
 from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE, main
 from bot.settings import Settings
+from bot.web.server import long_poll_slots
 from standins.compute import ComputeStandin
 from storage.models import VmState
 
@@ -155,3 +160,32 @@ def test_delete_asks_for_yes_then_deletes_for_good(cli: Cli, gcp: ComputeStandin
     assert out.startswith("test-vm-22 is deleted  (operation #2)")
     assert gcp.instance(PROJECT, "us-central1-a", "test-vm-22") is None
     assert running.bot.store.vm("test-vm-22").state is VmState.DELETED
+
+
+def test_turned_away_from_waiting_it_comes_back_after_retry_after(
+    cli: Cli, gcp: ComputeStandin, running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With every long-poll slot taken (bot.web.long_polls), the server answers a ?wait= at once with
+    Retry-After: the CLI sleeps that long instead of asking again in a tight loop."""
+    slots = long_poll_slots(running.bot.settings.http_threads)
+    gcp.hold_operations()
+    try:
+        assert cli("create", "held-vm", "--no-wait")[0] == EXIT_OK
+        poll = {"params": {"wait": "30"}, "headers": {"Authorization": f"Bearer {CI_TOKEN}"}, "timeout": 60}
+        holders = [threading.Thread(target=requests.get, args=(f"{running.base_url}/api/v1/operations/1",),
+                                    kwargs=poll, daemon=True) for _ in range(slots)]
+        for holder in holders:
+            holder.start()
+        caplog.set_level(logging.INFO, logger="handlers.api")
+        time.sleep(0.5)  # the holders reach their slots and wait there (GCP is held: nothing can end)
+
+        code, out, err = cli("create", "other-vm", "--timeout", "2")
+
+        assert code == EXIT_TIMEOUT, err
+        polls = [r for r in caplog.records if r.getMessage().startswith("API GET /api/v1/operations/2 ")]
+        assert 1 <= len(polls) <= 2, f"{len(polls)} polls in 2 s: the CLI did not wait as Retry-After asked"
+    finally:
+        gcp.release_operations()
+    for holder in holders:
+        holder.join(60)
+    running.settle()

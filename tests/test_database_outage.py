@@ -57,7 +57,7 @@ def test_a_command_while_the_database_does_not_answer_is_told_so_within_three_se
     store = Store.from_url(blackhole, create=False)  # a bot that started before the partition
     bot = create_app(settings, store=store, compute=fast_compute(settings))
     server = make_http_server(bot, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     driver = SlackDriver(f"http://127.0.0.1:{server.server_port}/slack/events", SIGNING_SECRET, slack, timeout=8)
     try:
         began = time.monotonic()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import requests
 from conftest import Running
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
@@ -29,6 +32,26 @@ def test_a_scripted_demo_creates_parks_and_restores() -> None:
     assert "`test-vm-22` is parked: only image `test-vm-22-" in out
     assert "`test-vm-22` is restored: RUNNING" in out
     assert "Traceback" not in out + done.stderr
+
+
+def test_the_demo_without_a_terminal_serves_until_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "demo", "--no-terminal"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)
+        assert found, line + process.stderr.read() if process.poll() is not None else line
+        health = requests.get(f"{found.group(1)}/healthz", timeout=10)
+        assert health.status_code == 200 and health.json()["ok"] is True
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_the_demo_terminal_knows_every_emoji_the_bot_writes() -> None:

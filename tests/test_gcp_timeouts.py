@@ -36,7 +36,7 @@ def test_an_image_that_outlasts_the_timeout_is_kept_and_the_park_ends_when_gcp_d
     compute = Compute(PROJECT, endpoint=gcp.url, retry_initial=0.01, retry_deadline=10, operation_timeout=0.5)
     bot = create_app(settings, compute=compute)
     server = make_http_server(bot, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     driver = SlackDriver(f"http://127.0.0.1:{server.server_port}/slack/events", SIGNING_SECRET, slack)
     store = bot.store
     try:

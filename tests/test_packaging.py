@@ -526,11 +526,6 @@ def test_vmbot_runs_from_the_install(installed: Installed) -> None:
     assert "usage" in (result.stdout + result.stderr).lower()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 21: `vmbot serve|demo|migrate` are being added to bot/__main__.py on another branch; "
-    "when they land this passes, and strict=True makes that a failure so the marker is removed",
-)
 def test_vmbot_help_lists_serve_demo_and_migrate(installed: Installed) -> None:
     result = installed.run(str(installed.bin / "vmbot"), "--help")
     assert result.returncode == 0, result.stderr

@@ -1,7 +1,6 @@
 """A misconfigured start fails fast: one clear line per problem, exit code 2, nothing started.
 
-Through the real entry points, as subprocesses: ``python -m bot`` and ``import bot.web.wsgi``
-(gunicorn's view is in test_wsgi.py).
+Through the real entry point, as a subprocess: ``python -m bot`` (app.yaml's view is in test_app_engine.py).
 """
 
 from __future__ import annotations
@@ -11,14 +10,16 @@ import os
 import signal
 import socket
 import subprocess
+import sqlite3
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from bot import service
+from bot import __version__, service
 from bot.settings import REPO_ROOT, Settings, SettingsError
 from conftest import BOT_TOKEN, PROJECT, SIGNING_SECRET
 from standins.compute import ComputeStandin
@@ -110,10 +111,36 @@ def test_missing_google_credentials_are_one_line(quiet_root_logger: None, monkey
     assert line.startswith("Google credentials were not found") and "gcloud auth application-default login" in line
 
 
-def test_importing_bot_wsgi_with_a_bad_environment_exits_2_with_the_same_lines() -> None:
-    result = run([sys.executable, "-c", "import bot.web.wsgi"], bare_env(SLACK_SIGNING_SECRET=SIGNING_SECRET))
+def test_python_m_bot_serve_is_bare_python_m_bot() -> None:
+    result = run([sys.executable, "-m", "bot", "serve"], bare_env(SLACK_SIGNING_SECRET=SIGNING_SECRET))
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [f"SLACK_BOT_TOKEN is not set; {SEE}", f"GOOGLE_CLOUD_PROJECT is not set; {SEE}"]
+    missing = ["SLACK_BOT_TOKEN", "GOOGLE_CLOUD_PROJECT"]
+    assert result.stderr.splitlines() == [f"{name} is not set; {SEE}" for name in missing]
+
+
+def test_version_help_and_a_wrong_command() -> None:
+    version = run([sys.executable, "-m", "bot", "--version"], bare_env())
+    assert (version.returncode, version.stdout.strip()) == (0, f"vmbot {__version__}")
+    assert __version__ == tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    usage = run([sys.executable, "-m", "bot", "--help"], bare_env())
+    assert usage.returncode == 0 and all(command in usage.stdout for command in ("serve", "demo", "migrate"))
+    wrong = run([sys.executable, "-m", "bot", "srve"], bare_env())
+    assert wrong.returncode == 2 and "invalid choice: 'srve'" in wrong.stderr and wrong.stdout == ""
+
+
+def test_migrate_help_explains_and_migrates_nothing(tmp_path: Path) -> None:
+    database = tmp_path / "vmbot.db"
+    result = run([sys.executable, "-m", "bot", "migrate", "--help"], bare_env(DATABASE_URL=f"sqlite:///{database}"))
+    assert result.returncode == 0 and "DATABASE_URL" in result.stdout
+    assert not database.exists()
+
+
+def test_migrate_brings_a_new_database_to_head(tmp_path: Path) -> None:
+    database = tmp_path / "vmbot.db"
+    result = run([sys.executable, "-m", "bot", "migrate"], bare_env(DATABASE_URL=f"sqlite:///{database}"))
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() is not None
 
 
 @pytest.mark.parametrize("name", ["SLACK_BOT_TOKEN", "DATABASE_URL"])
@@ -152,9 +179,10 @@ def test_python_m_bot_serves_healthz_and_stops_cleanly_on_sigterm(
             seen.append(line)
             if "listening on port" in line:
                 break
-        assert f"vmbot in HTTP mode, listening on port {port}" in seen[-1], seen
+        assert f"vmbot {__version__} in HTTP mode, listening on port {port}" in seen[-1], seen
         health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
-        assert health.status_code == 200 and health.json() == {"ok": True}
+        assert health.status_code == 200 and health.json()["ok"] is True and health.json()["version"] == __version__
+        assert health.json()["database"] == "reachable"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

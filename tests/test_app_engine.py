@@ -1,8 +1,7 @@
-"""App Engine's way in: app.yaml's entrypoint, run for real (gunicorn, bot.web.wsgi:app), against the stand-ins.
+"""App Engine's way in: app.yaml's entrypoint, run for real (``python -m bot serve``), against the stand-ins.
 
-gunicorn gets a socket the test has already bound and is listening on (``-b fd://N``
-in place of ``-b :$PORT``), so requests simply queue until the worker is up: no
-polling for a port.
+It is the command a local run uses, so this is also the start-up every deployment shares (the Dockerfile's
+``vmbot serve`` is the same function: tests/test_packaging.py checks it is the console script).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ import pytest
 import requests
 import yaml
 
+from bot import __version__
 from bot.settings import PLACEHOLDER, REPO_ROOT
 from conftest import BOT_TOKEN, PROJECT, SIGNING_SECRET
 from standins.compute import ComputeStandin
@@ -34,7 +35,7 @@ APP_YAML = yaml.safe_load((REPO_ROOT / "app.yaml").read_text())
 
 
 @dataclass
-class Gunicorn:
+class Served:
     process: subprocess.Popen[bytes]
     base_url: str
     log_path: Path
@@ -46,22 +47,32 @@ class Gunicorn:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def wait_listening(self) -> None:
+        """Until the bot says it listens (after start-up: settings, database, migrations)."""
+        deadline = time.monotonic() + 60
+        while "listening on port" not in self.log():
+            assert self.process.poll() is None and time.monotonic() < deadline, self.log()
+            time.sleep(0.05)
 
-def start_gunicorn(env: dict[str, str], tmp_path: Path) -> Gunicorn:
-    """app.yaml's entrypoint as App Engine runs it, with the port replaced by an inherited, listening socket."""
-    listener = socket.create_server(("127.0.0.1", 0))
+
+def entrypoint() -> list[str]:
+    """app.yaml's entrypoint, with this interpreter as `python` (App Engine's is the runtime's own)."""
     args = shlex.split(APP_YAML["entrypoint"])
-    assert args[0] == "gunicorn" and args[args.index("-b") + 1] == ":$PORT"
-    args[args.index("-b") + 1] = f"fd://{listener.fileno()}"
-    log_path = tmp_path / "gunicorn.log"
+    assert args[:3] == ["python", "-m", "bot"], args
+    return [sys.executable, *args[1:]]
+
+
+def start_entrypoint(env: dict[str, str], tmp_path: Path) -> Served:
+    """app.yaml's entrypoint as App Engine runs it: PORT set, the log to a file."""
+    with socket.socket() as probe:  # a free port for PORT, as App Engine picks one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = tmp_path / "vmbot.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", *args], env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-            pass_fds=[listener.fileno()],
+            entrypoint(), env={**env, "PORT": str(port)}, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
         )
-    port = listener.getsockname()[1]
-    listener.close()  # gunicorn holds its own copy
-    return Gunicorn(process, f"http://127.0.0.1:{port}", log_path)
+    return Served(process, f"http://127.0.0.1:{port}", log_path)
 
 
 def app_engine_env(home: Path, **values: str) -> dict[str, str]:
@@ -72,7 +83,7 @@ def app_engine_env(home: Path, **values: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def gunicorn(gcp: ComputeStandin, slack: SlackStandin, tmp_path: Path) -> Iterator[Gunicorn]:
+def served(gcp: ComputeStandin, slack: SlackStandin, tmp_path: Path) -> Iterator[Served]:
     env = app_engine_env(
         tmp_path,
         SLACK_BOT_TOKEN=BOT_TOKEN,
@@ -82,8 +93,9 @@ def gunicorn(gcp: ComputeStandin, slack: SlackStandin, tmp_path: Path) -> Iterat
         VMBOT_COMPUTE_ENDPOINT=gcp.url,
         DATABASE_URL=f"sqlite:///{tmp_path / 'vmbot.db'}",
     )
-    server = start_gunicorn(env, tmp_path)
+    server = start_entrypoint(env, tmp_path)
     try:
+        server.wait_listening()
         yield server
     finally:
         if server.process.poll() is None:
@@ -93,8 +105,8 @@ def gunicorn(gcp: ComputeStandin, slack: SlackStandin, tmp_path: Path) -> Iterat
 
 def test_app_yaml_fits_a_bot_with_background_work() -> None:
     assert re.fullmatch(r"python3(1[1-9]|[2-9]\d)", APP_YAML["runtime"])
-    args = shlex.split(APP_YAML["entrypoint"])
-    assert args[-1] == "bot.web.wsgi:app" and args[args.index("-w") + 1] == "1" and "--preload" not in args
+    # The command a local run uses (one process: the background lives in it); App Engine sets PORT.
+    assert shlex.split(APP_YAML["entrypoint"]) == ["python", "-m", "bot", "serve"]
     assert APP_YAML["manual_scaling"]["instances"] == 1 and APP_YAML["instance_class"].startswith("B")
     assert "automatic_scaling" not in APP_YAML and "basic_scaling" not in APP_YAML
     secrets = {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "DATABASE_URL"}
@@ -103,41 +115,45 @@ def test_app_yaml_fits_a_bot_with_background_work() -> None:
     assert APP_YAML["env_variables"]["VMBOT_LOG_FORMAT"] == "json"
 
 
-def test_gunicorn_serves_healthz_and_a_signed_slash_command_that_runs_to_the_end(
-    gunicorn: Gunicorn, slack: SlackStandin, gcp: ComputeStandin
+def test_the_entrypoint_serves_healthz_and_a_signed_slash_command_that_runs_to_the_end(
+    served: Served, slack: SlackStandin, gcp: ComputeStandin
 ) -> None:
-    health = requests.get(f"{gunicorn.base_url}/healthz", timeout=60)
-    assert health.status_code == 200 and health.json() == {"ok": True}
+    health = requests.get(f"{served.base_url}/healthz", timeout=60)
+    assert health.status_code == 200 and health.json()["ok"] is True and health.json()["version"] == __version__
+    assert health.json()["database"] == "reachable"
 
-    with SlackDriver(f"{gunicorn.base_url}/slack/events", SIGNING_SECRET, slack) as driver:
+    with SlackDriver(f"{served.base_url}/slack/events", SIGNING_SECRET, slack) as driver:
         ack = driver.command("create wsgi-vm")
         assert ack.status == 200 and "Creating `wsgi-vm`" in ack.text
         forged = driver.send(b"command=%2Fvm&text=list", {"X-Slack-Signature": "v0=bad", "X-Slack-Request-Timestamp": "1"})
         assert forged.status == 401
 
-    # The work runs on the job runner inside the gunicorn worker: the thread root is updated at the end.
-    assert slack.wait_for(lambda: any(m.edits for m in slack.messages("C100")), timeout=60), gunicorn.log()
+    # The work runs on the job runner inside the serving process: the thread root is updated at the end.
+    assert slack.wait_for(lambda: any(m.edits for m in slack.messages("C100")), timeout=60), served.log()
+    # A graceful stop hands unfinished work over rather than waiting for it: stop once this process has ended it.
+    assert slack.wait_for(lambda: "create of wsgi-vm ended" in served.log(), timeout=60), served.log()
     instance = gcp.instance(PROJECT, "us-central1-a", "wsgi-vm")
     assert instance is not None and instance["status"] == "RUNNING"
 
-    assert gunicorn.stop() == 0
-    lines = [json.loads(line) for line in gunicorn.log().splitlines() if line.startswith("{")]
+    assert served.stop() == 0
+    lines = [json.loads(line) for line in served.log().splitlines() if line.startswith("{")]
     ours = [line for line in lines if line["logger"] == "bot.core.workflows"]
     assert [line["message"] for line in ours] == ["create of wsgi-vm started", "create of wsgi-vm ended: succeeded"]
     for line in ours:
         assert line["severity"] == "INFO" and line["time"].endswith("Z")
         assert (line["vm"], line["slack_user"], type(line["operation_id"])) == ("wsgi-vm", "U100", int)
-    assert any(line["logger"] == "gunicorn.error" for line in lines), "the worker's gunicorn lines are JSON too"
-    assert BOT_TOKEN not in gunicorn.log() and SIGNING_SECRET not in gunicorn.log()
+    assert len(lines) == len(served.log().splitlines()), "every line is JSON, the server's own too"
+    assert "vmbot stopped" in [line["message"] for line in lines], "SIGTERM ran the background's stop"
+    assert BOT_TOKEN not in served.log() and SIGNING_SECRET not in served.log()
 
 
-def test_gunicorn_stops_instead_of_restarting_a_worker_that_cannot_start(tmp_path: Path) -> None:
-    server = start_gunicorn(app_engine_env(tmp_path, SLACK_SIGNING_SECRET=SIGNING_SECRET, GOOGLE_CLOUD_PROJECT=PROJECT), tmp_path)
+def test_the_entrypoint_with_a_bad_environment_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
+    env = app_engine_env(tmp_path, SLACK_SIGNING_SECRET=SIGNING_SECRET, GOOGLE_CLOUD_PROJECT=PROJECT)
+    server = start_entrypoint(env, tmp_path)
     try:
         code = server.process.wait(timeout=60)
     finally:
         server.process.kill()
     log = server.log()
-    assert code == 4, log  # gunicorn's "App failed to load"
-    assert log.count("SLACK_BOT_TOKEN is not set; see README > Configuration") == 1, log
-    assert "Traceback" not in log
+    assert code == 2, log
+    assert log.splitlines() == ["SLACK_BOT_TOKEN is not set; see README > Configuration"], log
