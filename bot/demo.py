@@ -230,11 +230,11 @@ def run_demo(argv: list[str]) -> int:
         bot = create_app(settings)
         bot.start()
         server = make_http_server(bot, "127.0.0.1", args.port)
-        print_api(settings, server.server_port)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         if args.no_terminal:
             url = f"http://127.0.0.1:{server.server_port}"
             print(f"vmbot demo serving on {url} (Ctrl-C or SIGTERM stops it)", flush=True)
+            print_api(settings, server.server_port)
             try:
                 wait_for_stop_signal()
             finally:
@@ -245,6 +245,7 @@ def run_demo(argv: list[str]) -> int:
         threading.Thread(target=terminal.watch, daemon=True).start()
         driver = SlackDriver(f"http://127.0.0.1:{server.server_port}/slack/events", settings.slack_signing_secret, slack)
         interactive = sys.stdin.isatty()
+        print_api(settings, server.server_port)
         print(INTRO)
         try:
             repl(driver, bot, terminal, interactive)

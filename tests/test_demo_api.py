@@ -54,7 +54,6 @@ def demo() -> Iterator[Demo]:
             output.append(line)
             if (match := EXPORT.match(line.rstrip("\n"))) and not found:
                 found.append(match)
-            if line.startswith("vmbot demo serving on"):
                 ready.set()
         ready.set()
 
