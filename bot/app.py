@@ -29,6 +29,7 @@ from bot.jobs.scheduler import Scheduler, create_scheduler
 from bot.settings import Settings
 from bot.web.slack_guard import ReplayGuard
 from bot.jobs.sweeper import Sweeper
+from bot.observability.wiring import instrument
 from bot.core.workflows import Workflows
 from handlers import actions, commands, home, schedule_actions, shortcuts
 from storage.store import Store
@@ -116,6 +117,7 @@ def create_app(
     bot = VmBot(settings, client, store, compute, runner, workflows, sweeper, app=app, resumer=resumer, outbox=outbox,
                 slack_status=slack_status)  # fmt: skip
     bot.scheduler = create_scheduler(bot)
+    instrument(bot)  # the app's own metrics registry, fed by one hook per adapter (GET /metrics)
     commands.register(app, bot)
     actions.register(app, bot)
     home.register(app, bot)

@@ -27,12 +27,14 @@ from bot import logs
 from bot.app import create_app
 from bot.redaction import secrets_of
 from bot.web.server import make_http_server
+from handlers.api import PREFIX as API_PREFIX
 from bot.settings import Settings
 from standins.compute import MACHINE_TYPES, ComputeStandin
 from standins.slack_api import Message, SlackStandin
 from standins.slack_driver import Reply, SlackDriver, render_view
 
 USER, USER_NAME, CHANNEL, CHANNEL_NAME = "U0DEMO", "you", "C0DEMO", "demo"
+API_ACTOR = "demo-api"  # the demo's HTTP API token's name: the requester of what it starts
 EMOJI = {
     ":white_check_mark:": "✅", ":x:": "❌", ":warning:": "⚠️", ":hourglass_flowing_sand:": "⏳",
     ":rocket:": "🚀", ":recycle:": "♻️", ":parking:": "🅿️", ":mag:": "🔍", ":large_green_circle:": "🟢",
@@ -200,13 +202,14 @@ class Button:
 
 def run_demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot demo", description=__doc__.splitlines()[0])
+    add_api_options(parser)
     parser.add_argument("--operation-seconds", type=float, default=2.0, help="how long each simulated GCP operation takes")
     parser.add_argument("--no-terminal", action="store_true",
                         help="no Slack in this terminal: serve the bot headless until Ctrl-C or SIGTERM")
     args = parser.parse_args(argv)
     # The bot's log goes to a buffer, not into the middle of the playback; it is shown when the demo ends.
     log = io.StringIO()
-    logs.configure(level="WARNING", stream=log)
+    logs.configure(level="WARNING", stream=log_stream(args, log))
 
     with tempfile.TemporaryDirectory(prefix="vmbot-demo-") as tmp, ComputeStandin(
         operation_seconds=args.operation_seconds
@@ -225,15 +228,18 @@ def run_demo(argv: list[str]) -> int:
             zones_offered=("us-central1-a", "europe-west1-b"),  # the create form's choices: what the simulated GCP has
             machine_types_offered=tuple(MACHINE_TYPES),
             schedule_notice=60,  # so a schedule set a couple of minutes ahead warns first, then parks
+            api_tokens=((API_ACTOR, secrets.token_urlsafe(24)),),  # a new token each run, printed below
+            api_notify_channel=CHANNEL,  # operations started over the API show in #demo too
         )
-        logs.configure(level="WARNING", stream=log, secrets=secrets_of(settings))  # now that the secrets are known
+        logs.configure(level="WARNING", stream=log_stream(args, log), secrets=secrets_of(settings))  # now that the secrets are known
         bot = create_app(settings)
         bot.start()
-        server = make_http_server(bot, "127.0.0.1", 0)
+        server = make_http_server(bot, "127.0.0.1", args.port)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         if args.no_terminal:
             url = f"http://127.0.0.1:{server.server_port}"
             print(f"vmbot demo serving on {url} (Ctrl-C or SIGTERM stops it)", flush=True)
+            print_api(settings, server.server_port)
             try:
                 wait_for_stop_signal()
             finally:
@@ -244,6 +250,7 @@ def run_demo(argv: list[str]) -> int:
         threading.Thread(target=terminal.watch, daemon=True).start()
         driver = SlackDriver(f"http://127.0.0.1:{server.server_port}/slack/events", settings.slack_signing_secret, slack)
         interactive = sys.stdin.isatty()
+        print_api(settings, server.server_port)
         print(INTRO)
         try:
             repl(driver, bot, terminal, interactive)
@@ -387,3 +394,24 @@ def press(driver: SlackDriver, terminal: Terminal, choice: str, interactive: boo
             return
         driver.click(button["action_id"], blocks=pressed.blocks, user=USER, user_name=USER_NAME, channel=CHANNEL,
                      channel_name=CHANNEL_NAME, is_ephemeral=pressed.ts is None, message_ts=pressed.ts)
+
+
+def add_api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=0,
+                        help="the local port for Slack's events and the HTTP API (default: a free one, printed)")  # fmt: skip
+
+
+def log_stream(args: argparse.Namespace, buffer: TextIO) -> TextIO:
+    """Headless, nothing plays back in the terminal: the bot's warnings go to stderr as they happen
+    (the buffer is shown only when an interactive demo ends)."""
+    return sys.stderr if args.no_terminal else buffer
+
+
+def print_api(settings: Settings, port: int) -> None:
+    """Where the HTTP API is and its token, as the lines to paste: the README's curl examples read
+    VMBOT and TOKEN, vmbot-cli reads VMBOT_API_URL and VMBOT_API_TOKEN."""
+    url = f"http://127.0.0.1:{port}"
+    token = dict(settings.api_tokens)[API_ACTOR]
+    print(f"vmbot demo: HTTP API at {url}{API_PREFIX} with the token below (its name: {API_ACTOR!r}); "
+          "README > HTTP API and CLI has the curl and vmbot-cli examples. In another terminal:", flush=True)  # fmt: skip
+    print(f"  export VMBOT={url} TOKEN={token} VMBOT_API_URL={url} VMBOT_API_TOKEN={token}", flush=True)

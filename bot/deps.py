@@ -7,7 +7,7 @@ bot.app and the arrows point one way: app -> handlers/jobs -> deps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slack_sdk import WebClient
 
@@ -15,6 +15,7 @@ from bot.core.workflows import Workflows
 from bot.gcp.compute import Compute
 from bot.jobs.runner import JobRunner
 from bot.jobs.sweeper import Sweeper
+from bot.observability.metrics import Metrics
 from bot.settings import Settings
 from storage.store import Store
 
@@ -28,3 +29,4 @@ class Deps:
     runner: JobRunner
     workflows: Workflows
     sweeper: Sweeper
+    metrics: Metrics = field(default_factory=Metrics)  # served at /metrics (bot.web.metrics)

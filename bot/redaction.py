@@ -39,6 +39,7 @@ def secrets_of(settings: Settings) -> list[str]:
     from sqlalchemy.engine import make_url
 
     values = [settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token]
+    values.append(settings.metrics_token)
     try:
         values.append(make_url(settings.database_url).password)
     except Exception:  # noqa: BLE001 - an unparsable URL fails later, with a clear message, where it is used

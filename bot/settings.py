@@ -90,6 +90,7 @@ class Settings:
     schedule_notice: float = 1800.0
     prices: Path | None = None  # None: the bundled list-price table
     idle_hours: float = 0.0  # a running VM with no schedule and no operation for this long is reminded daily; 0: off
+    metrics_token: str | None = field(default=None, repr=False)  # set: GET /metrics wants it as a bearer token
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -181,6 +182,7 @@ class Settings:
             schedule_notice=float(number("VMBOT_SCHEDULE_NOTICE", cls.schedule_notice, float, zero_ok=True)),
             prices=_prices(env.get("VMBOT_PRICES", "").strip(), problems),
             idle_hours=float(number("VMBOT_IDLE_HOURS", cls.idle_hours, float, zero_ok=True)),
+            metrics_token=env.get("VMBOT_METRICS_TOKEN", "").strip() or None,
         )
         if settings.api_notify_channel and not SLACK_CHANNEL_RE.fullmatch(settings.api_notify_channel):
             problems.append(
@@ -190,6 +192,8 @@ class Settings:
             problems.append(f"VMBOT_REPORT_CHANNEL={settings.report_channel!r} is not a Slack channel id (like C0123ABCD)")
         if not settings.startup_script.is_file():
             problems.append(f"VMBOT_STARTUP_SCRIPT={settings.startup_script} is not a file")
+        if settings.metrics_token and (len(settings.metrics_token) < API_TOKEN_MIN_LENGTH or " " in settings.metrics_token):
+            problems.append(f"VMBOT_METRICS_TOKEN must be at least {API_TOKEN_MIN_LENGTH} characters, no spaces")
         problems.extend(_shape_problems(env, settings))
         if problems:
             raise SettingsError(problems)

@@ -44,6 +44,7 @@ from bot.core.shapes import check_parkable, create_shape, not_kept
 from bot.gcp.shape import VmShape
 from bot.core.lifecycle import check_image_name_free
 from bot.core.progress import Progress, duration
+from bot.observability.metrics import Metrics
 from bot.settings import Settings
 from storage.models import Image, ImageState, Operation, OperationState, OperationStep, Verb, VmState
 from storage.store import Lease, LeaseLost, Store
@@ -143,6 +144,7 @@ class Workflows:
         self.progress_for, self.words = progress_for, words
         self.startup_script = settings.startup_script.read_text()
         self.completions = Completions()
+        self.metrics = Metrics()  # create_app gives it the app's (bot.observability.wiring)
         self._in_flight: set[int] = set()  # operations this process is running now
         self._lock = threading.Lock()
 
@@ -168,6 +170,7 @@ class Workflows:
                 return
             try:
                 with logs.context(operation_id=op.id, vm=op.vm_name, slack_user=op.requested_by):
+                    self.metrics.operation_started(op.verb.value)
                     how = "resumed" if op.state is OperationState.RUNNING else "started"
                     log.info("%s of %s %s", op.verb.value, op.vm_name, how)
                     try:
@@ -181,6 +184,7 @@ class Workflows:
                     state = ended.state if ended else None
                     level = logging.INFO if state is OperationState.SUCCEEDED else logging.WARNING
                     log.log(level, "%s of %s ended: %s", op.verb.value, op.vm_name, state.value if state else "unknown")
+                    self.metrics.operation_ended(op.verb.value, state.value if state else "unknown", _took(ended))
             finally:
                 self.completions.finished(op_id)
         finally:
@@ -978,6 +982,13 @@ def _unfinished(op: Operation, name: str) -> OperationStep | None:
 
 def _began(op: Operation, name: str) -> bool:
     return any(step.name == name for step in op.steps)
+
+
+def _took(op: Operation | None) -> float | None:
+    """An ended operation's recorded duration (None when it has no start or end time)."""
+    if op is None or op.started_at is None or op.finished_at is None:
+        return None
+    return (op.finished_at - op.started_at).total_seconds()
 
 
 def _elapsed_since(when: datetime | None) -> float:

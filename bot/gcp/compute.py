@@ -21,6 +21,7 @@ and raised at once as a GceError with GCP's message.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 
 from bot.gcp.lean_compute import compute_v1
 from bot.gcp.shape import VMBOT_LABELS, VMBOT_METADATA, DiskShape, VmShape
+from bot.observability.metrics import Metrics
 
 from bot.redaction import redact
 
@@ -196,6 +198,7 @@ class Compute:
         call_timeout: float = 60.0,
     ) -> None:
         self.project = project
+        self.metrics = Metrics()  # create_app gives it the app's (bot.observability.wiring)
         self.operation_timeout = operation_timeout
         self.call_timeout = call_timeout
         options = ClientOptions(api_endpoint=endpoint) if endpoint else None
@@ -412,6 +415,14 @@ class Compute:
         except api_exceptions.GoogleAPICallError as exc:
             raise _translate(exc) from exc
 
+    def check_reachable(self, zone: str, *, timeout: float = 5.0) -> None:
+        """One cheap call (a page of at most one instance in ``zone``), not retried: for ``/readyz``.
+
+        Raises GceError with GCP's message when GCP does not answer or refuses (credentials, permission).
+        """
+        request = compute_v1.ListInstancesRequest(project=self.project, zone=zone, max_results=1)
+        self._call(self.instances.list, request=request, retry=None, timeout=timeout)
+
     # ---- operations ----------------------------------------------------------------
 
     def wait_for(self, operation_name: str, *, zone: str | None) -> None:
@@ -452,19 +463,27 @@ class Compute:
         return self._call(method, project=self.project, operation=name, timeout=180)
 
     def _call(self, method, **kwargs):  # type: ignore[no-untyped-def]
-        """Call a client method with our retry policy, turning every failure into a GceError."""
+        """Call a client method with our retry policy (or ``retry=``), turning every failure into a GceError."""
         kwargs.setdefault("timeout", self.call_timeout)
-        try:
-            return method(retry=self.retry, **kwargs)
-        except api_exceptions.RetryError as exc:
-            cause = exc.cause
-            if isinstance(cause, api_exceptions.GoogleAPICallError):
-                raise _translate(cause, gave_up=True) from exc
-            raise GceError(f"GCP did not answer in time ({cause or exc}); I gave up after retrying.") from exc
-        except api_exceptions.GoogleAPICallError as exc:
-            raise _translate(exc) from exc
-        except NETWORK_ERRORS as exc:  # only when the retry deadline is 0
-            raise GceError(f"I could not reach GCP: {exc}") from exc
+        kwargs.setdefault("retry", self.retry)
+        with self.metrics.gcp_call(_call_name(method)):
+            try:
+                return method(**kwargs)
+            except api_exceptions.RetryError as exc:
+                cause = exc.cause
+                if isinstance(cause, api_exceptions.GoogleAPICallError):
+                    raise _translate(cause, gave_up=True) from exc
+                raise GceError(f"GCP did not answer in time ({cause or exc}); I gave up after retrying.") from exc
+            except api_exceptions.GoogleAPICallError as exc:
+                raise _translate(exc) from exc
+            except NETWORK_ERRORS as exc:  # only when the retry deadline is 0, or retry=None
+                raise GceError(f"I could not reach GCP: {exc}") from exc
+
+
+def _call_name(method) -> str:  # type: ignore[no-untyped-def]
+    """``instances.get``, ``zone_operations.wait``: a client method as a metric label."""
+    client = type(getattr(method, "__self__", None)).__name__.removesuffix("Client")
+    return f"{re.sub(r'(?<!^)(?=[A-Z])', '_', client).lower()}.{getattr(method, '__name__', '?')}"
 
 
 def instance_resource(spec: InstanceSpec) -> compute_v1.Instance:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.gcp.compute import MANAGED_LABEL, Compute, GceError, GceNotFound
+from bot.observability.metrics import Metrics
 from bot.settings import Settings
 from storage.housekeeping import DirtyImage, SweepOutcome, VmGuard
 from storage.models import ImageState, VmState, utcnow
@@ -174,6 +175,7 @@ class Sweeper:
         self.keep, self.grace, self.concurrency = keep, grace, concurrency
         self.page_size, self.lease_seconds = page_size, lease_seconds
         self.stopping = threading.Event()
+        self.metrics = Metrics()  # create_app gives it the app's (bot.observability.wiring)
 
     @classmethod
     def from_settings(cls, store: Store, compute: Compute, settings: Settings) -> Sweeper:
@@ -216,6 +218,7 @@ class Sweeper:
         else:
             self._sweep_holding_lease(report, now, unless_swept_within, on_started)
         report.took = time.monotonic() - began
+        self.metrics.sweep_finished(report)
         return report
 
     # ---- one sweep ---------------------------------------------------------------------

@@ -37,12 +37,13 @@ from waitress import wasyncore
 from waitress.task import ThreadedTaskDispatcher
 
 from bot import __version__
-from bot.web.health import health, readiness
+from bot.web.health import health
 from handlers.api import MAX_WAIT_SECONDS, create_api
 from handlers.api import PREFIX as API_PREFIX
 from bot.app import VmBot
 from bot.web.long_polls import LongPolls
 from bot.web.slack_guard import MAX_BODY_BYTES, guard_requests, has_payload_field
+from bot.web.observability import observability_routes
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class SlackFormHandler(SlackRequestHandler):
 
 
 def wsgi_app(bot: VmBot) -> WsgiApp:
+    observability = observability_routes(bot)  # GET /metrics and /readyz (bot.web.observability)
     slack = guard_requests(SlackFormHandler(bot.app))
     api = LongPolls(create_api(bot), slots=long_poll_slots(bot.settings.http_threads), max_wait=MAX_WAIT_SECONDS)
 
@@ -81,10 +83,12 @@ def wsgi_app(bot: VmBot) -> WsgiApp:
         path = environ.get("PATH_INFO", "")
         if path == "/slack/events":
             return slack(environ, start_response)
+        if path in observability:
+            return observability[path](environ, start_response)
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             return api(environ, start_response)
-        if path in ("/healthz", "/readyz") and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            status, body = health(bot) if path == "/healthz" else readiness(bot)
+        if path == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            status, body = health(bot)
             return _json(start_response, status, {**body, "version": __version__})
         return _json(start_response, "404 Not Found", {"ok": False, "error": "not_found"})
 

@@ -1,0 +1,1 @@
+"""What the running bot tells its operators: Prometheus metrics (metrics.py) and readiness checks (readiness.py)."""
