@@ -668,17 +668,7 @@ def audit_history(
 
 def _summary(reply: str, limit: int) -> str:
     """A stored reply on one line, at most ``limit`` characters, never cut inside a <...> or an &entity;."""
-    text = " ".join(reply.split())
-    if len(text) <= limit:
-        return text
-    text = text[:limit]
-    for opener, closer in (("<", ">"), ("&", ";")):
-        cut = text.rfind(opener)
-        if cut > text.rfind(closer):
-            text = text[:cut]
-    if text.count("`") % 2:
-        text = text[: text.rfind("`")]
-    return text.rstrip() + "…"
+    return fit(" ".join(reply.split()), limit)
 
 
 
