@@ -26,25 +26,29 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from bot.core import audit, permissions, pricing
 from bot.core.errors import Reason, Refused, UserError
 from bot.core.lifecycle import start_operation, verbs_allowed_now
+from bot.core.schedule_records import schedule_of
+from bot.core.schedules import format_local, next_run
+from bot.core.vm_costs import vm_costs
 from bot.slack import views
 from bot.slack.refusals import slack_text
 from handlers.shortcuts import open_create_form, price_table, run_operation
-from storage.models import ImageState, Operation, Verb, Verdict, Vm
+from storage.models import Operation, Verb, Verdict, Vm, utcnow
 
 if TYPE_CHECKING:
     from bot.deps import Deps
 
 log = logging.getLogger(__name__)
 Payload = dict[str, Any]
-# A boot disk's size when no image of the VM tells it: the public images a create starts from are 10 GB,
-# and GCP's default boot disk type is pd-standard.
-DEFAULT_BOOT_DISK = pricing.Disk("pd-standard", 10)
 
 
 def next_scheduled_action(bot: Deps, vm: Vm) -> str | None:
-    """The VM's next scheduled action ("park at 19:00 UTC"): the schedules issue fills this in; until
-    it lands nothing is ever scheduled."""
-    return None
+    """The VM's next scheduled action in its schedule's zone ("park Mon 8 Dec 19:00 CET"), or its time to live."""
+    row = bot.store.vm_schedule(vm.name)
+    run = next_run(schedule_of(row), utcnow()) if row is not None else None
+    if run is not None:
+        return f"{run.action} {format_local(run.when, row.tz)}"
+    deadline = bot.store.ttl(vm.name)
+    return f"park {format_local(deadline.park_at, bot.settings.timezone)} (time to live)" if deadline else None
 
 
 def register(app: App, bot: Deps) -> None:
@@ -186,11 +190,7 @@ class HomeTab:
         return view
 
     def card(self, vm: Vm, active: Operation | None, user: str, table: pricing.PriceTable, thread: Operation | None) -> views.VmCard:
-        images = [i for i in self.bot.store.images(vm.name) if i.state is ImageState.READY]
-        size = next((i.disk_size_gb for i in reversed(images) if i.disk_size_gb), None)
-        disk = pricing.Disk(DEFAULT_BOOT_DISK.type, size) if size else DEFAULT_BOOT_DISK
-        stored = [pricing.Image(i.disk_size_gb or disk.size_gb, i.archive_size_bytes) for i in images] or [pricing.Image(disk.size_gb)]
-        figures = pricing.costs(table, vm.machine_type, vm.zone, [disk], stored)
+        figures = vm_costs(table, vm, self.bot.store.images(vm.name))
         verbs = verbs_allowed_now(vm, views.HOME_VERBS) if permissions.may_change(self.bot.settings, user, vm) else ()
         url = views.thread_url(thread.channel, thread.thread_ts) if thread and thread.channel and thread.thread_ts else None
         return views.VmCard(

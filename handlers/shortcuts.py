@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
-from bot.core import audit, permissions, pricing
+from bot.core import audit, permissions, pricing, vm_costs
 from bot.core.errors import InvalidInput, UserError
 from bot.core.lifecycle import start_operation, verbs_allowed_now
 from bot.core.names import check_name, check_option, explain
@@ -62,8 +62,8 @@ def register(app: App, bot: Deps) -> None:
 
 
 def price_table(bot: Deps) -> pricing.PriceTable:
-    """The price table the surfaces show (bot.core.pricing: the bundled list prices)."""
-    return pricing.bundled_prices()
+    """The price table the surfaces show: VMBOT_PRICES's, else the bundled list prices."""
+    return vm_costs.price_table(bot.settings.prices)
 
 
 def open_dm(bot: Deps, user: str) -> str | None:

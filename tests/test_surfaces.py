@@ -7,6 +7,8 @@ limits) and checked again here with slack_sdk.models.views.View.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 import pytest
@@ -73,6 +75,17 @@ def test_the_home_tab_shows_the_owners_vms_with_costs_and_the_buttons_they_may_p
     admin_view = open_home(driver, slack, running, ADMIN)
     assert "vm-home" in home_text(admin_view) and "@U100" in home_text(admin_view).replace("<@", "@")
     assert "vm_park" in action_ids(admin_view)
+
+
+def test_the_home_tab_shows_the_next_scheduled_action_in_the_schedules_zone(
+    driver: SlackDriver, slack: SlackStandin, running: Running
+) -> None:
+    create_vm(driver, running, "vm-sched")
+    reply = driver.command("schedule vm-sched park-at=19:00 restore-at=08:00 tz=Europe/Berlin", user=OWNER)
+    assert reply.status == 200 and ":calendar:" in reply.text, reply.text
+    text = home_text(open_home(driver, slack, running))
+    assert "Nothing scheduled" not in text
+    assert re.search(r"(park|restore) \w{3} \d{1,2} \w{3} (19:00|08:00) CE[S]?T", text), text
 
 
 def test_an_unpriced_machine_type_says_price_unknown(driver: SlackDriver, slack: SlackStandin, running: Running) -> None:

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from bot.core.pricing import Costs, Disk, Image, PriceTable, bundled_prices, costs, load_prices, savings
+from bot.gcp.shape import VmShape
 from storage.models import ImageState, Operation, Verb, Vm
 from storage.models import Image as ImageRow
 
@@ -33,7 +34,13 @@ def _load(path: str) -> PriceTable:
     return load_prices(path)
 
 
-def disks_of(images: Sequence[ImageRow]) -> list[Disk]:
+def disks_of(vm: Vm, images: Sequence[ImageRow]) -> list[Disk]:
+    """The disks a VM pays for while it runs: its recorded shape's (every disk, with its type), else one
+    boot disk as large as its newest image (or the public images' 10 GB)."""
+    shape = VmShape.from_json(vm.shape) if vm.shape else None
+    recorded = [d for d in ((shape.boot_disk, *shape.data_disks) if shape else ()) if d and d.kind == "PERSISTENT"]
+    if recorded:
+        return [Disk(d.disk_type or BOOT_DISK_TYPE, float(d.size_gb or DEFAULT_BOOT_DISK_GB)) for d in recorded]
     sizes = [image.disk_size_gb for image in images if image.disk_size_gb]
     return [Disk(BOOT_DISK_TYPE, float(sizes[-1] if sizes else DEFAULT_BOOT_DISK_GB))]
 
@@ -46,7 +53,7 @@ def images_of(images: Sequence[ImageRow], disks: Sequence[Disk]) -> list[Image]:
 
 
 def vm_costs(table: PriceTable, vm: Vm, images: Sequence[ImageRow]) -> Costs:
-    disks = disks_of(images)
+    disks = disks_of(vm, images)
     return costs(table, vm.machine_type, vm.zone, disks, images_of(images, disks))
 
 
@@ -81,7 +88,7 @@ def vm_savings(table: PriceTable, vm: Vm, images: Sequence[ImageRow], operations
                now: datetime) -> tuple[OffHours, float | None]:  # fmt: skip
     """Hours off and dollars saved to date (None: the machine type is not in the table)."""
     hours = off_hours(operations, now)
-    disks = disks_of(images)
+    disks = disks_of(vm, images)
     saved = savings(table, vm.machine_type, vm.zone, disks, images_of(images, disks),
                     parked_hours=hours.parked, stopped_hours=hours.stopped)  # fmt: skip
     return hours, saved
