@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.core import audit, permissions
+from bot.core import audit, permissions, shapes
 from bot.slack import blocks
 from bot.core.errors import Reason, Refused, UserError
 from bot.slack.refusals import slack_text
@@ -123,10 +123,9 @@ def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
 
 
 def create_params(command: Command) -> dict[str, str]:
-    """The create options the workflow needs (bot.core.workflows.create_shape), checked by the parser already."""
-    keys = ("image-project", "image-family", "image", "disk-size", "disk-type", "spot", "network", "subnet", "tags",
-            "service-account")  # fmt: skip
-    return {key.replace("-", "_"): command.options[key] for key in keys if key in command.options}
+    """The create options the workflow needs (bot.core.workflows.create_shape), checked by the parser already
+    and again by the function the HTTP API shares (bot.core.shapes.create_params)."""
+    return shapes.create_params(command.options)
 
 
 def park(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
