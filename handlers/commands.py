@@ -178,11 +178,7 @@ def adopt(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tu
     assert command.name
     user = payload["user_id"]
     owner = command.options.get("owner", user)
-    if owner != user:
-        permissions.require_admin(bot.settings, user, "adopt a VM for someone else (`owner=`)")
-    vm = bot.store.vm(command.name)
-    if vm is not None and vm.state is not VmState.DELETED:
-        raise Refused(Reason.ALREADY_MANAGED, command.name, state=vm.state.value)
+    vm = permissions.check_adopt(bot.settings, bot.store, user, command.name, owner)
     zone = command.option("zone", bot.settings.zone)
     params = {"owner": owner, **({"family": command.options["family"]} if "family" in command.options else {})}
     op = start_operation(
