@@ -3,7 +3,11 @@
     export VMBOT_API_URL=https://vmbot.example.com VMBOT_API_TOKEN=...
     python -m bot.cli create test-vm-22 --zone us-central1-a --machine-type e2-small
     python -m bot.cli park test-vm-22 --image image-224 --family segmind-fam
-    python -m bot.cli restore test-vm-22
+    python -m bot.cli restore test-vm-22 [--machine-type e2-medium]
+    python -m bot.cli stop|start|suspend|resume test-vm-22
+    python -m bot.cli adopt legacy-app --zone us-central1-a
+    python -m bot.cli schedule test-vm-22 --park-at 19:00 --restore-at 08:00 --days mon-fri   (--off removes it)
+    python -m bot.cli schedules | ttl test-vm-22 8h|off | savings
     python -m bot.cli list
     python -m bot.cli status test-vm-22
 
@@ -98,7 +102,11 @@ def _decode(data: bytes, url: str) -> Json:
 
 
 def cmd_create(client: Client, args: argparse.Namespace, out: Output) -> int:
-    body = {"name": args.name, "zone": args.zone, "machine_type": args.machine_type}
+    body = {"name": args.name, "zone": args.zone, "machine_type": args.machine_type, "ttl": args.ttl,
+            "image_project": args.image_project, "image_family": args.image_family, "image": args.image,
+            "disk_size": args.disk_size, "disk_type": args.disk_type, "spot": True if args.spot else None,
+            "network": args.network, "subnet": args.subnet, "service_account": args.service_account,
+            "tags": args.tags.split(",") if args.tags else None}  # fmt: skip
     return _mutate(client, args, out, f"{PREFIX}/vms", body)
 
 
@@ -108,7 +116,64 @@ def cmd_park(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_restore(client: Client, args: argparse.Namespace, out: Output) -> int:
-    return _mutate(client, args, out, f"{PREFIX}/vms/{quote(args.name, safe='')}/restore", {})
+    body = {"machine_type": args.machine_type}
+    return _mutate(client, args, out, f"{PREFIX}/vms/{quote(args.name, safe='')}/restore", body)
+
+
+def cmd_verb(client: Client, args: argparse.Namespace, out: Output) -> int:
+    """stop, start, suspend, resume: no options."""
+    return _mutate(client, args, out, f"{PREFIX}/vms/{quote(args.name, safe='')}/{args.verb}", {})
+
+
+def cmd_adopt(client: Client, args: argparse.Namespace, out: Output) -> int:
+    body = {"zone": args.zone, "owner": args.owner, "family": args.family}
+    return _mutate(client, args, out, f"{PREFIX}/vms/{quote(args.name, safe='')}/adopt", body)
+
+
+def cmd_schedule(client: Client, args: argparse.Namespace, out: Output) -> int:
+    path = f"{PREFIX}/vms/{quote(args.name, safe='')}/schedule"
+    fields = ("park_at", "stop_at", "suspend_at", "restore_at", "start_at", "resume_at", "days", "tz", "skip", "channel")
+    body = {key: value for key in fields if (value := getattr(args, key)) is not None}
+    if args.off:
+        if body:
+            out.error("--off removes the schedule; give it alone")
+            return EXIT_USAGE
+        client.call("DELETE", path)
+        return out.line(f"{args.name} has no schedule now.")
+    answer = client.call("PUT", path, body)
+    if args.json:
+        return out.json(answer)
+    return out.line(f"{answer['vm']} {answer['description']}")
+
+
+def cmd_schedules(client: Client, args: argparse.Namespace, out: Output) -> int:
+    answer = client.call("GET", f"{PREFIX}/schedules")
+    if args.json:
+        return out.json(answer)
+    rows = [[s["vm"], s["description"]] for s in answer["schedules"]]
+    rows += [[t["vm"], f"parked when its time to live runs out: {t['local']}"] for t in answer["ttls"]]
+    return out.table(["NAME", "SCHEDULE"], rows) if rows else out.line("No schedules and no time to live set.")
+
+
+def cmd_ttl(client: Client, args: argparse.Namespace, out: Output) -> int:
+    path = f"{PREFIX}/vms/{quote(args.name, safe='')}/ttl"
+    if args.ttl.lower() == "off":
+        client.call("DELETE", path)
+        return out.line(f"{args.name} has no time to live now.")
+    answer = client.call("PUT", path, {"ttl": args.ttl})
+    return out.json(answer) if args.json else out.line(f"{answer['vm']} is parked at {answer['local']}.")
+
+
+def cmd_savings(client: Client, args: argparse.Namespace, out: Output) -> int:
+    answer = client.call("GET", f"{PREFIX}/savings")
+    if args.json:
+        return out.json(answer)
+    if not answer["vms"]:
+        return out.line("Nothing saved yet: no VM has been parked, stopped or suspended.")
+    rows = [[v["vm"], "price unknown" if v["saved"] is None else f"${v['saved']:.2f}", f"{v['parked_hours']:.1f}",
+             f"{v['stopped_hours']:.1f}"] for v in answer["vms"]]  # fmt: skip
+    out.table(["NAME", "SAVED", "PARKED H", "STOPPED H"], rows)
+    return out.line(f"total ~${answer['total']:.2f} ({answer['label']}, prices as of {answer['as_of']})")
 
 
 def cmd_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -272,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     mutation.add_argument("--notify-channel", metavar="CHANNEL_ID", help="post the operation's thread in this Slack channel")
 
     parser = argparse.ArgumentParser(prog="python -m bot.cli", description="Drive vmbot's HTTP API.", parents=[common])
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="create|park|restore|delete|list|status")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="create|park|restore|stop|start|suspend|resume|adopt|delete|list|status|schedule|schedules|ttl|savings")
     create = verbs.add_parser("create", parents=[common, mutation], help="create a VM")
     create.add_argument("name")
     create.add_argument("--zone")
@@ -281,8 +346,42 @@ def build_parser() -> argparse.ArgumentParser:
     park.add_argument("name")
     park.add_argument("--image", help="the image's name (default: NAME-DATE-OPERATION)")
     park.add_argument("--family", help="the image family (default: the VM's name)")
+    create.add_argument("--ttl", help="park it when this duration is up, e.g. 8h")
+    create.add_argument("--image-project")
+    create.add_argument("--image-family")
+    create.add_argument("--image", help="one image (not with --image-family)")
+    create.add_argument("--disk-size", type=int, metavar="GB")
+    create.add_argument("--disk-type", help="pd-balanced, pd-ssd or pd-standard")
+    create.add_argument("--spot", action="store_true", help="a Spot VM")
+    create.add_argument("--network")
+    create.add_argument("--subnet")
+    create.add_argument("--tags", help="network tags, comma-separated")
+    create.add_argument("--service-account")
     restore = verbs.add_parser("restore", parents=[common, mutation], help="recreate a parked VM from its newest image")
     restore.add_argument("name")
+    restore.add_argument("--machine-type", help="restore as another machine type")
+    for verb, words in (("stop", "stop a VM, keeping its disks"), ("start", "start a stopped VM"),
+                        ("suspend", "suspend a VM, keeping its memory"), ("resume", "resume a suspended VM")):
+        verbs.add_parser(verb, parents=[common, mutation], help=words).add_argument("name")
+    adopt = verbs.add_parser("adopt", parents=[common, mutation], help="take an instance made outside vmbot under management")
+    adopt.add_argument("name")
+    adopt.add_argument("--zone")
+    adopt.add_argument("--owner", help="admins only: the Slack user id who owns it")
+    adopt.add_argument("--family", help="the image family its parks use")
+    schedule = verbs.add_parser("schedule", parents=[common], help="set (or --off remove) a VM's schedule")
+    schedule.add_argument("name")
+    for option in ("park-at", "stop-at", "suspend-at", "restore-at", "start-at", "resume-at"):
+        schedule.add_argument(f"--{option}", metavar="HH:MM")
+    schedule.add_argument("--days", help="daily (default), mon-fri, mon,wed ...")
+    schedule.add_argument("--tz", help="an IANA zone, e.g. Europe/Berlin")
+    schedule.add_argument("--skip", metavar="YYYY-MM-DD,...")
+    schedule.add_argument("--channel", metavar="CHANNEL_ID", help="where notices go")
+    schedule.add_argument("--off", action="store_true", help="remove the schedule")
+    verbs.add_parser("schedules", parents=[common], help="every schedule and time to live")
+    ttl = verbs.add_parser("ttl", parents=[common], help="park a VM after a while (8h), or off")
+    ttl.add_argument("name")
+    ttl.add_argument("ttl", metavar="DURATION|off")
+    verbs.add_parser("savings", parents=[common], help="what parking, stopping and suspending saved")
     delete = verbs.add_parser("delete", parents=[common, mutation], help="delete a VM and its boot disk for good")
     delete.add_argument("name")
     delete.add_argument("--yes", action="store_true", help="yes, delete it: there is no way back")
@@ -305,7 +404,9 @@ def _seconds(raw: str) -> float:
 
 COMMANDS = {
     "create": cmd_create, "park": cmd_park, "restore": cmd_restore, "delete": cmd_delete,
-    "list": cmd_list, "status": cmd_status,
+    "list": cmd_list, "status": cmd_status, "stop": cmd_verb, "start": cmd_verb, "suspend": cmd_verb,
+    "resume": cmd_verb, "adopt": cmd_adopt, "schedule": cmd_schedule, "schedules": cmd_schedules, "ttl": cmd_ttl,
+    "savings": cmd_savings,
 }
 
 

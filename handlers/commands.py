@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.core import audit, permissions
+from bot.core import audit, permissions, shapes
 from bot.slack import blocks
 from bot.core.errors import Reason, Refused, UserError
 from bot.slack.refusals import slack_text
@@ -123,10 +123,9 @@ def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
 
 
 def create_params(command: Command) -> dict[str, str]:
-    """The create options the workflow needs (bot.core.workflows.create_shape), checked by the parser already."""
-    keys = ("image-project", "image-family", "image", "disk-size", "disk-type", "spot", "network", "subnet", "tags",
-            "service-account")  # fmt: skip
-    return {key.replace("-", "_"): command.options[key] for key in keys if key in command.options}
+    """The create options the workflow needs (bot.core.workflows.create_shape), checked by the parser already
+    and again by the function the HTTP API shares (bot.core.shapes.create_params)."""
+    return shapes.create_params(command.options)
 
 
 def park(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -179,11 +178,7 @@ def adopt(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tu
     assert command.name
     user = payload["user_id"]
     owner = command.options.get("owner", user)
-    if owner != user:
-        permissions.require_admin(bot.settings, user, "adopt a VM for someone else (`owner=`)")
-    vm = bot.store.vm(command.name)
-    if vm is not None and vm.state is not VmState.DELETED:
-        raise Refused(Reason.ALREADY_MANAGED, command.name, state=vm.state.value)
+    vm = permissions.check_adopt(bot.settings, bot.store, user, command.name, owner)
     zone = command.option("zone", bot.settings.zone)
     params = {"owner": owner, **({"family": command.options["family"]} if "family" in command.options else {})}
     op = start_operation(

@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Respond
 
-from bot.core.errors import Reason, Refused, UsageError
+from bot.core import plans
+from bot.core.errors import UsageError
 from bot.core.pricing import format_usd
-from bot.core.schedule_records import row_values, schedule_of
-from bot.core.schedules import ScheduleError, describe, describe_ttl, format_local, parse_schedule, parse_ttl
-from bot.core.vm_costs import price_table, vm_savings
+from bot.core.schedule_records import schedule_of
+from bot.core.schedules import ScheduleError, describe, describe_ttl, format_local, parse_ttl
+from bot.core.vm_costs import price_table
 from bot.slack import blocks
 from bot.slack.parsing import Command
 from bot.slack.text import actor, escape
-from storage.models import Vm, VmState, utcnow
+from storage.models import Vm, utcnow
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -34,12 +35,7 @@ def schedule_usage_error(error: ScheduleError) -> UsageError:
 
 
 def _live_vm(bot: Deps, name: str) -> Vm:
-    vm = bot.store.vm(name)
-    if vm is None:
-        raise Refused(Reason.VM_UNKNOWN, name)
-    if vm.state is VmState.DELETED:
-        raise Refused(Reason.VM_GONE, name)
-    return vm
+    return plans.live_vm(bot.store, name)
 
 
 def schedule(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, None]:
@@ -60,10 +56,10 @@ def schedule(bot: Deps, command: Command, payload: Payload, respond: Respond) ->
             raise UsageError(f"`{name}` has no schedule. Set one: {example}.")
         return blocks.text_only(f":calendar: `{name}` {escape(describe(schedule_of(row), utcnow()))}."), None
     try:
-        parsed = parse_schedule(command.options, bot.settings.timezone)
+        parsed = plans.set_schedule(bot.store, name, command.options, default_tz=bot.settings.timezone,
+                                    set_by=payload["user_id"], channel=payload.get("channel_id"))  # fmt: skip
     except ScheduleError as error:
         raise schedule_usage_error(error) from None
-    bot.store.set_schedule(name, row_values(parsed), set_by=payload["user_id"], channel=payload.get("channel_id"))
     minutes = int(bot.settings.schedule_notice // 60)
     warn = (f" I'll warn {actor(vm.owner)} {minutes} min before each {parsed.off_action}, here and by DM."
             if parsed.off_action else "")  # fmt: skip
@@ -112,24 +108,15 @@ def ttl(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tupl
 
 
 def set_ttl(bot: Deps, name: str, duration: timedelta, payload: Payload) -> Any:
-    park_at = (utcnow() + duration).replace(second=0, microsecond=0)
-    bot.store.set_ttl(name, park_at, set_by=payload["user_id"], channel=payload.get("channel_id"))
-    return park_at
+    return plans.set_ttl(bot.store, name, duration, set_by=payload["user_id"], channel=payload.get("channel_id"))
 
 
 def savings(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, None]:
     """Savings to date per VM and in total, from the parked and stopped hours the store recorded."""
     table = price_table(bot.settings.prices)
-    now = utcnow()
-    history: dict[str, list[Any]] = {}
-    for op in bot.store.pause_history():
-        history.setdefault(op.vm_name, []).append(op)
     lines, total, unknown = [], 0.0, 0
-    for name, operations in sorted(history.items()):
-        vm = bot.store.vm(name)
-        if vm is None:
-            continue
-        hours, saved = vm_savings(table, vm, bot.store.images(name), operations, now)
+    for found in plans.savings_by_vm(bot.store, table, utcnow()):
+        vm, name, hours, saved = found.vm, found.vm.name, found.hours, found.saved
         if saved is None:
             unknown += 1
             lines.append(f"*{escape(name)}*  price unknown ({escape(vm.machine_type)} is not in the price table)")

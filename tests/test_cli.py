@@ -189,3 +189,49 @@ def test_turned_away_from_waiting_it_comes_back_after_retry_after(
     for holder in holders:
         holder.join(60)
     running.settle()
+
+
+def test_pauses_schedules_ttl_savings_and_create_options(cli: Cli, running: Running, gcp: ComputeStandin) -> None:
+    code, _, err = cli("create", "test-vm-22", "--disk-size", "30", "--spot", "--tags", "db,ssh", "--ttl", "8h")
+    assert code == EXIT_OK, err
+    assert gcp.instance(PROJECT, "us-central1-a", "test-vm-22")["scheduling"]["provisioningModel"] == "SPOT"
+    assert running.bot.store.ttl("test-vm-22") is not None
+
+    for verb, state, status in (("stop", VmState.STOPPED, "TERMINATED"), ("start", VmState.RUNNING, "RUNNING"),
+                                ("suspend", VmState.SUSPENDED, "SUSPENDED"), ("resume", VmState.RUNNING, "RUNNING")):
+        code, out, err = cli(verb, "test-vm-22")
+        assert code == EXIT_OK, err
+        assert running.bot.store.vm("test-vm-22").state is state, verb
+        assert gcp.instance(PROJECT, "us-central1-a", "test-vm-22")["status"] == status, verb
+    code, _, err = cli("resume", "test-vm-22")
+    assert code == EXIT_FAILED and "cannot be resumed" in err and "(state_conflict)" in err
+
+    code, out, err = cli("schedule", "test-vm-22", "--park-at", "19:00", "--restore-at", "08:00", "--days", "mon-fri", "--tz", "UTC")
+    assert code == EXIT_OK, err
+    assert out.startswith("test-vm-22 parks at 19:00 and restores at 08:00 UTC on Mon-Fri; next: ")
+    code, _, err = cli("schedule", "test-vm-22", "--park-at", "7pm")
+    assert code == EXIT_FAILED and "(invalid_schedule)" in err
+    code, out, _ = cli("schedules")
+    assert "test-vm-22" in out and "parked when its time to live runs out" in out
+    assert cli("schedule", "test-vm-22", "--off")[:2] == (EXIT_OK, "test-vm-22 has no schedule now.\n")
+    assert cli("schedule", "test-vm-22", "--off")[0] == EXIT_FAILED
+    assert cli("ttl", "test-vm-22", "off")[:2] == (EXIT_OK, "test-vm-22 has no time to live now.\n")
+    assert running.bot.store.ttl("test-vm-22") is None and running.bot.store.vm_schedule("test-vm-22") is None
+
+    code, out, _ = cli("savings")
+    assert code == EXIT_OK and "test-vm-22" in out and "total ~$" in out
+
+    assert cli("park", "test-vm-22")[0] == EXIT_OK
+    code, _, err = cli("restore", "test-vm-22", "--machine-type", "e2-medium")
+    assert code == EXIT_OK, err
+    assert gcp.instance(PROJECT, "us-central1-a", "test-vm-22")["machineType"].endswith("/e2-medium")
+
+
+def test_adopt_from_the_cli(cli: Cli, running: Running, gcp: ComputeStandin) -> None:
+    gcp.seed_instance(PROJECT, "us-central1-a", "legacy-app")
+    code, _, err = cli("adopt", "legacy-app", "--family", "legacy")
+    assert code == EXIT_OK, err
+    vm = running.bot.store.vm("legacy-app")
+    assert (vm.owner, vm.family) == ("ci", "legacy")
+    code, _, err = cli("adopt", "legacy-app")
+    assert code == EXIT_FAILED and "managed by vmbot already" in err and "(vm_exists)" in err

@@ -25,9 +25,11 @@ def test_a_job_waits_while_a_request_is_answered_and_runs_once_it_is(runner: Job
     with runner.answering():
         runner.submit(ran.set)
         assert not runner.drain(timeout=0.1), "the job is held while a request is in flight"
+        assert runner.pending() == 1, "a held job counts as pending"
         assert not ran.is_set()
         assert not [t for t in threading.enumerate() if t.name.startswith("vmbot-job_")], "and holds no thread"
     assert runner.drain(timeout=10) and ran.is_set(), "and ran once the answer was out"
+    assert runner.pending() == 0
 
 
 def test_with_no_request_in_flight_a_job_starts_at_once(runner: JobRunner) -> None:

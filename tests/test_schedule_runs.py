@@ -50,6 +50,12 @@ def tick(running: Running, when: datetime):
     return report
 
 
+def runs_counted(running: Running, action: str, outcome: str) -> float:
+    """vmbot_schedule_runs_total{action, outcome} as /metrics would serve it."""
+    sample = running.bot.metrics.registry.get_sample_value("vmbot_schedule_runs_total", {"action": action, "outcome": outcome})
+    return sample or 0.0
+
+
 def notices(slack: SlackStandin, channel: str) -> list:
     return [m for m in slack.messages(channel) if m.blocks and "schedule_notice" in str(m.blocks)]
 
@@ -79,6 +85,7 @@ def test_the_notice_comes_first_to_the_owner_then_the_park_runs_once_in_a_thread
     report = tick(running, at(19, 0, 10))
     assert report.started == [("vm-a", f"off:{DAY}")]
     assert tick(running, at(19, 0, 40)).started == [], "a run starts once"
+    assert runs_counted(running, "park", "started") == 1
     assert running.bot.store.vm("vm-a").state is VmState.PARKED
     root = slack.messages("C100")[-1]
     assert root.text == "Park vm-a: done"
@@ -155,6 +162,7 @@ def test_a_missed_run_follows_the_catch_up_rule(
     scheduled_vm(driver, running)
     report = tick(running, at(19, 16))  # 16 min late: past VMBOT_SCHEDULE_CATCHUP (15 min)
     assert ("vm-a", f"off:{DAY}") in report.missed and report.started == []
+    assert runs_counted(running, "park", "missed") >= 1 and runs_counted(running, "park", "started") == 0
     said = slack.messages("C100")[-1].text
     assert said.startswith(":double_vertical_bar: I missed `vm-a`'s scheduled ") and "skipped them" in said
     assert running.bot.store.vm("vm-a").state is VmState.RUNNING
@@ -172,6 +180,7 @@ def test_a_run_on_a_vm_in_the_wrong_state_is_skipped_with_a_note(
     assert report.skipped == [("vm-a", f"off:{DAY}")]
     assert any("I skipped the schedule's stop of `vm-a`" in m.text for m in slack.messages("C100"))
     assert tick(running, at(19, 0, 40)).skipped == [], "noted once, never an error loop"
+    assert runs_counted(running, "stop", "skipped") == 1
 
 
 def test_only_the_owner_or_an_admin_sets_a_schedule_and_bad_input_says_what_to_type(

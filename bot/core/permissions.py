@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from bot.core.errors import Reason, Refused
-from storage.models import UNKNOWN_OWNER
+from storage.models import UNKNOWN_OWNER, VmState
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -108,3 +108,14 @@ def require_requester_or_admin(settings: Settings, user: str, requested_by: str 
 def may_change(settings: Settings, user: str, vm: Vm) -> bool:
     """Whether ``user`` may run the OWNER_OR_ADMIN verbs on ``vm`` (what require_owner_or_admin lets through)."""
     return user == vm.owner or is_admin(settings, user)
+
+
+def check_adopt(settings: Settings, store: Store, user: str, name: str, owner: str) -> Vm | None:
+    """Who may adopt ``name`` for ``owner`` (only an admin for someone else), and whether it is free to:
+    a VM the store holds (not deleted) is managed already. The VM row, if a deleted one is there."""
+    if owner != user:
+        require_admin(settings, user, "adopt a VM for someone else (`owner=`)")
+    vm = store.vm(name)
+    if vm is not None and vm.state is not VmState.DELETED:
+        raise Refused(Reason.ALREADY_MANAGED, name, state=vm.state.value)
+    return vm

@@ -3,9 +3,11 @@ for, and what a restore could not keep. No GCP calls here: the workflows (bot.co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from bot.core.errors import Reason, Refused
+from bot.core.names import check_create_options, check_option
 from bot.gcp.compute import InstanceInfo
 from bot.gcp.shape import DiskShape, VmShape
 
@@ -28,6 +30,17 @@ def check_parkable(name: str, shape: VmShape) -> None:
 CREATE_OPTIONS = ("image_project", "image_family", "image", "disk_size", "disk_type", "spot", "network", "subnet",
                   "tags", "service_account")  # fmt: skip
 DEFAULT_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+
+
+def create_params(options: Mapping[str, str]) -> dict[str, str]:
+    """A create's options as the workflow keeps them (underscored keys, the ones create_shape reads), from
+    ``/vm create``'s ``disk-size=50`` or the API's ``disk_size``; other keys (zone, ttl ...) are left out.
+    Each is checked by GCP's rules (bot.core.names), the same for every door; raises InvalidInput."""
+    given = {key.replace("_", "-"): value for key, value in options.items() if key.replace("-", "_") in CREATE_OPTIONS}
+    for key, value in given.items():
+        check_option(key, value)
+    check_create_options(given)
+    return {key.replace("-", "_"): value for key, value in given.items()}
 
 
 def create_shape(

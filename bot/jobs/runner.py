@@ -141,6 +141,11 @@ class JobRunner:
         if not future.cancelled() and future.exception() is not None:
             log.error("background job failed", exc_info=future.exception())
 
+    def pending(self) -> int:
+        """Jobs submitted and not ended yet: queued, held back or running (the metrics' queue depth)."""
+        with self._lock:
+            return len(self._pending)
+
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every job submitted so far has ended, and the jobs those submitted meanwhile;
         False if ``timeout`` passed first. (A listener queues its job before Slack has its answer,

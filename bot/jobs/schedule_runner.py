@@ -148,6 +148,7 @@ class ScheduleRunner:
                     self._start(row.vm_name, run.action, key, row.channel, SCHEDULE_ACTOR, report)
             elif self.bot.store.claim_run(row.vm_name, key, RunState.MISSED, from_states=RUN_FROM):
                 report.missed.append((row.vm_name, key))
+                self.bot.metrics.schedule_run(run.action, "missed")
                 missed.append(f"{run.action} at {format_local(run.when, schedule.zone)}")
         if missed:  # one message for however many runs a long outage missed
             self._say(row.channel, f":double_vertical_bar: I missed `{row.vm_name}`'s scheduled {', '.join(missed)} "
@@ -194,12 +195,14 @@ class ScheduleRunner:
                 recording.record(store, audit.verdict_for(refusal), detail=words)
                 store.claim_run(vm_name, key, RunState.SKIPPED, from_states=(RunState.STARTED,), note=words)
                 report.skipped.append((vm_name, key))
+                self.bot.metrics.schedule_run(action, "skipped")
                 who = "time to live" if actor == TTL_ACTOR else "schedule"
                 self._say(channel, f":information_source: I skipped the {who}'s {action} of `{vm_name}`: {words}")
                 return
             recording.record(store, Verdict.ALLOWED)
         store.run_started(vm_name, key, op.id)
         report.started.append((vm_name, key))
+        self.bot.metrics.schedule_run(action, "started")
         self.bot.runner.submit(self.bot.workflows.run, op.id)
 
     def _send_notice(self, vm_name: str, action: str, when: str, ahead: timedelta, key: str, channel: str | None,

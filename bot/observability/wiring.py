@@ -17,8 +17,5 @@ def instrument(bot: Deps) -> None:
 
 
 def jobs_pending(bot: Deps) -> int:
-    """Jobs submitted to the runner and not ended (queued, held back or running).
-
-    JobRunner has no public count yet; its ``_pending`` set is exactly this (bot.jobs.runner).
-    """
-    return len(getattr(bot.runner, "_pending", ()))
+    """Jobs submitted to the runner and not ended (queued, held back or running)."""
+    return bot.runner.pending()

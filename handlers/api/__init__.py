@@ -37,6 +37,7 @@ from handlers.api.inputs import DEPS_KEY
 from handlers.api.models import MAX_WAIT_SECONDS
 from handlers.api.openapi import ROUTES, SPEC, openapi
 from handlers.api.operations import operations
+from handlers.api.schedules import schedules
 from handlers.api.vms import vms
 
 if TYPE_CHECKING:
@@ -59,10 +60,10 @@ def create_api(bot: Deps) -> Flask:
     app.extensions[DEPS_KEY] = bot
     # Compare digests, not tokens: equal lengths, and hmac.compare_digest keeps the time constant.
     app.extensions["vmbot.tokens"] = [(name, _digest(token)) for name, token in bot.settings.api_tokens]
-    for blueprint in (openapi, vms, operations):
+    for blueprint in (openapi, vms, operations, schedules):
         app.register_blueprint(blueprint)
     for rule in app.url_map.iter_rules():  # every mutation, allowed or refused, goes into the audit trail
-        if "POST" in (rule.methods or ()):
+        if {"POST", "PUT", "DELETE"} & set(rule.methods or ()):
             app.view_functions[rule.endpoint] = audited(app.view_functions[rule.endpoint])
     app.before_request(_before)
     app.after_request(_log)

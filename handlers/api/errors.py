@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from bot.core.errors import Reason, Refused
+from bot.core.schedules import ACTION_OPTIONS, ScheduleError
 from bot.slack.text import SLACK_USER_RE
 from storage.models import Verb
 
@@ -22,13 +23,16 @@ ERROR_CODES: dict[str, int] = {
     "invalid_json": 400,  # the body is not a JSON object
     "invalid_field": 400,  # a field is missing, unknown, or of the wrong type
     "invalid_name": 400,  # the VM name breaks GCP's naming rule
-    "invalid_option": 400,  # zone, machine_type, image, family, notify_channel or a query parameter is not valid
+    "invalid_option": 400,  # zone, machine_type, image, family, notify_channel, a create option or a query parameter is not valid
+    "invalid_schedule": 400,  # a schedule or a TTL that does not parse; "option" names the field
     "unauthorized": 401,  # no bearer token, or not one of VMBOT_API_TOKENS
     "forbidden": 403,  # park/restore of a VM this token neither owns nor may act on as an admin
     "not_found": 404,  # no such route
     "api_disabled": 404,  # VMBOT_API_TOKENS is not set
     "vm_not_found": 404,
     "operation_not_found": 404,
+    "schedule_not_found": 404,  # DELETE of a schedule the VM does not have
+    "ttl_not_found": 404,  # DELETE of a time to live the VM does not have
     "method_not_allowed": 405,
     "vm_exists": 409,  # create of a name the store already holds
     "state_conflict": 409,  # e.g. park of a parked VM, restore of a running one
@@ -50,6 +54,16 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, **self.details}}
+
+
+def schedule_error(error: ScheduleError) -> ApiError:
+    """A schedule or TTL the core's parser refused (bot.core.schedules), in the API's field names (park_at)."""
+    message = str(error)
+    for option in ACTION_OPTIONS:
+        message = message.replace(option, option.replace("-", "_"))
+    option = error.option.replace("-", "_") if error.option else None
+    message = message if message.endswith(".") else f"{message}."
+    return ApiError("invalid_schedule", message, **({"option": option} if option else {}))
 
 
 def unknown_vm(name: str) -> ApiError:
@@ -77,7 +91,15 @@ def invalid(error: ValidationError, model: type[BaseModel], *, query: bool = Fal
         return ApiError("invalid_field", f"Unknown field {key!r}; this request takes {', '.join(sorted(model.model_fields)) or 'no fields'}.")
     if first["type"] == "missing":
         return ApiError("invalid_field", f"The field {key!r} is required.")
-    return ApiError("invalid_field", f"The field {key!r} must be a string.")  # every field the API takes is text
+    return ApiError("invalid_field", f"The field {key!r} must be {_KINDS.get(_kind(first), 'a string')}.")
+
+
+_KINDS = {"int": "a whole number", "bool": "true or false", "list": "a list of strings"}
+
+
+def _kind(error: Any) -> str:
+    """What the field should have been: int_type -> int; an item of a list -> list."""
+    return "list" if len(error["loc"]) > 1 else str(error["type"]).split("_")[0]
 
 
 def _rank(error_type: str) -> int:

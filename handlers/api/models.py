@@ -27,7 +27,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from bot.core.errors import InvalidInput
-from bot.core.names import check_name, check_option, explain
+from bot.core.names import DISK_TYPES, check_name, check_option, explain
+from bot.core.shapes import CREATE_OPTIONS
 from bot.settings import SLACK_CHANNEL_RE
 from handlers.api.errors import ERROR_CODES, PREFIX
 from storage.models import FINISHED_STATES, ImageState, OperationState, Verb, VmState
@@ -145,11 +146,86 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Ttl = Annotated[str, Field(description="A duration such as 90m, 8h, 2d or 1d12h (1m to 365d): the VM is parked "
+                                         "when it runs out, its owner warned first.", examples=["8h"])]
+Text = Annotated[str, Field(description="Checked by the rule of the matching /vm option.")]
+
+
 class CreateVm(Body):
+    """A create; the options beside name, zone and machine type are those of ``/vm create`` (bot.core.shapes)."""
+
     name: VmName
     zone: Annotated[str, AfterValidator(_option("zone", "zone")), Field(examples=["us-central1-a"])] = ""
     machine_type: Annotated[str, AfterValidator(_option("machine_type", "machine-type")), Field(examples=["e2-small"])] = ""
     notify_channel: NotifyChannel = None
+    ttl: Ttl = ""
+    image_project: Annotated[Text, Field(examples=["debian-cloud"])] = ""
+    image_family: Annotated[Text, Field(examples=["debian-12"])] = ""
+    image: Annotated[Text, Field(description="One image (not with image_family)")] = ""
+    disk_size: Annotated[int | None, Field(description="Boot disk size in GB (10 to 65536)", examples=[50])] = None
+    disk_type: Annotated[str, Field(json_schema_extra={"enum": ["", *DISK_TYPES]})] = ""
+    spot: Annotated[bool | None, Field(description="A Spot VM (GCP may stop it at any time)")] = None
+    network: Text = ""
+    subnet: Text = ""
+    tags: Annotated[list[str] | None, Field(description="Network tags", examples=[["web", "ssh"]])] = None
+    service_account: Annotated[Text, Field(examples=["runner@my-project.iam.gserviceaccount.com"])] = ""
+
+    def create_options(self) -> dict[str, str]:
+        """The create options as ``/vm create`` writes them (bot.core.shapes.create_params reads either)."""
+        options = {key: getattr(self, key) for key in CREATE_OPTIONS if getattr(self, key) not in ("", None, [])}
+        if self.disk_size is not None:
+            options["disk_size"] = str(self.disk_size)
+        if self.spot is not None:
+            options["spot"] = "yes" if self.spot else "no"
+        if self.tags:
+            options["tags"] = ",".join(self.tags)
+        return options
+
+
+class RestoreVm(Body):
+    machine_type: Annotated[str, AfterValidator(_option("machine_type", "machine-type")), Field(
+        description="Restore with another machine type (the rest of the VM's shape unchanged).", examples=["e2-medium"],
+    )] = ""
+    notify_channel: NotifyChannel = None
+
+
+class AdoptVm(Body):
+    zone: Annotated[str, AfterValidator(_option("zone", "zone")), Field(
+        description="Where the instance is (default VMBOT_ZONE).", examples=["us-central1-a"])] = ""
+    owner: Annotated[str, AfterValidator(_option("owner", "owner")), Field(
+        description="Admins only: the Slack user id who owns it (default: the caller).", examples=["U012AB3CD"])] = ""
+    family: Annotated[str, AfterValidator(_option("family", "family")), Field(
+        description="The image family its parks use (default: the VM's name).",
+        json_schema_extra={"pattern": NAME_PATTERN})] = ""
+    notify_channel: NotifyChannel = None
+
+
+HHMM = Annotated[str | None, Field(description="Local time HH:MM in tz", examples=["19:00"])]
+
+
+class SetSchedule(Body):
+    """One off-action time and/or one on-action time (park/restore, stop/start, suspend/resume), as ``/vm schedule``."""
+
+    park_at: HHMM = None
+    stop_at: HHMM = None
+    suspend_at: HHMM = None
+    restore_at: HHMM = None
+    start_at: HHMM = None
+    resume_at: HHMM = None
+    days: Annotated[str | None, Field(description="daily (default), weekdays, mon-fri, mon,wed ...")] = None
+    tz: Annotated[str | None, Field(description="An IANA zone (default VMBOT_TIMEZONE)", examples=["Europe/Berlin"])] = None
+    skip: Annotated[str | None, Field(description="Dates to skip: YYYY-MM-DD,YYYY-MM-DD")] = None
+    channel: Annotated[str | None, AfterValidator(_channel), Field(
+        description="The Slack channel for notices and scheduled threads (default VMBOT_API_NOTIFY_CHANNEL).",
+        json_schema_extra={"pattern": SLACK_CHANNEL_RE.pattern})] = None
+
+    def options(self) -> dict[str, str]:
+        """As ``/vm schedule`` takes them (bot.core.schedules.parse_schedule): ``park-at=19:00`` ..."""
+        return {key.replace("_", "-"): value for key, value in self if value is not None and key != "channel"}
+
+
+class SetTtl(Body):
+    ttl: Ttl
 
 
 class ParkVm(Body):
@@ -165,7 +241,7 @@ class ParkVm(Body):
 
 
 class VerbOnVm(Body):
-    """Restore and delete take no options, only where to report."""
+    """Delete, stop, start, suspend and resume take no options, only where to report."""
 
     notify_channel: NotifyChannel = None
 
@@ -291,21 +367,78 @@ class LiveState(BaseModel):
 
 
 class VmDetail(Vm):
+    family: str | None = Field(description="The image family its parks use; null: the VM's name")
+    shape: dict[str, Any] | None = Field(description="The VM's whole shape as GCP showed it before its last park or "
+                                                     "at adopt (machine, disks, network, ...); null: not read yet")
+    costs: Costs
     images: list[Image]
     operations: list[Operation]
     gcp: LiveState | None = Field(None, description="Only with ?live=true")
 
     @classmethod
-    def of(cls, store: Store, vm: VmRow) -> VmDetail:
+    def of(cls, store: Store, vm: VmRow, costs: Costs) -> VmDetail:
+        images = store.images(vm.name)
         return cls.model_validate({
             **dict(Vm.of(vm, store.newest_image(vm.name))),
-            "images": store.images(vm.name),
+            "family": vm.family,
+            "shape": vm.shape,
+            "costs": costs,
+            "images": images,
             "operations": store.operations_for(vm.name),
         })
 
 
+class Costs(BaseModel):
+    running_per_day: float | None = Field(description="USD, machine and disks; null: machine type not in the price table")
+    parked_per_month: float = Field(description="USD, its images")
+    label: str = Field(examples=["list price, before discounts"])
+
+
 class VmList(BaseModel):
     vms: list[Vm]
+
+
+class NextRun(BaseModel):
+    action: str
+    at: Time
+    local: str = Field(description="When, in the schedule's zone", examples=["Mon 8 Dec 19:00 CET"])
+
+
+class VmSchedule(BaseModel):
+    vm: str
+    schedule: dict[str, str] = Field(description="The options that set it, e.g. park_at, restore_at, days, tz, skip")
+    description: str
+    next: NextRun | None
+    channel: str | None
+    set_by: str
+
+
+class VmTtl(BaseModel):
+    vm: str
+    park_at: Time
+    local: str = Field(description="When, in VMBOT_TIMEZONE")
+    channel: str | None
+    set_by: str
+
+
+class ScheduleList(BaseModel):
+    schedules: list[VmSchedule]
+    ttls: list[VmTtl]
+
+
+class VmSaving(BaseModel):
+    vm: str
+    parked_hours: float
+    stopped_hours: float = Field(description="Stopped or suspended")
+    saved: float | None = Field(description="USD to date; null: machine type not in the price table")
+
+
+class Savings(BaseModel):
+    vms: list[VmSaving]
+    total: float
+    unpriced: int
+    label: str
+    as_of: str
 
 
 class OneVm(BaseModel):
@@ -321,6 +454,8 @@ class ErrorDetail(BaseModel):
     message: str
     operation_id: int | None = Field(None, description="operation_in_progress: the one holding the VM")
     state: str | None = Field(None, description="state_conflict: the VM's state")
+    reason: str | None = Field(None, description="adopt and park refusals: why, e.g. already_managed")
+    option: str | None = Field(None, description="invalid_schedule: the offending field, e.g. park_at")
 
 
 class Error(BaseModel):

@@ -17,15 +17,23 @@ from pydantic.json_schema import models_json_schema
 from handlers.api.errors import ERROR_CODES, PREFIX
 from handlers.api.models import (
     NAME_PATTERN,
+    AdoptVm,
     CreateVm,
     Error,
     NoQuery,
     OneOperation,
     OneVm,
     ParkVm,
+    RestoreVm,
+    Savings,
+    ScheduleList,
+    SetSchedule,
+    SetTtl,
     VerbOnVm,
     VmList,
     VmQuery,
+    VmSchedule,
+    VmTtl,
     WaitQuery,
 )
 
@@ -46,11 +54,16 @@ class Route:
 
     @property
     def mutation(self) -> bool:
+        """A POST starts an operation: 202 and a Location (PUT and DELETE answer at once)."""
         return self.method == "POST"
 
+    @property
+    def no_content(self) -> bool:
+        return self.method == "DELETE"
 
-def _verb(name: str, summary: str, description: str) -> Route:
-    return Route("POST", f"{PREFIX}/vms/{{name}}/{name}", summary, OneOperation, WaitQuery, VerbOnVm,
+
+def _verb(name: str, summary: str, description: str, takes: type[BaseModel] = VerbOnVm) -> Route:
+    return Route("POST", f"{PREFIX}/vms/{{name}}/{name}", summary, OneOperation, WaitQuery, takes,
                  (400, 403, 404, 409), description)
 
 
@@ -64,7 +77,28 @@ ROUTES: tuple[Route, ...] = (
           "Stops the VM, images its boot disk (named `image`, in `family`; defaults: NAME-DATE-OPID in family NAME), "
           "marks its previous image dirty and deletes the VM. An image name already in vmbot's records is refused "
           "with 409 image_exists; one that exists only in GCP ends the operation as rejected before the VM is touched."),
-    _verb("restore", "Restore a parked VM", "Recreates the VM from its newest image, with its zone and machine type."),
+    _verb("restore", "Restore a parked VM", "Recreates the VM from its newest image, with its whole recorded shape "
+          "(machine_type: another machine type, the rest unchanged).", RestoreVm),
+    _verb("stop", "Stop a VM, keeping its disks", "Stops the instance (TERMINATED in GCP): cheap to come back with "
+          "start; its disks are still paid. No question asked (Slack asks first)."),
+    _verb("start", "Start a stopped VM", "Starts the stopped instance again."),
+    _verb("suspend", "Suspend a VM, keeping its memory", "Suspends the instance (GCE suspend). GCP refuses it for "
+          "some machines (e.g. with GPUs): the operation then fails and the VM keeps running."),
+    _verb("resume", "Resume a suspended VM", "Resumes the suspended instance."),
+    _verb("adopt", "Take an existing instance under management", "Labels an instance vmbot did not create "
+          "(managed-by=vmbot, keeping its labels), records its shape and makes the caller (or owner, admins only) its "
+          "owner. 409 vm_exists (reason already_managed) when vmbot manages it already.", AdoptVm),
+    Route("PUT", f"{PREFIX}/vms/{{name}}/schedule", "Set a VM's schedule", VmSchedule, NoQuery, SetSchedule,
+          (400, 403, 404), "As /vm schedule: one off time (park_at, stop_at or suspend_at) and/or one on time "
+          "(restore_at, start_at or resume_at), HH:MM in tz, on days; replaces any schedule the VM had. The owner is "
+          "warned VMBOT_SCHEDULE_NOTICE before each off action. 400 invalid_schedule names the field in `option`."),
+    Route("DELETE", f"{PREFIX}/vms/{{name}}/schedule", "Remove a VM's schedule", None, NoQuery, None, (403, 404)),
+    Route("PUT", f"{PREFIX}/vms/{{name}}/ttl", "Set a VM's time to live", VmTtl, NoQuery, SetTtl, (400, 403, 404),
+          "The VM is parked when the duration is up (its owner warned first), as /vm ttl."),
+    Route("DELETE", f"{PREFIX}/vms/{{name}}/ttl", "Remove a VM's time to live", None, NoQuery, None, (403, 404)),
+    Route("GET", f"{PREFIX}/schedules", "Every schedule and time to live, with the next run", ScheduleList),
+    Route("GET", f"{PREFIX}/savings", "Savings to date by parking, stopping and suspending, per VM and in total",
+          Savings, errors=()),
     _verb("delete", "Delete a VM for good",
           "Deletes the instance and its boot disk (a parked VM has none) and marks every image of the VM dirty: the "
           "sweeper deletes them after the grace period. The VM cannot be restored afterwards; its name is free for a create."),
@@ -95,7 +129,7 @@ def build_spec() -> Json:
             "title": "vmbot HTTP API",
             "version": "1",
             "description": (
-                "Create, park, restore and delete Compute Engine VMs from scripts, through the same workflows, store "
+                "Create, park, restore, stop, start, suspend, resume, adopt, schedule and delete Compute Engine VMs from scripts, through the same workflows, store "
                 "and audit as the Slack /vm command. Mutations answer 202 at once with an operation to poll. "
                 "Errors are {\"error\": {\"code\", \"message\"}} with a stable code and change nothing."
             ),
@@ -125,7 +159,10 @@ def _paths(schema: dict[type[BaseModel], Json]) -> Json:
                 {"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]}
                 for name in re.findall(r"\{(\w+)\}", route.template)
             ] + _query_parameters(route.query),
-            "responses": {"200": _json(schema[route.response] if route.response else {"type": "object"}, "OK")},
+            "responses": (
+                {"204": {"description": "Removed."}} if route.no_content
+                else {"200": _json(schema[route.response] if route.response else {"type": "object"}, "OK")}
+            ),
         }
         if route.description:
             operation["description"] = route.description

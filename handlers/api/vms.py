@@ -1,4 +1,4 @@
-"""``/api/v1/vms``: list and read VMs; create, park, restore and delete them.
+"""``/api/v1/vms``: list and read VMs; create, park, restore, delete, stop, start, suspend, resume and adopt them.
 
 Mutations take the very path a slash command takes (``bot.core.lifecycle.start_operation``
 claims the VM in the store, ``bot.jobs.runner`` runs ``bot.core.workflows``) and answer
@@ -13,19 +13,25 @@ from typing import Any
 
 from flask import Blueprint
 
-from bot.core import permissions
-from bot.core.errors import Refused
+from bot.core import permissions, plans, shapes
+from bot.core.errors import InvalidInput, Refused
+from bot.core.names import explain
+from bot.core.schedules import ScheduleError, parse_ttl
+from bot.core.vm_costs import price_table, vm_costs
 from bot.core.lifecycle import check_allowed, check_image_name_free, start_operation
 from bot.gcp.compute import GceError
-from handlers.api.errors import PREFIX, ApiError, refusal_error, unknown_vm
+from handlers.api.errors import PREFIX, ApiError, refusal_error, schedule_error, unknown_vm
 from handlers.api.inputs import actor, body, deps, query, vm_name
 from handlers.api.models import (
+    AdoptVm,
+    Costs,
     CreateVm,
     LiveState,
     NoQuery,
     OneOperation,
     OneVm,
     ParkVm,
+    RestoreVm,
     VerbOnVm,
     Vm,
     VmDetail,
@@ -56,7 +62,7 @@ def get_vm(name: str) -> Any:
     vm = deps().store.vm(vm_name(name))
     if vm is None:
         raise unknown_vm(name)
-    detail = VmDetail.of(deps().store, vm)
+    detail = VmDetail.of(deps().store, vm, _costs(vm))
     if live:
         detail.gcp = _live_state(vm)
     return dump(OneVm(vm=detail))
@@ -67,11 +73,22 @@ def create_vm() -> Answer:
     wait = query(WaitQuery).wait
     request = body(CreateVm)
     settings = deps().settings
+    try:
+        params = shapes.create_params(request.create_options())
+    except InvalidInput as invalid:
+        raise ApiError("invalid_option", explain(invalid, _quote)) from None
+    try:
+        ttl = parse_ttl(request.ttl) if request.ttl else None
+    except ScheduleError as error:
+        raise schedule_error(error) from None
     _check_allowed(Verb.CREATE, request.name)
+    channel = _channel(request)
     op = _start(
-        Verb.CREATE, request.name, channel=_channel(request),
+        Verb.CREATE, request.name, channel=channel, params=params or None,
         zone=request.zone or settings.zone, machine_type=request.machine_type or settings.machine_type,
     )
+    if ttl is not None:
+        plans.set_ttl(deps().store, request.name, ttl, set_by=actor(), channel=channel)
     return _accepted(op, wait)
 
 
@@ -93,7 +110,52 @@ def park_vm(name: str) -> Answer:
 
 @vms.post("/<name>/restore")
 def restore_vm(name: str) -> Answer:
-    return _act_on(name, Verb.RESTORE)
+    """From its newest image; ``machine_type`` restores it as another machine type (the rest of its shape kept)."""
+    wait = query(WaitQuery).wait
+    name = vm_name(name)
+    request = body(RestoreVm)
+    vm = _known_vm(Verb.RESTORE, name)
+    params = {"machine_type": request.machine_type} if request.machine_type else None
+    op = _start(Verb.RESTORE, name, zone=vm.zone, machine_type=vm.machine_type, channel=_channel(request), params=params)
+    return _accepted(op, wait)
+
+
+@vms.post("/<name>/stop")
+def stop_vm(name: str) -> Answer:
+    """No question asked, as for a delete: the caller has decided (Slack asks with stop_confirm)."""
+    return _act_on(name, Verb.STOP)
+
+
+@vms.post("/<name>/start")
+def start_vm(name: str) -> Answer:
+    return _act_on(name, Verb.START)
+
+
+@vms.post("/<name>/suspend")
+def suspend_vm(name: str) -> Answer:
+    return _act_on(name, Verb.SUSPEND)
+
+
+@vms.post("/<name>/resume")
+def resume_vm(name: str) -> Answer:
+    return _act_on(name, Verb.RESUME)
+
+
+@vms.post("/<name>/adopt")
+def adopt_vm(name: str) -> Answer:
+    """Take an instance made outside vmbot under management; GCP is asked (and labels it) by the workflow."""
+    wait = query(WaitQuery).wait
+    name = vm_name(name)
+    request = body(AdoptVm)
+    owner = request.owner or actor()
+    try:
+        vm = permissions.check_adopt(deps().settings, deps().store, actor(), name, owner)
+    except Refused as refusal:
+        raise refusal_error(refusal) from None
+    params = {"owner": owner, **({"family": request.family} if request.family else {})}
+    op = _start(Verb.ADOPT, name, zone=request.zone or deps().settings.zone, channel=_channel(request), params=params,
+                machine_type=vm.machine_type if vm else "unknown")  # fmt: skip
+    return _accepted(op, wait)
 
 
 @vms.post("/<name>/delete")
@@ -103,7 +165,7 @@ def delete_vm(name: str) -> Answer:
 
 
 def _act_on(name: str, verb: Verb) -> Answer:
-    """A verb on a known VM that takes no options (restore, delete), as its owner or an admin."""
+    """A verb on a known VM that takes no options (delete, stop, start, suspend, resume), as its owner or an admin."""
     wait = query(WaitQuery).wait
     name = vm_name(name)
     request = body(VerbOnVm)
@@ -115,7 +177,7 @@ def _act_on(name: str, verb: Verb) -> Answer:
 # ---- shared pieces ------------------------------------------------------------------------------------------
 
 
-def _channel(request: CreateVm | ParkVm | VerbOnVm) -> str | None:
+def _channel(request: CreateVm | ParkVm | VerbOnVm | RestoreVm | AdoptVm) -> str | None:
     """Where the operation's thread goes: the field, else VMBOT_API_NOTIFY_CHANNEL; null means nowhere."""
     if "notify_channel" in request.model_fields_set:
         return request.notify_channel
@@ -160,6 +222,17 @@ def _accepted(op: OperationRow, wait: float) -> Answer:
     op = wait_for(op, wait)
     status = 200 if wait > 0 and op.state in FINISHED_STATES else 202
     return dump(OneOperation(operation=op)), status, [("Location", f"{PREFIX}/operations/{op.id}")]
+
+
+def _costs(vm: VmRow) -> Costs:
+    """The figures ``/vm status`` shows (bot.core.vm_costs), with the price table's label."""
+    table = price_table(deps().settings.prices)
+    figures = vm_costs(table, vm, deps().store.images(vm.name))
+    return Costs(running_per_day=figures.running_per_day, parked_per_month=figures.parked_per_month, label=table.label)
+
+
+def _quote(value: str) -> str:
+    return f"`{value}`"
 
 
 def _live_state(vm: VmRow) -> LiveState:
