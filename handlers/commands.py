@@ -25,7 +25,7 @@ from bot.core.pricing import describe_costs, format_usd
 from bot.core.schedules import ScheduleError, describe_ttl, parse_ttl
 from bot.core.vm_costs import price_table, vm_costs, vm_savings
 from handlers import help_text, schedule_commands, shortcuts
-from storage.models import Image, ImageState, Verb, Verdict, Vm, VmState, utcnow
+from storage.models import Image, ImageState, Operation, Verb, Verdict, Vm, VmState, utcnow
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -95,6 +95,25 @@ def request_key(payload: Payload) -> str | None:
     return f"command:{trigger}" if trigger else None
 
 
+def _allowed_vm(bot: Deps, verb: Verb, name: str) -> Vm:
+    """The VM ``verb`` may start on now (the state table's check; Refused, with what to do instead, if not)."""
+    vm = bot.store.vm(name)
+    check_allowed(verb, name, vm)
+    assert vm is not None, "only a create starts without a VM"
+    return vm
+
+
+def _start(bot: Deps, verb: Verb, name: str, payload: Payload, *, zone: str, machine_type: str,
+           params: dict[str, Any] | None = None) -> Operation:  # fmt: skip
+    """Record and claim through the lifecycle as this slash command: its user, channel, response_url and
+    redelivery key (Slack resends a command with the same trigger_id)."""
+    return start_operation(
+        bot.store, verb, name, requested_by=payload["user_id"], zone=zone, machine_type=machine_type,
+        channel=payload["channel_id"], response_url=payload.get("response_url"), request_key=request_key(payload),
+        params=params,
+    )
+
+
 def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     assert command.name
     zone = command.option("zone", bot.settings.zone)
@@ -103,18 +122,8 @@ def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
         ttl = parse_ttl(command.options["ttl"]) if "ttl" in command.options else None
     except ScheduleError as error:
         raise schedule_commands.schedule_usage_error(error) from None
-    op = start_operation(
-        bot.store,
-        Verb.CREATE,
-        command.name,
-        requested_by=payload["user_id"],
-        zone=zone,
-        machine_type=machine_type,
-        channel=payload["channel_id"],
-        response_url=payload.get("response_url"),
-        request_key=request_key(payload),
-        params=create_params(command),
-    )
+    op = _start(bot, Verb.CREATE, command.name, payload, zone=zone, machine_type=machine_type,
+                params=create_params(command))
     ack = f":rocket: Creating `{command.name}` ({machine_type} in {zone}). I'll report in a thread in this channel."
     if ttl is not None:
         schedule_commands.set_ttl(bot, command.name, ttl, payload)
@@ -131,9 +140,7 @@ def create_params(command: Command) -> dict[str, str]:
 def park(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     """Only asks: the park itself starts when the requester presses ``park_confirm`` (handlers.actions)."""
     assert command.name
-    vm = bot.store.vm(command.name)
-    check_allowed(Verb.PARK, command.name, vm)
-    assert vm is not None
+    vm = _allowed_vm(bot, Verb.PARK, command.name)
     image, family = command.options.get("image"), command.options.get("family")
     if image:
         check_image_name_free(bot.store, image)  # GCP is asked as the park's first step, off the ack path
@@ -144,30 +151,16 @@ def park(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tup
 def delete(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     """Only asks: the delete itself starts when the requester presses ``delete_confirm`` (handlers.actions)."""
     assert command.name
-    vm = bot.store.vm(command.name)
-    check_allowed(Verb.DELETE, command.name, vm)
-    assert vm is not None
+    vm = _allowed_vm(bot, Verb.DELETE, command.name)
     ready = bot.store.count_images(command.name, ImageState.READY)  # they become dirty
     return blocks.delete_confirmation(vm, payload["user_id"], images=ready, grace=bot.settings.sweep_grace), None
 
 
 def restore(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
     assert command.name
-    vm = bot.store.vm(command.name)
-    check_allowed(Verb.RESTORE, command.name, vm)
-    assert vm is not None
-    op = start_operation(
-        bot.store,
-        Verb.RESTORE,
-        command.name,
-        requested_by=payload["user_id"],
-        zone=vm.zone,
-        machine_type=vm.machine_type,
-        channel=payload["channel_id"],
-        response_url=payload.get("response_url"),
-        request_key=request_key(payload),
-        params={"machine_type": command.options["machine-type"]} if "machine-type" in command.options else None,
-    )
+    vm = _allowed_vm(bot, Verb.RESTORE, command.name)
+    params = {"machine_type": command.options["machine-type"]} if "machine-type" in command.options else None
+    op = _start(bot, Verb.RESTORE, command.name, payload, zone=vm.zone, machine_type=vm.machine_type, params=params)
     other = f" as {command.options['machine-type']}" if "machine-type" in command.options else ""
     ack = f":recycle: Restoring `{command.name}`{other} from its newest image. I'll report in a thread in this channel."
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
@@ -181,18 +174,8 @@ def adopt(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tu
     vm = permissions.check_adopt(bot.settings, bot.store, user, command.name, owner)
     zone = command.option("zone", bot.settings.zone)
     params = {"owner": owner, **({"family": command.options["family"]} if "family" in command.options else {})}
-    op = start_operation(
-        bot.store,
-        Verb.ADOPT,
-        command.name,
-        requested_by=user,
-        zone=zone,
-        machine_type=vm.machine_type if vm else "unknown",
-        channel=payload["channel_id"],
-        response_url=payload.get("response_url"),
-        params=params,
-        request_key=request_key(payload),
-    )
+    op = _start(bot, Verb.ADOPT, command.name, payload, zone=zone, machine_type=vm.machine_type if vm else "unknown",
+                params=params)
     ack = f":inbox_tray: Adopting `{command.name}` in {zone}. I'll report in a thread in this channel."
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
 
@@ -209,9 +192,7 @@ def suspend(bot: Deps, command: Command, payload: Payload, respond: Respond) -> 
 
 def _ask_to_pause(bot: Deps, command: Command, payload: Payload, verb: Verb) -> tuple[blocks.Message, FollowUp]:
     assert command.name
-    vm = bot.store.vm(command.name)
-    check_allowed(verb, command.name, vm)
-    assert vm is not None
+    vm = _allowed_vm(bot, verb, command.name)
     return blocks.pause_confirmation(vm, payload["user_id"], verb.value, costs=vm_costs_line(bot, vm)), None
 
 
@@ -228,20 +209,8 @@ def _come_back(
 ) -> tuple[blocks.Message, FollowUp]:
     """start and resume need no question: they only bring a VM back."""
     assert command.name
-    vm = bot.store.vm(command.name)
-    check_allowed(verb, command.name, vm)
-    assert vm is not None
-    op = start_operation(
-        bot.store,
-        verb,
-        command.name,
-        requested_by=payload["user_id"],
-        zone=vm.zone,
-        machine_type=vm.machine_type,
-        channel=payload["channel_id"],
-        response_url=payload.get("response_url"),
-        request_key=request_key(payload),
-    )
+    vm = _allowed_vm(bot, verb, command.name)
+    op = _start(bot, verb, command.name, payload, zone=vm.zone, machine_type=vm.machine_type)
     ack = f"{doing} `{command.name}`. I'll report in a thread in this channel."
     return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
 
