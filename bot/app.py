@@ -31,7 +31,7 @@ from bot.web.slack_guard import ReplayGuard
 from bot.jobs.sweeper import Sweeper
 from bot.observability.wiring import instrument
 from bot.core.workflows import Workflows
-from handlers import actions, commands, home, schedule_actions, shortcuts
+from handlers import actions, commands, home, list_pages, schedule_actions, shortcuts
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ def create_app(
     home.register(app, bot)
     shortcuts.register(app, bot)
     schedule_actions.register(app, bot)
+    list_pages.register(app, bot)
     app.error(listener_error_handler(runner))
     return bot
 

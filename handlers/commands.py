@@ -14,11 +14,11 @@ from slack_bolt import Ack, App, Respond
 
 from bot.core import audit, permissions
 from bot.slack import blocks
-from bot.core.errors import Reason, Refused, UserError
+from bot.core.errors import Reason, Refused, UsageError, UserError
 from bot.slack.refusals import slack_text
 from bot.gcp.compute import GceError
 from bot.core.lifecycle import check_allowed, check_image_name_free, start_operation
-from bot.slack.parsing import Command, mentioned_vm, parse
+from bot.slack.parsing import LIST_STATES, SUBCOMMANDS, Command, mentioned_vm, parse
 from bot.slack.threads import SweepThread
 from bot.jobs.reconcile import live_drift
 from bot.core.pricing import describe_costs, format_usd
@@ -260,25 +260,63 @@ def vm_costs_line(bot: Deps, vm: Vm, images: list[Image] | None = None) -> str:
 
 
 def list_vms(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
-    summaries = bot.store.list_vms()
-    deleted = 0 if summaries else sum(s.vm.state is VmState.DELETED for s in bot.store.list_vms(include_deleted=True))
+    """One page (``page=N``) of the VMs, narrowed by ``mine`` and a state; the next page is a button."""
+    return list_page(bot, command, payload["user_id"]), None
+
+
+def list_page(bot: Deps, command: Command, user_id: str, *, after: str | None = None) -> blocks.Message:
+    """The page of ``/vm list`` that ``command`` asks for (its flags and ``page=``), read from the store in
+    SQL: from ``after`` a VM name when the next-page button gives one (keyset), else from page N's offset.
+    Shared by the slash command and the button (handlers.list_pages), so both check and show the same."""
+    states = sorted(command.flags & set(LIST_STATES))
+    if len(states) > 1:
+        raise UsageError(f"`/vm list` takes one state at a time (you gave {', '.join(states)}). "
+                         f"Usage: `/vm {SUBCOMMANDS['list'].usage}`")
+    state = VmState(states[0]) if states else None
+    owner = user_id if "mine" in command.flags else None
+    number = int(command.options.get("page", "1"))
+    filters = " ".join(word for word in ("mine", *states) if word in command.flags)
+    size = blocks.LIST_PAGE_SIZE
+    if after is None:
+        summaries = bot.store.list_vms_page(limit=size, offset=(number - 1) * size, state=state, owner=owner)
+        first = (number - 1) * size
+    else:
+        summaries = bot.store.list_vms_page(limit=size, after=after, state=state, owner=owner)
+        first = bot.store.count_vms(state=state, owner=owner, before=summaries[0].vm.name) if summaries else 0
+    total = bot.store.count_vms(state=state, owner=owner)
+    deleted = 0
+    if not total and not filters:
+        deleted = bot.store.count_vms(state=VmState.DELETED)
+    costs, footer = _list_costs(bot, summaries)
+    page = blocks.ListPage(number=number, total=total, first=first, filters=filters, requested_by=user_id)
+    return blocks.vm_list(summaries, deleted=deleted, costs=costs, footer=footer, page=page)
+
+
+def _list_costs(bot: Deps, summaries: list[Any]) -> tuple[dict[str, str], str | None]:
+    """Each listed VM's money line, and the savings footer: summed over every VM that was ever paused
+    (only those can have saved), not just this page's."""
     table, now = price_table(bot.settings.prices), utcnow()
     history: dict[str, list[Any]] = {}
     for op in bot.store.pause_history():
         history.setdefault(op.vm_name, []).append(op)
-    costs, total = {}, 0.0
+    costs: dict[str, str] = {}
+    total = 0.0
+    shown = {item.vm.name for item in summaries}
     for item in summaries:
-        images = bot.store.images(item.vm.name)
-        costs[item.vm.name] = vm_costs_line(bot, item.vm, images)
-        if item.vm.name in history:
-            _, saved = vm_savings(table, item.vm, images, history[item.vm.name], now)
-            if saved is not None:
-                total += saved
-                costs[item.vm.name] += f" · ~{format_usd(saved)} saved so far"
+        costs[item.vm.name] = vm_costs_line(bot, item.vm, bot.store.images(item.vm.name))
+    for name, ops in history.items():
+        vm = bot.store.vm(name)
+        if vm is None or vm.state is VmState.DELETED:
+            continue
+        _, saved = vm_savings(table, vm, bot.store.images(name), ops, now)
+        if saved is not None:
+            total += saved
+            if name in shown:
+                costs[name] += f" · ~{format_usd(saved)} saved so far"
     footer = None
     if total:
         footer = f"Saved so far by parking, stopping and suspending: ~{format_usd(total)} ({table.label})"
-    return blocks.vm_list(summaries, deleted=deleted, costs=costs, footer=footer), None
+    return costs, footer
 
 
 def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:

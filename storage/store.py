@@ -169,6 +169,55 @@ class Store(HousekeepingQueries, ScheduleQueries):
                 query = query.where(Vm.state != VmState.DELETED)
             return [VmSummary(vm, image, vm.active_operation) for vm, image in s.execute(query)]
 
+    def list_vms_page(
+        self,
+        *,
+        limit: int,
+        after: str | None = None,
+        offset: int = 0,
+        state: VmState | None = None,
+        owner: str | None = None,
+    ) -> list[VmSummary]:
+        """One page of live VMs in name order, paged in SQL: ``after`` a name (keyset: a page never
+        repeats or skips a VM however the others change), else from ``offset`` (``/vm list page=N``).
+        ``state`` and ``owner`` filter; ``state=DELETED`` lists the deleted ones."""
+        with self.sessions() as s:
+            newest = (
+                select(Image.vm_id, func.max(Image.created_at).label("created_at"))
+                .where(Image.state == ImageState.READY)
+                .group_by(Image.vm_id)
+                .subquery()
+            )
+            query = (
+                select(Vm, Image.name)
+                .outerjoin(newest, newest.c.vm_id == Vm.id)
+                .outerjoin(Image, (Image.vm_id == Vm.id) & (Image.created_at == newest.c.created_at))
+                .where(*self._vm_filters(state, owner))
+                .options(selectinload(Vm.active_operation))
+                .order_by(Vm.name)
+                .limit(limit)
+            )
+            if after is not None:
+                query = query.where(Vm.name > after)
+            elif offset:
+                query = query.offset(offset)
+            return [VmSummary(vm, image, vm.active_operation) for vm, image in s.execute(query)]
+
+    def count_vms(self, *, state: VmState | None = None, owner: str | None = None, before: str | None = None) -> int:
+        """How many VMs ``list_vms_page`` would list with these filters (``before``: only names before it)."""
+        with self.sessions() as s:
+            query = select(func.count()).select_from(Vm).where(*self._vm_filters(state, owner))
+            if before is not None:
+                query = query.where(Vm.name < before)
+            return int(s.scalar(query) or 0)
+
+    @staticmethod
+    def _vm_filters(state: VmState | None, owner: str | None) -> list[Any]:
+        filters: list[Any] = [Vm.state == state] if state is not None else [Vm.state != VmState.DELETED]
+        if owner is not None:
+            filters.append(Vm.owner == owner)
+        return filters
+
     def newest_image(self, vm_name: str) -> Image | None:
         """The image a restore starts from: the VM's newest READY image."""
         with self.sessions() as s:

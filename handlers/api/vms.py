@@ -21,8 +21,8 @@ from handlers.api.errors import PREFIX, ApiError, refusal_error, unknown_vm
 from handlers.api.inputs import actor, body, deps, query, vm_name
 from handlers.api.models import (
     CreateVm,
+    ListQuery,
     LiveState,
-    NoQuery,
     OneOperation,
     OneVm,
     ParkVm,
@@ -33,6 +33,7 @@ from handlers.api.models import (
     VmQuery,
     WaitQuery,
     dump,
+    encode_cursor,
 )
 from handlers.api.operations import wait_for
 from storage.models import FINISHED_STATES, Verb
@@ -46,8 +47,14 @@ Answer = tuple[dict[str, Any], int, list[tuple[str, str]]]
 
 @vms.get("")
 def list_vms() -> Any:
-    query(NoQuery)
-    return dump(VmList(vms=[Vm.of(item.vm, item.newest_image) for item in deps().store.list_vms()]))
+    """A page of live VMs in name order, read in SQL after the cursor's name (keyset), one more than
+    asked for to know whether another page follows."""
+    asked = query(ListQuery)
+    page = deps().store.list_vms_page(limit=asked.limit + 1, after=asked.cursor or None)
+    more = len(page) > asked.limit
+    page = page[: asked.limit]
+    cursor = encode_cursor(page[-1].vm.name) if more else None
+    return dump(VmList(vms=[Vm.of(item.vm, item.newest_image) for item in page], next_cursor=cursor))
 
 
 @vms.get("/<name>")
