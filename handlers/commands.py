@@ -7,6 +7,7 @@ runner. Expected failures are UserErrors whose text becomes the ack.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +120,7 @@ def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
     if ttl is not None:
         schedule_commands.set_ttl(bot, command.name, ttl, payload)
         ack += f" It is parked when its time to live ({describe_ttl(ttl)}) is up; you'll be warned first."
-    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+    return blocks.text_only(ack), functools.partial(bot.workflows.run, op.id)
 
 
 def create_params(command: Command) -> dict[str, str]:
@@ -171,7 +172,7 @@ def restore(bot: Deps, command: Command, payload: Payload, respond: Respond) -> 
     )
     other = f" as {command.options['machine-type']}" if "machine-type" in command.options else ""
     ack = f":recycle: Restoring `{command.name}`{other} from its newest image. I'll report in a thread in this channel."
-    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+    return blocks.text_only(ack), functools.partial(bot.workflows.run, op.id)
 
 
 def adopt(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -199,7 +200,7 @@ def adopt(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tu
         request_key=request_key(payload),
     )
     ack = f":inbox_tray: Adopting `{command.name}` in {zone}. I'll report in a thread in this channel."
-    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+    return blocks.text_only(ack), functools.partial(bot.workflows.run, op.id)
 
 
 def stop(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -248,7 +249,7 @@ def _come_back(
         request_key=request_key(payload),
     )
     ack = f"{doing} `{command.name}`. I'll report in a thread in this channel."
-    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+    return blocks.text_only(ack), functools.partial(bot.workflows.run, op.id)
 
 
 def vm_costs_line(bot: Deps, vm: Vm, images: list[Image] | None = None) -> str:

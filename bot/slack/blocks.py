@@ -302,6 +302,18 @@ def operation_started(op: Operation, detail: str) -> Message:
     )
 
 
+def operation_queued(op: Operation, ahead: int, slots: int) -> Message:
+    """The thread root of an operation waiting for a slot: every one of the ``slots`` is taken and
+    ``ahead`` more operations wait before it (bot.jobs.runner). The workflow's start replaces it."""
+    who = actor(op.requested_by)
+    behind = f"queued behind {ahead} other{'s' if ahead != 1 else ''}" if ahead else "queued: next in line"
+    return Message(
+        f"{VERB_ING[op.verb.value].capitalize()} {escape(op.vm_name)} ({behind}; asked by {who})",
+        [section(f":hourglass: {who} asked to {op.verb.value} {code(op.vm_name)}: {behind}"),
+         context(f"{slots} operations run at once; this one starts when one of them ends · operation #{op.id}")],
+    )
+
+
 def operation_progress(op: Operation, detail: str, step_text: str) -> Message:
     """The thread root while its channel is too busy for a reply per step: the current step is shown on it."""
     started = operation_started(op, detail)
