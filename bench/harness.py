@@ -34,18 +34,21 @@ START_TIMEOUT = 30.0
 class BotProcess:
     """``python -m bot`` serving HTTP, pointed at the stand-ins, with its log in a file."""
 
-    def __init__(self, *, slack: SlackStandin, gcp: ComputeStandin, workers: int, workdir: Path) -> None:
+    def __init__(self, *, slack: SlackStandin, gcp: ComputeStandin, workers: int | None, workdir: Path) -> None:
+        """``workers``: VMBOT_WORKERS, or None for the bot's defaults."""
         self.port = free_port()
         self.log_path = workdir / "bot.log"
         env = bot_environment(
             slack=slack, gcp=gcp, database=workdir / "vmbot.db", port=self.port, project=PROJECT,
-            signing_secret=SIGNING_SECRET, VMBOT_WORKERS=str(workers),
+            signing_secret=SIGNING_SECRET, **({} if workers is None else {"VMBOT_WORKERS": str(workers)}),
         )
         self._log = self.log_path.open("wb")
         # The schema is migrated first, as on every start-up but a release's first: the bot then finds it
         # at head and never loads Alembic (storage.schema_version).
         subprocess.run([sys.executable, "-m", "storage.migrate"], cwd=REPO_ROOT, env=env, check=True,
                        stdout=self._log, stderr=subprocess.STDOUT)
+        self.launched = time.perf_counter()
+        self.ready_seconds: float | None = None  # from the process's start to its first /healthz answer
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot"], cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -60,10 +63,11 @@ class BotProcess:
                 raise RuntimeError(f"the bot exited with {self.process.returncode}; see {self.log_path}")
             try:
                 if requests.get(f"{self.base_url}/healthz", timeout=1).ok:
+                    self.ready_seconds = time.perf_counter() - self.launched
                     return
             except requests.ConnectionError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.01)
         raise RuntimeError(f"the bot did not answer /healthz within {START_TIMEOUT:.0f} s; see {self.log_path}")
 
     def reset_peak_rss(self) -> None:
@@ -106,7 +110,7 @@ class Bench:
     """Starts and stops the world; ``with Bench(...) as world:``."""
 
     def __init__(
-        self, *, operation_seconds: float, workers: int, channel_rate: float | None, keep_log: Path | None = None
+        self, *, operation_seconds: float, workers: int | None, channel_rate: float | None, keep_log: Path | None = None
     ) -> None:
         self.operation_seconds, self.workers, self.channel_rate = operation_seconds, workers, channel_rate
         self.keep_log = keep_log
