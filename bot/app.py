@@ -107,7 +107,8 @@ def create_app(
     store = store or Store.from_url(settings.database_url)
     store.lease_seconds = settings.operation_lease
     compute = compute or Compute(
-        settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout
+        settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout,
+        connections=settings.max_in_flight,
     )
     runner = JobRunner(settings.workers, in_flight=settings.max_in_flight)
     # Signature checks stay on in every mode (the demo signs its requests as Slack does);
