@@ -20,18 +20,15 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench import scale
 from bench.burst import post_all
 from standins.slack_driver import Prepared
-from bench.harness import REPO_ROOT, Bench, World, gcp_seconds, wait_finished
+from bench.harness import REPO_ROOT, Bench, World, concurrently, gcp_seconds, wait_finished
 
 PARK_STEPS = 3  # stop, image, delete: the GCP operations of one park
 
@@ -78,21 +75,6 @@ def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile (p99 of 50 samples is the largest)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
-
-
-def concurrently(count: int, action: Callable[[int], Any]) -> list[Any]:
-    """Run ``action(i)`` for every i on its own thread, all released at the same moment."""
-    barrier = threading.Barrier(count)
-
-    def run(i: int) -> Any:
-        barrier.wait()
-        return action(i)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
-
-
-WARM_UP = 5  # creates answered one at a time before row 1's burst
 
 
 def ack_latency(world: World, plan: Plan) -> tuple[Row, list[str]]:

@@ -12,10 +12,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -138,6 +142,18 @@ class Bench:
         self.world.gcp.stop()
         self.world.slack.stop()
         self._tmp.cleanup()
+
+
+def concurrently(count: int, action: Callable[[int], Any]) -> list[Any]:
+    """Run ``action(i)`` for every i on its own thread, all released at the same moment."""
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> Any:
+        barrier.wait()
+        return action(i)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
 
 
 # ---- reading results back from the stand-ins ------------------------------------------------

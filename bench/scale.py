@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import PROJECT, REPO_ROOT, World, wait_finished
+from bench.harness import PROJECT, REPO_ROOT, World, concurrently, wait_finished
 from storage.models import Vm, VmState
 from storage.store import Store
 
@@ -77,8 +77,6 @@ class Sampler:
 
 def press_parks(world: World, names: Sequence[str], channel_of: Callable[[str], str]) -> float:
     """Ask to park each VM (in ``channel_of(name)``), then press every confirm at one moment; the press time."""
-    from bench.__main__ import concurrently  # the same release-at-once helper as row 3
-
     drivers = [world.driver() for _ in names]
     questions = [d.command(f"park {n}", channel=channel_of(n), user=owner_of(n)) for d, n in zip(drivers, names)]
     if any("park_confirm" not in str(q.blocks) for q in questions):
