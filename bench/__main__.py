@@ -77,6 +77,9 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
+WARM_UP = 5  # creates answered one at a time before row 1's burst
+
+
 def ack_latency(world: World, plan: Plan) -> tuple[Row, list[str]]:
     """Row 1: N users type `/vm create` at the same moment (each in their own channel).
 
