@@ -338,7 +338,7 @@ class VmDetail(Vm):
 class VmList(BaseModel):
     vms: list[Vm]
     next_cursor: str | None = Field(
-        default=None, description="Give it as `?cursor=` for the next page; null on the last page.")
+        default=None, description="Give it as `?cursor=` for the next page; absent on the last page.")
 
 
 class OneVm(BaseModel):

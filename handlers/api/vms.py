@@ -53,8 +53,10 @@ def list_vms() -> Any:
     page = deps().store.list_vms_page(limit=asked.limit + 1, after=asked.cursor or None)
     more = len(page) > asked.limit
     page = page[: asked.limit]
-    cursor = encode_cursor(page[-1].vm.name) if more else None
-    return dump(VmList(vms=[Vm.of(item.vm, item.newest_image) for item in page], next_cursor=cursor))
+    listed = VmList(vms=[Vm.of(item.vm, item.newest_image) for item in page])
+    if more:  # only then: a list that fits one page keeps the shape it always had, {"vms": [...]}
+        listed.next_cursor = encode_cursor(page[-1].vm.name)
+    return dump(listed)
 
 
 @vms.get("/<name>")
