@@ -303,13 +303,14 @@ def _list_costs(bot: Deps, summaries: list[Any]) -> tuple[dict[str, str], str | 
     costs: dict[str, str] = {}
     total = 0.0
     shown = {item.vm.name for item in summaries}
+    rows = bot.store.vms_with_images(shown | set(history))
     for item in summaries:
-        costs[item.vm.name] = vm_costs_line(bot, item.vm, bot.store.images(item.vm.name))
+        costs[item.vm.name] = vm_costs_line(bot, item.vm, rows[item.vm.name][1] if item.vm.name in rows else None)
     for name, ops in history.items():
-        vm = bot.store.vm(name)
-        if vm is None or vm.state is VmState.DELETED:
+        if name not in rows or rows[name][0].state is VmState.DELETED:
             continue
-        _, saved = vm_savings(table, vm, bot.store.images(name), ops, now)
+        vm, images = rows[name]
+        _, saved = vm_savings(table, vm, images, ops, now)
         if saved is not None:
             total += saved
             if name in shown:

@@ -244,6 +244,22 @@ class Store(HousekeepingQueries, ScheduleQueries):
         with self.sessions() as s:
             return list(s.scalars(select(Image).join(Vm).where(Vm.name == vm_name).order_by(Image.created_at)))
 
+    def vms_with_images(self, names: Iterable[str]) -> dict[str, tuple[Vm, list[Image]]]:
+        """Each named VM with its images (oldest first), in two queries per 500 VMs, not two per VM
+        (``/vm list``'s money lines and savings)."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        vms: dict[str, tuple[Vm, list[Image]]] = {}
+        with self.sessions() as s:
+            for start in range(0, len(wanted), 500):  # within any SQLite's limit on bound parameters
+                chunk = wanted[start : start + 500]
+                vms.update((vm.name, (vm, [])) for vm in s.scalars(select(Vm).where(Vm.name.in_(chunk))))
+                query = select(Image, Vm.name).join(Vm).where(Vm.name.in_(chunk)).order_by(Image.created_at, Image.id)
+                for image, name in s.execute(query):
+                    vms[name][1].append(image)
+        return vms
+
     def operation(self, op_id: int) -> Operation | None:
         with self.sessions() as s:
             return s.scalar(select(Operation).where(Operation.id == op_id).options(selectinload(Operation.steps)))
