@@ -20,17 +20,15 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from bench import scale
 from bench.burst import post_all
 from standins.slack_driver import Prepared
-from bench.harness import REPO_ROOT, Bench, World, gcp_seconds, wait_finished
+from bench.harness import REPO_ROOT, Bench, World, concurrently, gcp_seconds, wait_finished
 
 PARK_STEPS = 3  # stop, image, delete: the GCP operations of one park
 
@@ -58,11 +56,15 @@ class Plan:
     sweep_images: int
     samples: int  # single parks timed one after another for row 2
     schedule_vms: int = 100  # VMs with a park at the same minute, for row 7
+    team: int = 100  # parks at once for rows 8 (in as many channels, then in one)
+    list_vms: int = 1_000  # VMs for row 9's `/vm list`
+    reconcile_resources: int = 5_000  # labelled instances and images for row 10
 
 
 FULL = Plan(acks=50, parks=20, channel_ops=20, op_seconds=1.0, workers=32, sweep_images=10_000, samples=3)
 QUICK = Plan(
-    acks=10, parks=5, channel_ops=5, op_seconds=1.0, workers=16, sweep_images=1_000, samples=1, schedule_vms=20
+    acks=10, parks=5, channel_ops=5, op_seconds=1.0, workers=16, sweep_images=1_000, samples=1, schedule_vms=20,
+    team=10, list_vms=120, reconcile_resources=500,
 )
 
 
@@ -73,18 +75,6 @@ def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile (p99 of 50 samples is the largest)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
-
-
-def concurrently(count: int, action: Callable[[int], Any]) -> list[Any]:
-    """Run ``action(i)`` for every i on its own thread, all released at the same moment."""
-    barrier = threading.Barrier(count)
-
-    def run(i: int) -> Any:
-        barrier.wait()
-        return action(i)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 WARM_UP = 5  # creates answered one at a time before row 1's burst
@@ -294,6 +284,41 @@ def scheduled_parks(plan: Plan) -> Row:
     return Row("7", measure, text, "every run started by the tick, tick < 30 s", ok)
 
 
+def team_rows(plan: Plan) -> list[Row]:
+    """Rows 8-11 (issue 19), on a bot of their own with default settings (no VMBOT_WORKERS)."""
+    rows = []
+    with Bench(operation_seconds=plan.op_seconds, workers=None, channel_rate=1.0) as world:
+        try:
+            cold = world.bot.ready_seconds or float("nan")
+            parks = scale.team_parks(world, plan.team)
+            listing = scale.list_thousand(world, plan.list_vms)
+        except Exception:
+            print(f"--- the bot's log ({world.bot.log_path}) ---\n{world.bot.log_tail()}", file=sys.stderr)
+            raise
+    n, one = plan.team, parks["one"]
+    spread = parks["spread_last"] / one
+    rows.append(Row("8a", f"{n} parks of {n} VMs in {n} channels at once (defaults): last 'parked' / one park",
+                    f"{spread:.2f} ({parks['spread_last']:.2f} s / {one:.2f} s)", "< 1.5",
+                    spread < 1.5 and not parks["failed"]))  # fmt: skip
+    room = parks["room_gcp_last"] / one
+    rows.append(Row("8b", f"The same {n} in one channel: GCP's last delete / one park; the last thread's result",
+                    f"{room:.2f} ({parks['room_gcp_last']:.2f} s); last result after {parks['room_last_result']:.0f} s "
+                    f"({parks['room_done']:.0f}/{n} threads)", "< 1.5 (results: Slack's 1 msg/s)", room < 1.5))  # fmt: skip
+    rows.append(Row("8c", f"Peak RSS and threads of the bot during {n} parks in {n} channels",
+                    f"{parks['peak_rss_mb']:.0f} MB, {parks['peak_threads']:.0f} threads", "< 150 MB, < 60 threads",
+                    parks["peak_rss_mb"] < 150 and parks["peak_threads"] < 60))  # fmt: skip
+    rows.append(Row("9", f"`/vm list` with {plan.list_vms:,} VMs: first page's answer; pages to see them all",
+                    f"{listing['first_page_ms']:.0f} ms; {listing['pages']:.0f} messages "
+                    f"(next page {listing['per_page_ms']:.0f} ms each)", "every page within Slack's limits", None))  # fmt: skip
+    result = scale.reconcile_row_result(plan.reconcile_resources)
+    rows.append(Row("10", f"Reconcile of {plan.reconcile_resources:,} labelled resources (half VMs, half images)",
+                    f"{result['seconds']:.1f} s, peak {result['peak_mb']:.0f} MB (Python allocations)", "-", None))
+    module, seconds = scale.heaviest_import()
+    rows.append(Row("11", "Cold start: process start to first /healthz; heaviest dependency's import",
+                    f"{cold:.2f} s; {module} {seconds:.2f} s", "-", None))
+    return rows
+
+
 # ---- the run -----------------------------------------------------------------------------------
 
 
@@ -318,7 +343,8 @@ def run(plan: Plan, keep_log: Path | None = None) -> list[Row]:
         rows.append(Row("5", "Peak RSS of the bot process during 1-3 (VmHWM)", f"{peak:.0f} MB", "< 150 MB", peak < 150))
     rows.append(sweeper(plan.sweep_images))
     rows.append(scheduled_parks(plan))
-    return sorted(rows, key=lambda r: r.number)
+    rows.extend(team_rows(plan))
+    return sorted(rows, key=lambda r: (int("".join(c for c in r.number if c.isdigit())), r.number))
 
 
 def table(rows: Sequence[Row], plan: Plan) -> str:
@@ -345,6 +371,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Plan, Path | None]:
     parser.add_argument("--sweep-images", type=int, help="dirty images for the sweeper row")
     parser.add_argument("--samples", type=int, help="single parks timed one after another for row 2")
     parser.add_argument("--schedule-vms", type=int, help="VMs parked by a schedule at the same minute for row 7")
+    parser.add_argument("--team", type=int, help="parks at once for rows 8 (issue 19)")
+    parser.add_argument("--list-vms", type=int, help="VMs for row 9's `/vm list`")
+    parser.add_argument("--reconcile-resources", type=int, help="labelled GCP resources for row 10")
     parser.add_argument("--log", type=Path, help="keep the bot's log in this file")
     args = parser.parse_args(argv)
     chosen = {key: value for key, value in vars(args).items() if key not in ("quick", "log") and value is not None}

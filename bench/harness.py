@@ -12,10 +12,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -34,18 +38,21 @@ START_TIMEOUT = 30.0
 class BotProcess:
     """``python -m bot`` serving HTTP, pointed at the stand-ins, with its log in a file."""
 
-    def __init__(self, *, slack: SlackStandin, gcp: ComputeStandin, workers: int, workdir: Path) -> None:
+    def __init__(self, *, slack: SlackStandin, gcp: ComputeStandin, workers: int | None, workdir: Path) -> None:
+        """``workers``: VMBOT_WORKERS, or None for the bot's defaults."""
         self.port = free_port()
         self.log_path = workdir / "bot.log"
         env = bot_environment(
             slack=slack, gcp=gcp, database=workdir / "vmbot.db", port=self.port, project=PROJECT,
-            signing_secret=SIGNING_SECRET, VMBOT_WORKERS=str(workers),
+            signing_secret=SIGNING_SECRET, **({} if workers is None else {"VMBOT_WORKERS": str(workers)}),
         )
         self._log = self.log_path.open("wb")
         # The schema is migrated first, as on every start-up but a release's first: the bot then finds it
         # at head and never loads Alembic (storage.schema_version).
         subprocess.run([sys.executable, "-m", "storage.migrate"], cwd=REPO_ROOT, env=env, check=True,
                        stdout=self._log, stderr=subprocess.STDOUT)
+        self.launched = time.perf_counter()
+        self.ready_seconds: float | None = None  # from the process's start to its first /healthz answer
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot"], cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -60,10 +67,11 @@ class BotProcess:
                 raise RuntimeError(f"the bot exited with {self.process.returncode}; see {self.log_path}")
             try:
                 if requests.get(f"{self.base_url}/healthz", timeout=1).ok:
+                    self.ready_seconds = time.perf_counter() - self.launched
                     return
             except requests.ConnectionError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.01)
         raise RuntimeError(f"the bot did not answer /healthz within {START_TIMEOUT:.0f} s; see {self.log_path}")
 
     def reset_peak_rss(self) -> None:
@@ -106,7 +114,7 @@ class Bench:
     """Starts and stops the world; ``with Bench(...) as world:``."""
 
     def __init__(
-        self, *, operation_seconds: float, workers: int, channel_rate: float | None, keep_log: Path | None = None
+        self, *, operation_seconds: float, workers: int | None, channel_rate: float | None, keep_log: Path | None = None
     ) -> None:
         self.operation_seconds, self.workers, self.channel_rate = operation_seconds, workers, channel_rate
         self.keep_log = keep_log
@@ -134,6 +142,18 @@ class Bench:
         self.world.gcp.stop()
         self.world.slack.stop()
         self._tmp.cleanup()
+
+
+def concurrently(count: int, action: Callable[[int], Any]) -> list[Any]:
+    """Run ``action(i)`` for every i on its own thread, all released at the same moment."""
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> Any:
+        barrier.wait()
+        return action(i)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
 
 
 # ---- reading results back from the stand-ins ------------------------------------------------

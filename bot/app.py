@@ -6,6 +6,7 @@ clients pointed at local stand-ins and production passes nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from bot.slack.outbox import Outbox
 from bot.slack.reachability import SlackReachability
 from bot.slack.pacing import ChannelPacer, polite_respond, retry_rate_limits, webhook_client
 from bot.slack.refusals import slack_text
-from bot.slack.threads import progress_for
+from bot.slack.threads import SlackThread, progress_for
 from bot.jobs.resume import Resumer
 from bot.jobs.runner import JobRunner
 from bot.jobs.scheduler import Scheduler, create_scheduler
@@ -31,7 +32,7 @@ from bot.web.slack_guard import ReplayGuard
 from bot.jobs.sweeper import Sweeper
 from bot.observability.wiring import instrument
 from bot.core.workflows import Workflows
-from handlers import actions, commands, home, schedule_actions, shortcuts
+from handlers import actions, commands, home, list_pages, schedule_actions, shortcuts
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,26 @@ class VmBot(Deps):
         self.runner.shutdown(wait=wait)
 
 
+def operation_job(workflows: Workflows) -> Callable[[Callable[..., Any], tuple[Any, ...]], int | None]:
+    """Which runner jobs run an operation (``workflows.run(op_id)``, also as a partial): those get the
+    operation pool and its queued notice (bot.jobs.runner)."""
+
+    def operation_of(fn: Callable[..., Any], args: tuple[Any, ...]) -> int | None:
+        if isinstance(fn, functools.partial):
+            fn, args = fn.func, (*fn.args, *args)
+        return int(args[0]) if fn == workflows.run and args else None
+
+    return operation_of
+
+
+def say_queued(store: Store, op_id: int, ahead: int, slots: int, progress: Callable[[Any], Any]) -> None:
+    """An operation waits for a slot: its thread says so (through the outbox, off the runner)."""
+    op = store.operation(op_id)
+    thread = progress(op) if op is not None and op.thread_ts is None else None
+    if isinstance(thread, SlackThread):
+        thread.queued(ahead, slots)
+
+
 def create_web_client(settings: Settings) -> WebClient:
     client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url or WebClient.BASE_URL)
     # Slack answers 429 with Retry-After under load; the SDK's handler waits and retries.
@@ -86,9 +107,10 @@ def create_app(
     store = store or Store.from_url(settings.database_url)
     store.lease_seconds = settings.operation_lease
     compute = compute or Compute(
-        settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout
+        settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout,
+        connections=settings.max_in_flight,
     )
-    runner = JobRunner(settings.workers)
+    runner = JobRunner(settings.workers, in_flight=settings.max_in_flight)
     # Signature checks stay on in every mode (the demo signs its requests as Slack does);
     # the replay guard runs right after Bolt's own verification.
     # process_before_response: the listener runs on the request's own thread and Slack gets the
@@ -112,6 +134,9 @@ def create_app(
     workflows = Workflows(
         store, compute, settings, lambda op: progress_for(client, store, op, pacer, outbox), words=slack_text
     )
+    runner.operation_of = operation_job(workflows)
+    runner.on_queued = lambda op_id, ahead, slots: say_queued(store, op_id, ahead, slots,
+                                                              lambda op: progress_for(client, store, op, pacer, outbox))
     sweeper = Sweeper.from_settings(store, compute, settings)
     resumer = Resumer(store, workflows, runner, reporting=outbox.pending)
     bot = VmBot(settings, client, store, compute, runner, workflows, sweeper, app=app, resumer=resumer, outbox=outbox,
@@ -123,6 +148,7 @@ def create_app(
     home.register(app, bot)
     shortcuts.register(app, bot)
     schedule_actions.register(app, bot)
+    list_pages.register(app, bot)
     app.error(listener_error_handler(runner))
     return bot
 

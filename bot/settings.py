@@ -58,7 +58,8 @@ class Settings:
     compute_endpoint: str | None = None
     database_url: str = "sqlite:///vmbot.db"
     port: int = 3000
-    workers: int = 8
+    workers: int = 8  # threads for short jobs: Slack answers, reports (bot.jobs.runner)
+    max_in_flight: int = 200  # operations running at once; more wait for a slot, and say so (bot.jobs.runner)
     http_threads: int = 8  # waitress request threads (bot.web.server); half of them at most wait on API long polls
     operation_timeout: float = 900.0
     operation_lease: float = 60.0
@@ -157,6 +158,7 @@ class Settings:
             database_url=env.get("DATABASE_URL") or cls.database_url,
             port=int(number("PORT", cls.port)),
             workers=int(number("VMBOT_WORKERS", cls.workers)),
+            max_in_flight=int(number("VMBOT_MAX_IN_FLIGHT", cls.max_in_flight)),
             http_threads=int(number("VMBOT_HTTP_THREADS", cls.http_threads)),
             operation_timeout=float(number("VMBOT_OPERATION_TIMEOUT", cls.operation_timeout, float)),
             operation_lease=float(number("VMBOT_OPERATION_LEASE", cls.operation_lease, float)),

@@ -7,6 +7,7 @@ runner. Expected failures are UserErrors whose text becomes the ack.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +15,11 @@ from slack_bolt import Ack, App, Respond
 
 from bot.core import audit, permissions, shapes
 from bot.slack import blocks
-from bot.core.errors import Reason, Refused, UserError
+from bot.core.errors import Reason, Refused, UsageError, UserError
 from bot.slack.refusals import slack_text
 from bot.gcp.compute import GceError
 from bot.core.lifecycle import check_allowed, check_image_name_free, start_operation
-from bot.slack.parsing import Command, mentioned_vm, parse
+from bot.slack.parsing import LIST_STATES, SUBCOMMANDS, Command, mentioned_vm, parse
 from bot.slack.threads import SweepThread
 from bot.jobs.reconcile import live_drift
 from bot.core.pricing import describe_costs, format_usd
@@ -128,7 +129,7 @@ def create(bot: Deps, command: Command, payload: Payload, respond: Respond) -> t
     if ttl is not None:
         schedule_commands.set_ttl(bot, command.name, ttl, payload)
         ack += f" It is parked when its time to live ({describe_ttl(ttl)}) is up; you'll be warned first."
-    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+    return blocks.text_only(ack), functools.partial(bot.workflows.run, op.id)
 
 
 def create_params(command: Command) -> dict[str, str]:
@@ -163,7 +164,7 @@ def restore(bot: Deps, command: Command, payload: Payload, respond: Respond) -> 
     op = _start(bot, Verb.RESTORE, command.name, payload, zone=vm.zone, machine_type=vm.machine_type, params=params)
     other = f" as {command.options['machine-type']}" if "machine-type" in command.options else ""
     ack = f":recycle: Restoring `{command.name}`{other} from its newest image. I'll report in a thread in this channel."
-    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+    return blocks.text_only(ack), functools.partial(bot.workflows.run, op.id)
 
 
 def adopt(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -177,7 +178,7 @@ def adopt(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tu
     op = _start(bot, Verb.ADOPT, command.name, payload, zone=zone, machine_type=vm.machine_type if vm else "unknown",
                 params=params)
     ack = f":inbox_tray: Adopting `{command.name}` in {zone}. I'll report in a thread in this channel."
-    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+    return blocks.text_only(ack), functools.partial(bot.workflows.run, op.id)
 
 
 def stop(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
@@ -212,7 +213,7 @@ def _come_back(
     vm = _allowed_vm(bot, verb, command.name)
     op = _start(bot, verb, command.name, payload, zone=vm.zone, machine_type=vm.machine_type)
     ack = f"{doing} `{command.name}`. I'll report in a thread in this channel."
-    return blocks.text_only(ack), lambda: bot.workflows.run(op.id)
+    return blocks.text_only(ack), functools.partial(bot.workflows.run, op.id)
 
 
 def vm_costs_line(bot: Deps, vm: Vm, images: list[Image] | None = None) -> str:
@@ -224,25 +225,64 @@ def vm_costs_line(bot: Deps, vm: Vm, images: list[Image] | None = None) -> str:
 
 
 def list_vms(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:
-    summaries = bot.store.list_vms()
-    deleted = 0 if summaries else sum(s.vm.state is VmState.DELETED for s in bot.store.list_vms(include_deleted=True))
+    """One page (``page=N``) of the VMs, narrowed by ``mine`` and a state; the next page is a button."""
+    return list_page(bot, command, payload["user_id"]), None
+
+
+def list_page(bot: Deps, command: Command, user_id: str, *, after: str | None = None) -> blocks.Message:
+    """The page of ``/vm list`` that ``command`` asks for (its flags and ``page=``), read from the store in
+    SQL: from ``after`` a VM name when the next-page button gives one (keyset), else from page N's offset.
+    Shared by the slash command and the button (handlers.list_pages), so both check and show the same."""
+    states = sorted(command.flags & set(LIST_STATES))
+    if len(states) > 1:
+        raise UsageError(f"`/vm list` takes one state at a time (you gave {', '.join(states)}). "
+                         f"Usage: `/vm {SUBCOMMANDS['list'].usage}`")
+    state = VmState(states[0]) if states else None
+    owner = user_id if "mine" in command.flags else None
+    number = int(command.options.get("page", "1"))
+    filters = " ".join(word for word in ("mine", *states) if word in command.flags)
+    size = blocks.LIST_PAGE_SIZE
+    if after is None:
+        summaries = bot.store.list_vms_page(limit=size, offset=(number - 1) * size, state=state, owner=owner)
+        first = (number - 1) * size
+    else:
+        summaries = bot.store.list_vms_page(limit=size, after=after, state=state, owner=owner)
+        first = bot.store.count_vms(state=state, owner=owner, before=summaries[0].vm.name) if summaries else 0
+    total = bot.store.count_vms(state=state, owner=owner)
+    deleted = 0
+    if not total and not filters:
+        deleted = bot.store.count_vms(state=VmState.DELETED)
+    costs, footer = _list_costs(bot, summaries)
+    page = blocks.ListPage(number=number, total=total, first=first, filters=filters, requested_by=user_id)
+    return blocks.vm_list(summaries, deleted=deleted, costs=costs, footer=footer, page=page)
+
+
+def _list_costs(bot: Deps, summaries: list[Any]) -> tuple[dict[str, str], str | None]:
+    """Each listed VM's money line, and the savings footer: summed over every VM that was ever paused
+    (only those can have saved), not just this page's."""
     table, now = price_table(bot.settings.prices), utcnow()
     history: dict[str, list[Any]] = {}
     for op in bot.store.pause_history():
         history.setdefault(op.vm_name, []).append(op)
-    costs, total = {}, 0.0
+    costs: dict[str, str] = {}
+    total = 0.0
+    shown = {item.vm.name for item in summaries}
+    rows = bot.store.vms_with_images(shown | set(history))
     for item in summaries:
-        images = bot.store.images(item.vm.name)
-        costs[item.vm.name] = vm_costs_line(bot, item.vm, images)
-        if item.vm.name in history:
-            _, saved = vm_savings(table, item.vm, images, history[item.vm.name], now)
-            if saved is not None:
-                total += saved
-                costs[item.vm.name] += f" · ~{format_usd(saved)} saved so far"
+        costs[item.vm.name] = vm_costs_line(bot, item.vm, rows[item.vm.name][1] if item.vm.name in rows else None)
+    for name, ops in history.items():
+        if name not in rows or rows[name][0].state is VmState.DELETED:
+            continue
+        vm, images = rows[name]
+        _, saved = vm_savings(table, vm, images, ops, now)
+        if saved is not None:
+            total += saved
+            if name in shown:
+                costs[name] += f" · ~{format_usd(saved)} saved so far"
     footer = None
     if total:
         footer = f"Saved so far by parking, stopping and suspending: ~{format_usd(total)} ({table.label})"
-    return blocks.vm_list(summaries, deleted=deleted, costs=costs, footer=footer), None
+    return costs, footer
 
 
 def status(bot: Deps, command: Command, payload: Payload, respond: Respond) -> tuple[blocks.Message, FollowUp]:

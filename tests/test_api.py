@@ -447,7 +447,7 @@ def test_hostile_bodies_and_paths_are_refused_with_a_code(
         ("POST", VMS, {"name": "ok-vm", "notify_channel": "C0OPS0001\n"}, 400, "invalid_option", "not a Slack channel id"),
         ("POST", VMS, {"name": "ok-vm\n"}, 400, "invalid_name", "is not a valid VM name"),
         ("POST", VMS, {"name": "ok-vm", "notify_channel": 5}, 400, "invalid_field", "'notify_channel' must be a string"),
-        ("GET", f"{VMS}?wait=nan", None, 400, "invalid_option", "Unknown query parameter 'wait' (accepted: none)"),
+        ("GET", f"{VMS}?wait=nan", None, 400, "invalid_option", "Unknown query parameter 'wait' (accepted: ?cursor=, ?limit=)"),
         ("GET", "/api/v1/operations/1?wait=nan", None, 400, "invalid_option", "from 0 to 600"),
         ("GET", f"{VMS}/ok-vm?live=maybe", None, 400, "invalid_option", "live='maybe': use true or false"),
     ]

@@ -8,7 +8,8 @@ import sys
 from bot.settings import REPO_ROOT
 
 TINY = ["--quick", "--acks", "2", "--parks", "1", "--samples", "1", "--channel-ops", "1",
-        "--op-seconds", "0.05", "--workers", "2", "--sweep-images", "10", "--schedule-vms", "3"]
+        "--op-seconds", "0.05", "--workers", "2", "--sweep-images", "10", "--schedule-vms", "3",
+        "--team", "2", "--list-vms", "60", "--reconcile-resources", "20"]
 
 
 def test_bench_prints_one_table() -> None:
@@ -17,5 +18,5 @@ def test_bench_prints_one_table() -> None:
     lines = run.stdout.splitlines()
     assert lines[0].startswith("vmbot benchmark:")
     rows = [line.split("|")[0].strip() for line in lines[4:] if "|" in line]
-    assert rows == ["1", "1a", "1b", "2", "3", "4a", "4b", "5", "6", "7"], run.stdout
+    assert rows == ["1", "1a", "1b", "2", "3", "4a", "4b", "5", "6", "7", "8a", "8b", "8c", "9", "10", "11"], run.stdout
     assert all(line.rstrip().endswith(("pass", "FAIL", "-")) for line in lines[4:] if "|" in line), run.stdout

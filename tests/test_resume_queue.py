@@ -21,7 +21,7 @@ def test_one_worker_and_three_creates_make_three_runs(
     settings: Settings, gcp: ComputeStandin, slack: SlackStandin, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    with serve(replace(settings, workers=1, operation_lease=0.3)) as (bot, events_url):
+    with serve(replace(settings, workers=1, max_in_flight=1, operation_lease=0.3)) as (bot, events_url):
         submitted: list[str] = []
         submit = bot.runner.submit
 

@@ -10,6 +10,7 @@ and of each object in it (``validate_json`` alone checks only the block itself).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -151,18 +152,20 @@ def test_a_confirm_dialog_cuts_long_names_and_the_message_keeps_them_whole(verb:
         assert f"`{IMAGE}`" in message.blocks[0]["text"]["text"] and f"`{FAMILY}`" in message.blocks[0]["text"]["text"]
 
 
-def test_a_list_too_long_for_one_message_says_how_many_it_leaves_out_and_where_to_see_them() -> None:
+def test_a_list_too_long_for_one_message_shows_a_page_and_says_how_many_more_the_button_brings() -> None:
     message = blocks.vm_list(summaries(2000))
-    note = message.blocks[-1]["elements"][0]["text"]
+    button = message.blocks[-1]["elements"][0]
     shown = sum(block["text"]["text"].count(f"*{VM}*") for block in message.blocks if block["type"] == "section")
-    assert note.startswith(f"… and {2000 - shown} more VMs not shown") and "`/vm status NAME`" in note
-    assert 0 < shown < 2000 and len(message.blocks) == MAX_BLOCKS
-    assert "880" not in note and f"({2000 - shown} not shown)" in message.text
+    assert shown == blocks.LIST_PAGE_SIZE, "50 of the longest lines fit Slack's blocks"
+    assert button["action_id"] == blocks.LIST_NEXT and button["text"]["text"] == f"Next 50 of {2000 - shown} more"
+    assert json.loads(button["value"])["after"] == VM and len(message.blocks) <= MAX_BLOCKS
+    assert "880" not in str(message.blocks) and f"({2000 - shown} more)" in message.text
 
 
 def test_a_message_that_fits_has_no_note() -> None:
     message = blocks.vm_list(summaries(3))
     assert "not shown" not in str(message.blocks) and message.blocks[0]["text"]["text"] == "*3 VMs*"
+    assert not any(block["type"] == "actions" for block in message.blocks), "no next page"
 
 
 def test_history_reads_in_words_in_the_singular_with_outcomes() -> None:

@@ -196,7 +196,10 @@ class Compute:
         retry_deadline: float = 120.0,
         retry_initial: float = 1.0,
         call_timeout: float = 60.0,
+        connections: int = 10,
     ) -> None:
+        """``connections``: HTTP connections each client keeps for reuse, as many as operations wait at
+        once (create_app passes VMBOT_MAX_IN_FLIGHT); past it urllib3 opens and discards one per call."""
         self.project = project
         self.metrics = Metrics()  # create_app gives it the app's (bot.observability.wiring)
         self.operation_timeout = operation_timeout
@@ -210,6 +213,9 @@ class Compute:
         self.disks = compute_v1.DisksClient(**kwargs)
         self.zone_operations = compute_v1.ZoneOperationsClient(**kwargs)
         self.global_operations = compute_v1.GlobalOperationsClient(**kwargs)
+        if connections > 10:  # requests' default pool size
+            for client in (self.instances, self.images, self.disks, self.zone_operations, self.global_operations):
+                _widen_pool(client, connections)
         # api_core's Retry sleeps a random time up to the exponential delay (full jitter).
         self.retry = Retry(
             predicate=is_transient, initial=retry_initial, maximum=30.0, multiplier=2.0, timeout=retry_deadline
@@ -478,6 +484,18 @@ class Compute:
                 raise _translate(exc) from exc
             except NETWORK_ERRORS as exc:  # only when the retry deadline is 0, or retry=None
                 raise GceError(f"I could not reach GCP: {exc}") from exc
+
+
+def _widen_pool(client: object, connections: int) -> None:
+    """Let the REST transport's session keep ``connections`` connections. The transport makes its own
+    AuthorizedSession (a requests.Session) and offers no option for its pool, hence the private attribute;
+    a transport without one is left as it is."""
+    session = getattr(getattr(client, "_transport", None), "_session", None)
+    if session is None or not hasattr(session, "mount"):
+        return
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=connections)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
 
 
 def _call_name(method) -> str:  # type: ignore[no-untyped-def]

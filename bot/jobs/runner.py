@@ -21,6 +21,19 @@ It is a ``ThreadPoolExecutor`` plus three things, each for a reason:
   it, and what it sets does not leak into the next job on the same thread.
 * ``drain()`` waits for every job and the jobs those started (tests, the demo,
   shutdown), and a job's failure is logged once with its traceback.
+* Operations have a pool of their own, ``in_flight`` threads (VMBOT_MAX_IN_FLIGHT,
+  default 200), apart from the ``workers`` threads (VMBOT_WORKERS) for the short jobs
+  (Slack answers, reports), so a burst of parks never makes a list or a button press wait.
+  A workflow is synchronous and holds its thread while bot.gcp.compute waits on GCP,
+  so this is the pragmatic route of issue 19, not a watcher: the number of operations
+  in flight is a setting apart from the short-job threads, operation threads start
+  lazily (one per operation running at once, up to the bound) and each has a small
+  stack (OPERATION_STACK).
+  An operation that finds every slot taken says so in its thread once
+  (``on_queued``: "queued behind N others"). Measured with ``python -m bench`` row 8
+  (100 parks at once, default settings): see the README's table; the thread count
+  grows with the operations in flight (about one per operation), which a watcher
+  multiplexing GCP's ``wait`` calls would remove.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAX_DEFER = 0.5  # seconds a job waits at most for requests in flight
+OPERATION_STACK = 512 * 1024  # bytes of stack per operation thread (Linux's default is 8 MiB of address space)
 
 
 @dataclass
@@ -45,11 +59,34 @@ class _Held:
     future: Future[Any]
     run: Callable[[], Any]  # the job, in a copy of its submitter's context
     since: float
+    operation: int | None = None  # the operation the job runs (``operation_of``), if any
+
+
+OperationOf = Callable[[Callable[..., Any], tuple[Any, ...]], "int | None"]
+OnQueued = Callable[[int, int, int], None]  # (operation id, how many wait ahead of it, slots)
 
 
 class JobRunner:
-    def __init__(self, workers: int, *, max_defer: float = MAX_DEFER) -> None:
+    def __init__(
+        self,
+        workers: int,
+        *,
+        max_defer: float = MAX_DEFER,
+        in_flight: int | None = None,
+        operation_of: OperationOf | None = None,
+        on_queued: OnQueued | None = None,
+    ) -> None:
+        """``in_flight``: threads for operations (``operation_of(fn, args)`` says which job runs one);
+        None runs them on the ``workers`` pool. ``on_queued`` is told, once per job, when an operation
+        has to wait for a slot."""
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vmbot-job")
+        self.in_flight = in_flight
+        self._operations = self._pool
+        if in_flight is not None:
+            self._operations = _SmallStackPool(in_flight, thread_name_prefix="vmbot-op")
+        self.operation_of = operation_of or (lambda fn, args: None)
+        self.on_queued = on_queued
+        self._in_pool = 0  # operation jobs handed to their pool and not ended: running, or waiting for a slot
         self.max_defer = max_defer
         self._lock = threading.Condition()
         self._answering = 0
@@ -90,7 +127,7 @@ class JobRunner:
         """Run ``fn(*args)`` on the pool, in a copy of the caller's context (its log context, bot.logs;
         whatever the job sets does not leak into the next job on the same thread)."""
         context = contextvars.copy_context()
-        held = _Held(Future(), lambda: context.run(fn, *args), time.monotonic())
+        held = _Held(Future(), lambda: context.run(fn, *args), time.monotonic(), self.operation_of(fn, args))
         held.future.add_done_callback(self._done)
         with self._lock:
             if self._stopped:
@@ -108,6 +145,9 @@ class JobRunner:
     def _start(self, jobs: list[_Held]) -> None:
         for job in jobs:
             try:
+                if job.operation is not None:
+                    self._start_operation(job)
+                    continue
                 queued = self._pool.submit(_run_into, job.future, job.run)
             except RuntimeError:
                 if self._stopped:  # the pool was shut down meanwhile
@@ -116,6 +156,32 @@ class JobRunner:
                     log.exception("could not start a job thread")
                 continue
             queued.add_done_callback(lambda queued, job=job: queued.cancelled() and job.future.cancel())
+
+    def _start_operation(self, job: _Held) -> None:
+        """Hand an operation to its pool, counted while it runs or waits; say so when it has to wait."""
+        slots = self.in_flight or self._pool._max_workers
+        with self._lock:
+            ahead = self._in_pool - slots  # operations waiting for a slot before this one
+            self._in_pool += 1
+        try:
+            queued = self._operations.submit(self._run_operation, job)
+        except BaseException:
+            with self._lock:
+                self._in_pool -= 1
+            raise
+        queued.add_done_callback(lambda queued, job=job: queued.cancelled() and job.future.cancel())
+        if ahead >= 0 and self.on_queued is not None and job.operation is not None:
+            try:
+                self.on_queued(job.operation, ahead, slots)
+            except Exception:  # telling is a courtesy: the operation still runs
+                log.exception("could not say that operation %s is queued", job.operation)
+
+    def _run_operation(self, job: _Held) -> None:
+        try:
+            _run_into(job.future, job.run)
+        finally:
+            with self._lock:
+                self._in_pool -= 1
 
     def _release_when_due(self) -> None:
         """Starts held jobs whose ``max_defer`` has passed while requests kept coming."""
@@ -172,6 +238,8 @@ class JobRunner:
             for job in held:
                 job.future.cancel()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        if self._operations is not self._pool:
+            self._operations.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def _run_into(future: Future[Any], run: Callable[[], Any]) -> None:
@@ -184,3 +252,19 @@ def _run_into(future: Future[Any], run: Callable[[], Any]) -> None:
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+class _SmallStackPool(ThreadPoolExecutor):
+    """A ThreadPoolExecutor whose threads get OPERATION_STACK bytes of stack: an operation thread
+    mostly waits on a socket, and hundreds of them stay cheap. ``threading.stack_size`` applies to
+    threads started after it is set, process-wide, so it is set around this pool's thread starts only."""
+
+    _stack_lock = threading.Lock()
+
+    def _adjust_thread_count(self) -> None:
+        with self._stack_lock:
+            previous = threading.stack_size(OPERATION_STACK)
+            try:
+                super()._adjust_thread_count()
+            finally:
+                threading.stack_size(previous)

@@ -302,6 +302,18 @@ def operation_started(op: Operation, detail: str) -> Message:
     )
 
 
+def operation_queued(op: Operation, ahead: int, slots: int) -> Message:
+    """The thread root of an operation waiting for a slot: every one of the ``slots`` is taken and
+    ``ahead`` more operations wait before it (bot.jobs.runner). The workflow's start replaces it."""
+    who = actor(op.requested_by)
+    behind = f"queued behind {ahead} other{'s' if ahead != 1 else ''}" if ahead else "queued: next in line"
+    return Message(
+        f"{VERB_ING[op.verb.value].capitalize()} {escape(op.vm_name)} ({behind}; asked by {who})",
+        [section(f":hourglass: {who} asked to {op.verb.value} {code(op.vm_name)}: {behind}"),
+         context(f"{slots} operations run at once; this one starts when one of them ends · operation #{op.id}")],
+    )
+
+
 def operation_progress(op: Operation, detail: str, step_text: str) -> Message:
     """The thread root while its channel is too busy for a reply per step: the current step is shown on it."""
     started = operation_started(op, detail)
@@ -376,11 +388,48 @@ def vm_state_label(vm: Vm, active: Operation | None) -> str:
     return f"{STATE_EMOJI.get(vm.state.value, '')} {vm.state.value}".strip()
 
 
+LIST_PAGE_SIZE = 50  # VMs a `/vm list` page shows at most (fewer only if Slack's limits need it: vm_list counts)
+LIST_NEXT = "vm_list_next"  # the next-page button's action_id (handlers.list_pages)
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """Where one page of ``/vm list`` sits: its number (from 1), how many VMs match in all, where its
+    first VM stands among them (from 0), the filter words as typed (``mine parked``) and who asked."""
+
+    number: int = 1
+    total: int | None = None  # None: the summaries given are all there is
+    first: int = 0
+    filters: str = ""
+    requested_by: str = ""
+
+
 def vm_list(
-    summaries: Sequence[VmSummary], *, deleted: int = 0, costs: dict[str, str] | None = None, footer: str | None = None
+    summaries: Sequence[VmSummary],
+    *,
+    deleted: int = 0,
+    costs: dict[str, str] | None = None,
+    footer: str | None = None,
+    page: ListPage | None = None,
 ) -> Message:
-    """``/vm list``: the live VMs, each with its costs when known; with none, how many were deleted, and where
-    to read about them. ``footer`` (the savings so far) closes the list."""
+    """``/vm list``: one page of the VMs, each with its costs when known; with none, how many were deleted,
+    and where to read about them. ``footer`` (the savings so far) closes the list.
+
+    A page shows at most LIST_PAGE_SIZE VMs, and fewer if their lines would take more than Slack's
+    MAX_BLOCKS blocks (sections of at most 2,900 characters): the count is computed from the lines
+    themselves. When VMs remain, a button asks for the next page after the last one shown (a keyset:
+    the value names it), so every VM is reachable exactly once however the pages fall."""
+    page = page or ListPage(total=len(summaries))
+    total = len(summaries) if page.total is None else page.total
+    command = f"/vm list {page.filters}".strip()
+    if not summaries and page.first:
+        pages = max(1, -(-total // LIST_PAGE_SIZE))
+        return text_only(
+            f"`{command}` has {pages} page{'s' if pages != 1 else ''} ({_vms(total)}); "
+            f"try `{command} page={pages}`."
+        )
+    if not summaries and page.filters:
+        return text_only(f"No VMs match `{command}`. `/vm list` shows them all.")
     if not summaries and deleted:
         gone = f"the {deleted} I managed are deleted" if deleted != 1 else "the one I managed is deleted"
         return text_only(
@@ -389,8 +438,9 @@ def vm_list(
         )
     if not summaries:
         return text_only("I don't manage any VMs yet. Create one with `/vm create NAME`.")
+    candidates = list(summaries[:LIST_PAGE_SIZE])
     lines = []
-    for item in summaries:
+    for item in candidates:
         vm = item.vm
         image = f"`{item.newest_image}`" if item.newest_image else "no image"
         ip = f" · {vm.external_ip}" if vm.external_ip else ""
@@ -399,20 +449,39 @@ def vm_list(
             f"      {actor(vm.owner)} · {vm.zone} · {vm.machine_type} · {image}"
             + (f"\n      {costs[vm.name]}" if costs and vm.name in costs else "")
         )
-    blocks = [section(f"*{len(summaries)} VM{'s' if len(summaries) != 1 else ''}*")]
-    body = sections(lines)
     tail = [context(footer)] if footer else []
-    room = MAX_BLOCKS - 2 - len(tail)  # the header, the note on what is not shown, the footer
-    if len(body) <= MAX_BLOCKS - 1 - len(tail):
-        return Message((f"{len(summaries)} VMs: " + ", ".join(s.vm.name for s in summaries))[:3000], blocks + body + tail)
-    shown = sum(block["text"]["text"].count("\n*") + 1 for block in body[:room])  # each VM's line starts "*name*"
-    hidden = len(summaries) - shown
-    note = context(
-        f"… and {hidden} more VM{'s' if hidden != 1 else ''} not shown: a Slack message holds {MAX_BLOCKS} blocks. "
-        "`/vm status NAME` shows any one of them; the HTTP API's `GET /api/v1/vms` lists them all."
-    )
-    names = ", ".join(s.vm.name for s in summaries[:shown])
-    return Message(f"{len(summaries)} VMs ({hidden} not shown): {names}"[:3000], [*blocks, *body[:room], note, *tail])
+    room = MAX_BLOCKS - 1 - len(tail) - 1  # the header, the footer, the next-page button
+    shown = len(lines)
+    while len(sections(lines[:shown])) > room:
+        shown -= 1
+    body = sections(lines[:shown])
+    more = total - page.first - shown
+    if page.number == 1 and more <= 0:
+        header = f"*{_vms(total)}*" + (f" matching `{command}`" if page.filters else "")
+    else:
+        header = (f"*{_vms(total)}*" + (f" matching `{command}`" if page.filters else "")
+                  + f" · page {page.number} of {max(page.number, -(-total // LIST_PAGE_SIZE))}"
+                  + f" · {page.first + 1}–{page.first + shown}")
+    blocks = [section(header), *body, *tail]
+    names = ", ".join(s.vm.name for s in candidates[:shown])
+    if more > 0:
+        after = candidates[shown - 1].vm.name
+        value = json.dumps({"args": f"list {page.filters} page={page.number + 1}".replace("  ", " "),
+                            "requested_by": page.requested_by, "after": after}, separators=(",", ":"))
+        blocks.append({
+            "type": "actions",
+            "block_id": f"vm_list_page:{page.number}",
+            "elements": [{
+                "type": "button", "action_id": LIST_NEXT, "value": value,
+                "text": {"type": "plain_text", "text": f"Next {min(more, LIST_PAGE_SIZE)} of {more} more"},
+            }],
+        })
+        return Message(f"{_vms(total)}, page {page.number} ({more} more): {names}"[:3000], blocks)
+    return Message(f"{_vms(total)}: {names}"[:3000], blocks)
+
+
+def _vms(count: int) -> str:
+    return f"{count} VM{'s' if count != 1 else ''}"
 
 
 def vm_status(

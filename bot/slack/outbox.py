@@ -11,6 +11,13 @@ operation are coalesced: only its newest step still waiting is posted.
 
 A call that fails for good (the bot is not in the channel, a bad token) is
 logged and dropped, as before.
+
+The queues are served by a small fixed pool of threads (``senders``), one call of a
+channel at a time and in order: a hundred operations in a hundred channels do not
+cost a hundred threads, each kept for good (which the first version, a thread per
+channel, did). A channel with something to post waits in a ready line; a sender
+takes it, posts its next call (trying it again while it fails for a passing
+reason) and puts it back in line if more is queued, so channels take turns.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from slack_sdk.errors import SlackApiError
 log = logging.getLogger(__name__)
 
 MAX_PAUSE = 5.0  # seconds between two tries of a call Slack keeps failing
+SENDERS = 16  # threads posting for every channel (a call waits for its channel's pace, bot.slack.pacing)
 
 
 def is_passing(error: BaseException) -> bool:
@@ -47,20 +55,24 @@ class Delivery:
 
 
 class Outbox:
-    """The per-channel queues; one daemon thread per channel that has had something to post.
+    """The per-channel queues, served by ``senders`` daemon threads (started when first needed).
 
     ``on_answer(True/False)`` is told whether Slack answered (bot.slack.reachability).
     """
 
-    def __init__(self, *, max_pause: float = MAX_PAUSE, on_answer: Callable[[bool], None] | None = None) -> None:
+    def __init__(
+        self, *, max_pause: float = MAX_PAUSE, on_answer: Callable[[bool], None] | None = None, senders: int = SENDERS
+    ) -> None:
         self.max_pause = max_pause
+        self.senders = senders
         self.on_answer = on_answer or (lambda answered: None)
         self._lock = threading.Condition()
         self._queues: dict[str, deque[Delivery]] = {}
         self._behind: set[str] = set()  # channels whose last try failed
         self._busy: set[str] = set()
         self._sending: set[object] = set()  # keys of the deliveries being tried now
-        self._threads: dict[str, threading.Thread] = {}
+        self._ready: deque[str] = deque()  # channels with something queued and no sender on them, in turn
+        self._threads: list[threading.Thread] = []
         self._stopped = False
 
     def put(self, channel: str, delivery: Delivery) -> Delivery:
@@ -68,10 +80,13 @@ class Outbox:
             if self._stopped:
                 delivery.done.set()  # nothing will post it: whoever waits, waits no more
                 return delivery
-            self._queues.setdefault(channel, deque()).append(delivery)
-            if channel not in self._threads:
-                thread = threading.Thread(target=self._deliver, args=(channel,), daemon=True, name=f"vmbot-slack-{channel}")
-                self._threads[channel] = thread
+            queue = self._queues.setdefault(channel, deque())
+            queue.append(delivery)
+            if len(queue) == 1 and channel not in self._busy:
+                self._ready.append(channel)
+            if len(self._threads) < self.senders:
+                thread = threading.Thread(target=self._deliver, daemon=True, name=f"vmbot-slack-{len(self._threads)}")
+                self._threads.append(thread)
                 thread.start()
             self._lock.notify_all()
         return delivery
@@ -109,23 +124,29 @@ class Outbox:
                 queue.clear()
             self._lock.notify_all()
 
-    def _next(self, channel: str) -> Delivery | None:
+    def _next(self) -> tuple[str, Delivery] | None:
+        """The next call to make: from the first channel in line (which is then this sender's until
+        the call is done)."""
         with self._lock:
-            queue = self._queues[channel]
             while True:
-                self._lock.wait_for(lambda: self._stopped or bool(queue))
+                self._lock.wait_for(lambda: self._stopped or bool(self._ready))
                 if self._stopped:
                     return None
-                delivery = queue.popleft()
-                if delivery.step and channel in self._behind and any(d.step and d.key == delivery.key for d in queue):
-                    delivery.done.set()  # coalesced: a newer step of the same operation says more
-                    continue
-                self._busy.add(channel)
-                self._sending.add(delivery.key)
-                return delivery
+                channel = self._ready.popleft()
+                queue = self._queues[channel]
+                while queue:
+                    delivery = queue.popleft()
+                    if delivery.step and channel in self._behind and any(d.step and d.key == delivery.key for d in queue):
+                        delivery.done.set()  # coalesced: a newer step of the same operation says more
+                        continue
+                    self._busy.add(channel)
+                    self._sending.add(delivery.key)
+                    return channel, delivery
+                self._lock.notify_all()
 
-    def _deliver(self, channel: str) -> None:
-        while (delivery := self._next(channel)) is not None:
+    def _deliver(self) -> None:
+        while (turn := self._next()) is not None:
+            channel, delivery = turn
             pause = 0.5
             while True:
                 try:
@@ -152,4 +173,6 @@ class Outbox:
                 delivery.done.set()
                 self._busy.discard(channel)
                 self._sending.discard(delivery.key)
+                if self._queues[channel] and not self._stopped:
+                    self._ready.append(channel)  # its next call, after the channels already in line
                 self._lock.notify_all()

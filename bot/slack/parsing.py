@@ -16,6 +16,7 @@ from bot.core.schedules import SCHEDULE_OPTIONS
 from bot.slack.text import code, escape
 
 MAX_TEXT_LENGTH = 300
+LIST_STATES = ("running", "parked", "stopped", "suspended", "creating", "deleted")  # `/vm list parked`: VmState values
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         takes_name=True, options=frozenset({"ttl"}), value_option="ttl",
     ),
     "savings": Subcommand("savings", "what parking and stopping saved so far, per VM and in total (list prices)"),
-    "list": Subcommand("list", "the VMs I manage, with state, owner and newest image"),
+    "list": Subcommand(
+        "list [mine] [running|parked|stopped|suspended|creating|deleted] [page=N]",
+        "the VMs I manage, with state, owner and newest image, 50 a page; `mine` and a state narrow it",
+        options=frozenset({"page"}),
+        flags=frozenset({"mine", *LIST_STATES}),
+    ),
     "status": Subcommand("status NAME", "one VM: its record, its live GCP state and its last operations", takes_name=True),
     "images": Subcommand("images NAME", "a VM's images: ready, dirty since when, deleted", takes_name=True),
     "sweep": Subcommand(

@@ -72,6 +72,11 @@ class SlackThread:
     def step(self, text: str) -> None:
         self._send(lambda: self._post_step(text), step=True)
 
+    def queued(self, ahead: int, slots: int) -> None:
+        """Start the thread by saying the operation waits for a slot (bot.jobs.runner ``on_queued``);
+        its ``started`` then turns that root into the usual one."""
+        self._send(lambda: self._post_queued(ahead, slots))
+
     def finished(self, *, ok: bool, headline: str, detail: str, took: float, retry: bool = True) -> None:
         delivery = self._send(lambda: self._post_result(ok=ok, headline=headline, detail=detail, took=took, retry=retry))
         if self.outbox is not None and delivery is not None:
@@ -102,8 +107,24 @@ class SlackThread:
             return None
         return self.outbox.put(self.channel or "", Delivery(self.op.id, send, step=step))
 
+    def _post_queued(self, ahead: int, slots: int) -> None:
+        if self.thread_ts or self.gave_up:
+            return
+        self.pacer.wait_to_post(self.channel or "")
+        response = self._call(self.client.chat_postMessage, channel=self.channel,
+                              **blocks.operation_queued(self.op, ahead, slots).as_kwargs())  # fmt: skip
+        if response is not None:
+            self.thread_ts = response["ts"]
+            self.store.set_thread(self.op.id, response["channel"], response["ts"])
+
     def _post_root(self) -> None:
         if self.thread_ts or self.gave_up:
+            return
+        known = self.store.operation(self.op.id)
+        if known is not None and known.thread_ts:  # the root that said it was queued: it becomes the usual one
+            self.thread_ts = known.thread_ts
+            root = blocks.operation_started(self.op, self.detail)
+            self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
             return
         message = blocks.operation_started(self.op, self.detail)
         self.pacer.wait_to_post(self.channel or "")

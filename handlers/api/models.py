@@ -9,6 +9,7 @@ the stable ``{"error": {"code", "message"}}`` without knowing any field.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -258,6 +259,36 @@ class WaitQuery(Query):
     wait: Seconds = 0.0
 
 
+MAX_LIST_LIMIT = 1000
+CURSOR_PREFIX = "after:"
+
+
+def encode_cursor(after: str) -> str:
+    """An opaque ``next_cursor``: the last VM name of a page, so the next starts after it (keyset)."""
+    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{after}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    """The VM name a cursor from ``encode_cursor`` carries ("" for none); anything else is refused."""
+    if not cursor:
+        return ""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        name = text.removeprefix(CURSOR_PREFIX)
+        if not text.startswith(CURSOR_PREFIX):
+            raise ValueError(text)
+        check_name(name, what="VM name")
+    except (ValueError, InvalidInput):
+        raise ValueError("not a cursor this API gave") from None
+    return name
+
+
+class ListQuery(Query):
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT, description="How many VMs a page holds at most.")] = 100
+    cursor: Annotated[str, AfterValidator(_decode_cursor), Field(
+        description="The `next_cursor` of the page before; none for the first page.")] = ""
+
+
 class VmQuery(Query):
     live: Annotated[bool, BeforeValidator(_flag), Field(description="Also ask GCP for the instance's live state.")] = False
 
@@ -396,6 +427,8 @@ class Costs(BaseModel):
 
 class VmList(BaseModel):
     vms: list[Vm]
+    next_cursor: str | None = Field(
+        default=None, description="Give it as `?cursor=` for the next page; absent on the last page.")
 
 
 class NextRun(BaseModel):

@@ -20,6 +20,7 @@ from handlers.api.models import (
     AdoptVm,
     CreateVm,
     Error,
+    ListQuery,
     NoQuery,
     OneOperation,
     OneVm,
@@ -69,7 +70,7 @@ def _verb(name: str, summary: str, description: str, takes: type[BaseModel] = Ve
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", f"{PREFIX}/openapi.json", "This description (no token needed)", None, errors=(), public=True),
-    Route("GET", f"{PREFIX}/vms", "The VMs vmbot manages", VmList),
+    Route("GET", f"{PREFIX}/vms", "The VMs vmbot manages, a page at a time", VmList, ListQuery),
     Route("POST", f"{PREFIX}/vms", "Create a VM", OneOperation, WaitQuery, CreateVm, (400, 409),
           "Creates the VM (startup script, labels) in the zone and machine type given or the defaults."),
     Route("GET", f"{PREFIX}/vms/{{name}}", "One VM, its images and its last operations", OneVm, VmQuery, None, (400, 404, 502)),

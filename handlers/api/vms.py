@@ -26,8 +26,8 @@ from handlers.api.models import (
     AdoptVm,
     Costs,
     CreateVm,
+    ListQuery,
     LiveState,
-    NoQuery,
     OneOperation,
     OneVm,
     ParkVm,
@@ -39,6 +39,7 @@ from handlers.api.models import (
     VmQuery,
     WaitQuery,
     dump,
+    encode_cursor,
 )
 from handlers.api.operations import wait_for
 from storage.models import FINISHED_STATES, Verb
@@ -52,8 +53,16 @@ Answer = tuple[dict[str, Any], int, list[tuple[str, str]]]
 
 @vms.get("")
 def list_vms() -> Any:
-    query(NoQuery)
-    return dump(VmList(vms=[Vm.of(item.vm, item.newest_image) for item in deps().store.list_vms()]))
+    """A page of live VMs in name order, read in SQL after the cursor's name (keyset), one more than
+    asked for to know whether another page follows."""
+    asked = query(ListQuery)
+    page = deps().store.list_vms_page(limit=asked.limit + 1, after=asked.cursor or None)
+    more = len(page) > asked.limit
+    page = page[: asked.limit]
+    listed = VmList(vms=[Vm.of(item.vm, item.newest_image) for item in page])
+    if more:  # only then: a list that fits one page keeps the shape it always had, {"vms": [...]}
+        listed.next_cursor = encode_cursor(page[-1].vm.name)
+    return dump(listed)
 
 
 @vms.get("/<name>")
