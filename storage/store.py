@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, Select, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -150,23 +150,28 @@ class Store(HousekeepingQueries, ScheduleQueries):
         with self.sessions() as s:
             return s.scalar(select(Vm).where(Vm.name == name).options(selectinload(Vm.active_operation)))
 
+    @staticmethod
+    def _summaries() -> Select[Any]:
+        """VMs in name order, each with its newest READY image's name and its active operation loaded."""
+        newest = (
+            select(Image.vm_id, func.max(Image.created_at).label("created_at"))
+            .where(Image.state == ImageState.READY)
+            .group_by(Image.vm_id)
+            .subquery()
+        )
+        return (
+            select(Vm, Image.name)
+            .outerjoin(newest, newest.c.vm_id == Vm.id)
+            .outerjoin(Image, (Image.vm_id == Vm.id) & (Image.created_at == newest.c.created_at))
+            .options(selectinload(Vm.active_operation))
+            .order_by(Vm.name)
+        )
+
     def list_vms(self, *, include_deleted: bool = False) -> list[VmSummary]:
+        query = self._summaries()
+        if not include_deleted:
+            query = query.where(Vm.state != VmState.DELETED)
         with self.sessions() as s:
-            newest = (
-                select(Image.vm_id, func.max(Image.created_at).label("created_at"))
-                .where(Image.state == ImageState.READY)
-                .group_by(Image.vm_id)
-                .subquery()
-            )
-            query = (
-                select(Vm, Image.name)
-                .outerjoin(newest, newest.c.vm_id == Vm.id)
-                .outerjoin(Image, (Image.vm_id == Vm.id) & (Image.created_at == newest.c.created_at))
-                .options(selectinload(Vm.active_operation))
-                .order_by(Vm.name)
-            )
-            if not include_deleted:
-                query = query.where(Vm.state != VmState.DELETED)
             return [VmSummary(vm, image, vm.active_operation) for vm, image in s.execute(query)]
 
     def list_vms_page(
@@ -181,26 +186,12 @@ class Store(HousekeepingQueries, ScheduleQueries):
         """One page of live VMs in name order, paged in SQL: ``after`` a name (keyset: a page never
         repeats or skips a VM however the others change), else from ``offset`` (``/vm list page=N``).
         ``state`` and ``owner`` filter; ``state=DELETED`` lists the deleted ones."""
+        query = self._summaries().where(*self._vm_filters(state, owner)).limit(limit)
+        if after is not None:
+            query = query.where(Vm.name > after)
+        elif offset:
+            query = query.offset(offset)
         with self.sessions() as s:
-            newest = (
-                select(Image.vm_id, func.max(Image.created_at).label("created_at"))
-                .where(Image.state == ImageState.READY)
-                .group_by(Image.vm_id)
-                .subquery()
-            )
-            query = (
-                select(Vm, Image.name)
-                .outerjoin(newest, newest.c.vm_id == Vm.id)
-                .outerjoin(Image, (Image.vm_id == Vm.id) & (Image.created_at == newest.c.created_at))
-                .where(*self._vm_filters(state, owner))
-                .options(selectinload(Vm.active_operation))
-                .order_by(Vm.name)
-                .limit(limit)
-            )
-            if after is not None:
-                query = query.where(Vm.name > after)
-            elif offset:
-                query = query.offset(offset)
             return [VmSummary(vm, image, vm.active_operation) for vm, image in s.execute(query)]
 
     def count_vms(self, *, state: VmState | None = None, owner: str | None = None, before: str | None = None) -> int:
