@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from bot.app import VmBot, create_app
@@ -95,3 +96,14 @@ def held(gcp: ComputeStandin) -> Iterator[None]:
         yield
     finally:
         gcp.release_operations()
+
+
+def until(predicate: Callable[[], object], timeout: float, *, every: float = 0.05) -> bool:
+    """Whether ``predicate`` became true within ``timeout`` seconds, asked every ``every`` seconds
+    (for state no stand-in announces: the store, a subprocess, a held GCP operation)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True

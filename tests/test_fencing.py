@@ -12,7 +12,7 @@ import pytest
 from bot.service import start_background
 from bot.settings import Settings
 from conftest import PROJECT, SIGNING_SECRET, replace
-from durable_support import CHANNEL, gcp_operations, mutations, serve
+from durable_support import CHANNEL, gcp_operations, mutations, serve, until
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
@@ -22,17 +22,9 @@ from storage.store import Lease, LeaseLost, Store
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
-def _until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
 
 def _held_stop(gcp: ComputeStandin) -> str:
-    assert _until(lambda: bool(gcp.held_operations("stop")), 20), "no stop began"
+    assert until(lambda: bool(gcp.held_operations("stop")), 20), "no stop began"
     return gcp.held_operations("stop")[0]["name"]
 
 
@@ -67,13 +59,13 @@ def test_a_process_that_lost_its_lease_stops_at_its_next_write(
         try:
             driver.click("park_confirm", blocks=driver.command("park vm-a").blocks)
             stop = _held_stop(gcp)
-            assert _until(lambda: gcp.waits(stop) >= 1, 20)
+            assert until(lambda: gcp.waits(stop) >= 1, 20)
             time.sleep(0.6)  # its lease runs out
             with serve(settings) as (other, _):
                 other.resumer.start()
-                assert _until(lambda: gcp.waits(stop) >= 2, 20), "the other process did not take over"
+                assert until(lambda: gcp.waits(stop) >= 2, 20), "the other process did not take over"
                 gcp.release_operations()
-                assert _until(lambda: _park(other.store).state is OperationState.SUCCEEDED, 30)
+                assert until(lambda: _park(other.store).state is OperationState.SUCCEEDED, 30)
                 assert frozen.runner.drain(timeout=30) and other.runner.drain(timeout=30)
                 assert other.outbox.drain(timeout=30) and frozen.outbox.drain(timeout=30)
                 _parked_once(gcp, slack, other.store)
@@ -117,15 +109,15 @@ def test_a_graceful_stop_hands_the_running_park_over_at_once(
         try:
             driver.click("park_confirm", blocks=driver.command("park vm-a").blocks)
             stop = _held_stop(gcp)
-            assert _until(lambda: gcp.waits(stop) >= 1, 20)
+            assert until(lambda: gcp.waits(stop) >= 1, 20)
             began = time.monotonic()
             background.stop()  # SIGTERM
             assert time.monotonic() - began < 3, "the stop waited for the running park"
             with serve(settings) as (other, _):
                 other.resumer.start()
-                assert _until(lambda: gcp.waits(stop) >= 2, 10), "the next process did not take the park over"
+                assert until(lambda: gcp.waits(stop) >= 2, 10), "the next process did not take the park over"
                 gcp.release_operations()
-                assert _until(lambda: _park(other.store).state is OperationState.SUCCEEDED, 30)
+                assert until(lambda: _park(other.store).state is OperationState.SUCCEEDED, 30)
                 assert stopping.runner.drain(timeout=30) and other.runner.drain(timeout=30)
                 assert other.outbox.drain(timeout=30)
                 _parked_once(gcp, slack, other.store)

@@ -12,20 +12,12 @@ from bot.gcp.compute import Compute
 from bot.settings import Settings
 from conftest import PROJECT, SIGNING_SECRET, replace
 from bot.web.server import make_http_server
-from durable_support import CHANNEL
+from durable_support import CHANNEL, until
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
 from storage.models import ImageState, OperationState, Verb, VmState
 
-
-def _until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_an_image_that_outlasts_the_timeout_is_kept_and_the_park_ends_when_gcp_does(
@@ -45,9 +37,9 @@ def test_an_image_that_outlasts_the_timeout_is_kept_and_the_park_ends_when_gcp_d
         bot.resumer.start()
         gcp.hold_operations()
         driver.click("park_confirm", blocks=driver.command("park vm-a").blocks)
-        assert _until(lambda: bool(gcp.held_operations("stop")), 10), "the stop was not begun"
+        assert until(lambda: bool(gcp.held_operations("stop")), 10), "the stop was not begun"
         gcp.release_operations(gcp.held_operations("stop")[0]["name"])
-        assert _until(lambda: bool(gcp.held_operations("insert")), 10), "the image was not begun"
+        assert until(lambda: bool(gcp.held_operations("insert")), 10), "the image was not begun"
         image_op = gcp.held_operations("insert")[0]["name"]
         time.sleep(1.5)  # the image outlasts the timeout (0.5 s), more than once
         park = next(op for op in store.operations_for("vm-a") if op.verb is Verb.PARK)
@@ -59,7 +51,7 @@ def test_an_image_that_outlasts_the_timeout_is_kept_and_the_park_ends_when_gcp_d
         assert steps[-1].name == "image" and steps[-1].gcp_operation == image_op
 
         gcp.release_operations()
-        assert _until(lambda: store.operation(park.id).state is OperationState.SUCCEEDED, 20)
+        assert until(lambda: store.operation(park.id).state is OperationState.SUCCEEDED, 20)
         assert store.vm("vm-a").state is VmState.PARKED
         assert [(i.name, i.state) for i in store.images("vm-a")] == [(image.name, ImageState.READY)]
         assert [i["status"] for i in gcp.images(PROJECT)] == ["READY"]

@@ -15,20 +15,11 @@ from conftest import SIGNING_SECRET, Running, create_vm, replace
 from bot.settings import Settings
 from storage.store import Store
 from bot.web.health import health
-from durable_support import CHANNEL, serve, thread_of
+from durable_support import CHANNEL, serve, thread_of, until
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
 from storage.models import OperationState, Verb
 
-
-def until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    """Polls the store (Slack's stand-in wakes its waiters only on calls it records)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _park(driver: SlackDriver) -> None:

@@ -4,14 +4,13 @@ result once Slack answers again."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import PROJECT, SIGNING_SECRET
-from durable_support import CHANNEL
+from durable_support import CHANNEL, until
 from standins.bot_process import bot_environment, free_port
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
@@ -37,14 +36,6 @@ def bot(gcp: ComputeStandin, slack: SlackStandin, tmp_path: Path) -> Iterator[Bo
         gcp.release_operations()
 
 
-def _until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
 
 def test_the_bot_starts_while_slack_is_down_resumes_its_gcp_work_and_posts_when_slack_is_back(
     bot: BotProcess, gcp: ComputeStandin, slack: SlackStandin
@@ -55,7 +46,7 @@ def test_the_bot_starts_while_slack_is_down_resumes_its_gcp_work_and_posts_when_
     driver = SlackDriver(f"http://127.0.0.1:{bot.port}/slack/events", SIGNING_SECRET, slack)  # type: ignore[attr-defined]
     try:
         driver.command("create vm-k")
-        assert _until(lambda: (store.vm("vm-k") or None) and store.vm("vm-k").state is VmState.RUNNING, 30), bot.log()
+        assert until(lambda: (store.vm("vm-k") or None) and store.vm("vm-k").state is VmState.RUNNING, 30), bot.log()
         gcp.hold_operations()
         driver.click("park_confirm", blocks=driver.command("park vm-k").blocks)
         stop = held_op(gcp, "stop", "/instances/vm-k")
@@ -67,12 +58,12 @@ def test_the_bot_starts_while_slack_is_down_resumes_its_gcp_work_and_posts_when_
         waited_on(gcp, stop, 2)
         gcp.release_operations()
         park = next(op for op in store.operations_for("vm-k") if op.verb is Verb.PARK)
-        assert _until(lambda: store.operation(park.id).state is OperationState.SUCCEEDED, 30), bot.log()
+        assert until(lambda: store.operation(park.id).state is OperationState.SUCCEEDED, 30), bot.log()
         assert store.vm("vm-k").state is VmState.PARKED
         assert store.operation(park.id).reported_at is None
 
         slack.outage_over()
-        assert _until(lambda: store.operation(park.id).reported_at is not None, 30), bot.log()
+        assert until(lambda: store.operation(park.id).reported_at is not None, 30), bot.log()
         thread = slack.thread(CHANNEL, store.operation(park.id).thread_ts)
         assert sum("is parked:" in m.text for m in thread[1:]) == 1, [m.text for m in thread]
         assert any(call.method == "auth.test" and call.ok for call in slack.calls), "the token was checked once Slack was back"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT, SIGNING_SECRET
-from durable_support import CHANNEL, gcp_operations, mutations
+from durable_support import CHANNEL, gcp_operations, mutations, until
 from standins.bot_process import bot_environment, free_port
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
@@ -47,14 +47,6 @@ def replicas(gcp: ComputeStandin, slack: SlackStandin, postgres_url: str, tmp_pa
         gcp.release_operations()
 
 
-def _until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
 
 def test_a_replica_frozen_past_its_lease_does_not_run_the_park_a_second_time(
     replicas: list[BotProcess], gcp: ComputeStandin, slack: SlackStandin, postgres_url: str
@@ -66,7 +58,7 @@ def test_a_replica_frozen_past_its_lease_does_not_run_the_park_a_second_time(
     driver = SlackDriver(f"http://127.0.0.1:{frozen.port}/slack/events", SIGNING_SECRET, slack)  # type: ignore[attr-defined]
     try:
         driver.command("create vm-a")
-        assert _until(lambda: store.vm("vm-a") is not None and store.vm("vm-a").state is VmState.RUNNING, 30)
+        assert until(lambda: store.vm("vm-a") is not None and store.vm("vm-a").state is VmState.RUNNING, 30)
         gcp.hold_operations()
         driver.click("park_confirm", blocks=driver.command("park vm-a").blocks)
         stop = held_op(gcp, "stop", "/instances/vm-a")
@@ -78,8 +70,8 @@ def test_a_replica_frozen_past_its_lease_does_not_run_the_park_a_second_time(
         waited_on(gcp, stop, 2)  # the other replica took the park over and re-attached to the stop
         gcp.release_operations()
         park = next(op for op in store.operations_for("vm-a") if op.verb is Verb.PARK)
-        assert _until(lambda: store.operation(park.id).state is OperationState.SUCCEEDED, 30), other.log()
-        assert _until(lambda: store.operation(park.id).reported_at is not None, 30), other.log()
+        assert until(lambda: store.operation(park.id).state is OperationState.SUCCEEDED, 30), other.log()
+        assert until(lambda: store.operation(park.id).reported_at is not None, 30), other.log()
         frozen.proc.send_signal(signal.SIGCONT)
         assert frozen.wait_for_line(r"taken over by another bot process", timeout=30), frozen.log()
         time.sleep(0.5)  # whatever it would still do, it would do now
