@@ -117,10 +117,9 @@ class ScheduleRunner:
             message = blocks.idle_reminder(vm.name, idle_for, key)
             channel = last.channel if last else None
             if channel:
-                try:
-                    self.bot.client.chat_postMessage(channel=channel, thread_ts=last.thread_ts, **message.as_kwargs())
-                except (SlackApiError, SlackRequestError, OSError) as exc:
-                    log.warning("could not remind %s about idle %s: %s", channel, vm.name, exc)
+                thread = last.thread_ts if last else None
+                self._send(f"the idle reminder for {vm.name}",
+                           lambda c=channel, t=thread, m=message: self.bot.client.chat_postMessage(channel=c, thread_ts=t, **m.as_kwargs()))  # fmt: skip
 
     # ---- schedules -----------------------------------------------------------------
 
@@ -212,11 +211,13 @@ class ScheduleRunner:
         message = blocks.schedule_notice(vm_name, action, when, minutes, key, ttl=is_ttl)
         vm = self.bot.store.vm(vm_name)
         if vm is not None and is_slack_user(vm.owner):
-            try:
-                dm = self.bot.client.conversations_open(users=vm.owner)
+            owner = vm.owner
+
+            def to_owner() -> None:
+                dm = self.bot.client.conversations_open(users=owner)
                 self.bot.client.chat_postMessage(channel=dm["channel"]["id"], **message.as_kwargs())
-            except (SlackApiError, SlackRequestError, OSError) as exc:
-                log.warning("could not send %s's owner the notice for %s: %s", vm_name, key, exc)
+
+            self._send(f"{vm_name}'s owner the notice for {key}", to_owner)
         if channel:
             self._post(channel, message)
 
@@ -227,10 +228,19 @@ class ScheduleRunner:
             log.info("%s", text)
 
     def _post(self, channel: str, message: blocks.Message) -> None:
-        try:
-            self.bot.client.chat_postMessage(channel=channel, **message.as_kwargs())
-        except (SlackApiError, SlackRequestError, OSError) as exc:
-            log.warning("could not post in %s: %s", channel, exc)
+        self._send(f"a message in {channel}", lambda: self.bot.client.chat_postMessage(channel=channel, **message.as_kwargs()))
+
+    def _send(self, what: str, call: Callable[[], object]) -> None:
+        """Make a Slack call on the job runner, not on the tick: a 429's Retry-After or Slack's 5xx retries
+        must not hold up the runs due after it (each starts within 60 s of its minute). A failure is logged."""
+
+        def send() -> None:
+            try:
+                call()
+            except (SlackApiError, SlackRequestError, OSError) as exc:
+                log.warning("could not send %s: %s", what, exc)
+
+        self.bot.runner.submit(send)
 
 
 def runs_to_handle(
