@@ -7,13 +7,16 @@ The real ``google-cloud-compute`` client (REST transport) talks to it unmodified
         client = compute_v1.InstancesClient(credentials=AnonymousCredentials(), client_options=opts)
 
 It implements the handful of routes vmbot uses (instances, disks, images, machine
-types, zone and global operations) following Google's public REST reference, and
-answers with the same JSON shapes and error bodies that Compute Engine does.
+types, and zone and global operations: get, wait and list) following Google's public
+REST reference, and answers with the same JSON shapes and error bodies that Compute
+Engine does.
 Quirks of the real API that it reproduces on purpose:
 
 * Mutations answer at once with an Operation; the change lands when the operation
   is DONE.  ``operations/{op}/wait`` returns when the op is DONE *or* after about two
-  minutes (``wait_timeout_seconds``), so callers have to loop.
+  minutes (``wait_timeout_seconds``), so callers have to loop.  Many operations are
+  watched at once with one ``operations`` list per zone (and one global), their names
+  OR-ed in the ``filter``: ``(name = "operation-1") OR (name = "operation-2")``.
 * int64 fields (``id``, ``sizeGb``, ``diskSizeGb``, ``archiveSizeBytes``, ``targetId``)
   are JSON *strings*; empty lists are left out of responses.
 * Lists are sorted by name and paged with ``maxResults`` (at most 500) and an
@@ -845,6 +848,21 @@ class ComputeStandin:
         return copy.deepcopy(op.body)
 
     # ---- route handlers: operations and machine types ----
+
+    def _list_operations(self, req: _Request, project: str, zone: str | None) -> dict[str, Any]:
+        """One scope's operations (a zone's, or the project's global ones), sorted by name, filtered and paged
+        like any list: callers watch many operations with one call, OR-ing their names in the filter."""
+        found = sorted(
+            (op.body for op in self._ops.values() if op.project == project and op.zone == zone), key=lambda b: b["name"]
+        )
+        scope = ("zones", zone) if zone else ("global",)
+        return self._list_page(req, "compute#operationList", ("projects", project, *scope, "operations"), found)
+
+    def _list_zone_operations(self, req: _Request, project: str, zone: str) -> dict[str, Any]:
+        return self._list_operations(req, project, zone)
+
+    def _list_global_operations(self, req: _Request, project: str) -> dict[str, Any]:
+        return self._list_operations(req, project, None)
 
     def _get_zone_operation(self, req: _Request, project: str, zone: str, operation: str) -> dict[str, Any]:
         return copy.deepcopy(self._operation(project, zone, operation).body)
@@ -1691,8 +1709,10 @@ _ROUTES: tuple[_Route, ...] = (
     _route("GET", "projects/{project}/global/images/{image}", S._get_image, method_id="images.get"),
     _route("DELETE", "projects/{project}/global/images/{image}", S._delete_image, True, "images.delete"),
     _route("GET", "projects/{project}/zones/{zone}/machineTypes/{machine_type}", S._get_machine_type),
+    _route("GET", "projects/{project}/zones/{zone}/operations", S._list_zone_operations, method_id="zoneOperations.list"),
     _route("GET", "projects/{project}/zones/{zone}/operations/{operation}", S._get_zone_operation),
     _route("POST", "projects/{project}/zones/{zone}/operations/{operation}/wait", S._wait_zone_operation),
+    _route("GET", "projects/{project}/global/operations", S._list_global_operations, method_id="globalOperations.list"),
     _route("GET", "projects/{project}/global/operations/{operation}", S._get_global_operation),
     _route("POST", "projects/{project}/global/operations/{operation}/wait", S._wait_global_operation),
 )  # fmt: skip

@@ -26,6 +26,7 @@ METHODS = (
     "instances.attachDisk", "instances.detachDisk",
     "disks.insert", "disks.get", "disks.list", "disks.delete",
     "images.insert", "images.get", "images.getFromFamily", "images.list", "images.delete",
+    "zoneOperations.list", "globalOperations.list",
 )  # fmt: skip
 ROOTS = (
     "Instance", "AttachedDisk", "AttachedDiskInitializeParams", "NetworkInterface", "AccessConfig", "Metadata",

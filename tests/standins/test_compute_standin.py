@@ -19,6 +19,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
 from standins.compute import MACHINE_TYPES, PUBLIC_IMAGE_FAMILIES, ZONES, ComputeStandin
+from standins.compute_schema import method as discovery_method
 
 PROJECT = "vmbot-test"
 ZONE = "us-central1-a"
@@ -352,6 +353,150 @@ def test_unknown_operations_are_not_found(gce: Clients) -> None:
         gce.zone_ops.wait(project=PROJECT, zone="us-east1-b", operation=op.name)
     with pytest.raises(exceptions.NotFound):
         gce.global_ops.wait(project=PROJECT, operation=op.name)
+
+
+def op_names(pages: object) -> list[str]:
+    return [op.name for op in pages]  # type: ignore[attr-defined]
+
+
+def zone_ops(gce: Clients, filter_: str, *, zone: str = ZONE) -> list[compute_v1.Operation]:
+    """The client's ``list`` flattens only project and zone: a filter goes in the request, as vmbot must send it."""
+    request = compute_v1.ListZoneOperationsRequest(project=PROJECT, zone=zone, filter=filter_)
+    return list(gce.zone_ops.list(request=request))
+
+
+def global_ops(gce: Clients, filter_: str) -> list[compute_v1.Operation]:
+    return list(gce.global_ops.list(request=compute_v1.ListGlobalOperationsRequest(project=PROJECT, filter=filter_)))
+
+
+def op_status(standin: ComputeStandin, name: str) -> str:
+    return next(op["status"] for op in standin.operations() if op["name"] == name)
+
+
+def test_zone_operation_list_filters_by_names_and_status(standin: ComputeStandin, gce: Clients) -> None:
+    """vmbot watches many operations with one list call per zone: names OR-ed in the filter."""
+    standin.hold_operations()
+    ops = [insert(gce, f"vm-{i}") for i in range(3)]
+    elsewhere = insert(gce, "vm-east", zone="us-east1-b")
+    first, second, third = sorted(op.name for op in ops)
+
+    listed = list(gce.zone_ops.list(project=PROJECT, zone=ZONE))
+    assert [op.name for op in listed] == [first, second, third]  # sorted by name; the other zone's op is not here
+    assert all(op.status == compute_v1.Operation.Status.RUNNING and op.operation_type == "insert" for op in listed)
+    assert all(op.zone.endswith(f"/zones/{ZONE}") and op.self_link.endswith(f"/zones/{ZONE}/operations/{op.name}")
+               for op in listed)  # fmt: skip
+
+    wanted = f'(name = "{first}") OR (name = "{third}")'
+    assert op_names(zone_ops(gce, wanted)) == [first, third]
+    assert op_names(zone_ops(gce, "status != DONE")) == [first, second, third]
+    assert op_names(zone_ops(gce, f'name = "{elsewhere.name}"', zone="us-east1-b")) == [elsewhere.name]
+    assert op_names(zone_ops(gce, f'name = "{elsewhere.name}"')) == []
+
+    standin.release_operations(first)
+    assert standin.wait_for(lambda: op_status(standin, first) == "DONE")
+    statuses = {op.name: op.status for op in zone_ops(gce, wanted)}
+    assert statuses == {first: DONE, third: compute_v1.Operation.Status.RUNNING}
+    assert op_names(zone_ops(gce, "status != DONE")) == [second, third]
+    assert op_names(zone_ops(gce, "status = DONE")) == [first]
+
+    standin.release_operations()
+    assert op_names(zone_ops(gce, "status != DONE")) == []
+    assert {op.status for op in gce.zone_ops.list(project=PROJECT, zone=ZONE)} == {DONE}
+
+
+def test_operation_lists_page_with_max_results(standin: ComputeStandin, gce: Clients) -> None:
+    names = sorted(insert(gce, f"vm-{i}").name for i in range(3))
+    standin.clear_requests()
+    request = compute_v1.ListZoneOperationsRequest(project=PROJECT, zone=ZONE, max_results=1)
+    assert op_names(gce.zone_ops.list(request=request)) == names
+    pages = [r for r in standin.requests if r.path.endswith(f"/zones/{ZONE}/operations")]
+    assert len(pages) == 3 and "pageToken" not in pages[0].query and all(p.query["maxResults"] == "1" for p in pages)
+    assert [p.status for p in pages] == [200, 200, 200]
+
+    filtered = compute_v1.ListZoneOperationsRequest(
+        project=PROJECT, zone=ZONE, max_results=1, filter=f'(name = "{names[0]}") OR (name = "{names[2]}")'
+    )
+    assert op_names(gce.zone_ops.list(request=filtered)) == [names[0], names[2]]
+
+
+def test_operation_lists_refuse_bad_filters_and_unknown_zones(gce: Clients) -> None:
+    insert(gce, "vm-1")
+    for bad in ('name = "operation-1" OR', "(status = DONE", "status = (DONE"):
+        with pytest.raises(exceptions.BadRequest, match="Invalid list filter expression") as caught:
+            zone_ops(gce, bad)
+        assert reasons(caught.value) == ["invalid"]
+    with pytest.raises(exceptions.BadRequest, match="Invalid list filter expression"):
+        global_ops(gce, "name = (x")
+
+    refusals = []
+    for call in (gce.zone_ops.list, gce.instances.list, gce.disks.list):
+        with pytest.raises(exceptions.BadRequest) as caught:
+            list(call(project=PROJECT, zone="us-central1-z"))
+        refusals.append(caught.value.response.json())  # the whole error body, as GCP sent it
+    assert refusals[0] == refusals[1] == refusals[2]
+    assert refusals[0]["error"]["message"] == "Invalid value for field 'zone': 'us-central1-z'. Unknown zone."
+    assert reasons(caught.value) == ["invalid"]
+
+
+def test_global_operation_list(standin: ComputeStandin, gce: Clients) -> None:
+    standin.seed_disk(PROJECT, ZONE, "d-1")
+    zone_op = insert(gce, "vm-1")
+    standin.hold_operations()
+    images = [gce.images.insert_unary(project=PROJECT, image_resource=compute_v1.Image(
+        name=f"img-{i}", source_disk=f"projects/{PROJECT}/zones/{ZONE}/disks/d-1")) for i in range(3)]  # fmt: skip
+    names = sorted(op.name for op in images)
+
+    listed = list(gce.global_ops.list(project=PROJECT))
+    assert [op.name for op in listed] == names  # the zone operation is not a global one
+    assert all(not op.zone and op.self_link.endswith(f"/global/operations/{op.name}") for op in listed)
+    assert zone_op.name not in op_names(global_ops(gce, f'name = "{zone_op.name}"'))
+
+    wanted = f'(name = "{names[0]}") OR (name = "{names[1]}")'
+    assert {op.name: op.status for op in global_ops(gce, wanted)} == {
+        names[0]: compute_v1.Operation.Status.RUNNING, names[1]: compute_v1.Operation.Status.RUNNING}
+    standin.release_operations()
+    assert {op.name: op.status for op in global_ops(gce, wanted)} == {names[0]: DONE, names[1]: DONE}
+    assert op_names(global_ops(gce, "status != DONE")) == []
+    paged = compute_v1.ListGlobalOperationsRequest(project=PROJECT, max_results=1)
+    assert op_names(gce.global_ops.list(request=paged)) == names
+    assert op_names(gce.global_ops.list(project="another-project")) == []
+
+
+def test_operation_list_raw_answer_and_query_parameters(standin: ComputeStandin) -> None:
+    """GCP's operationList shape; the query parameters are the discovery document's, no others."""
+    standin.hold_operations()
+    standin.seed_instance(PROJECT, ZONE, "vm-1")
+    ops = f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/operations"
+
+    def fetch(path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(standin.url + path) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+
+    scope = f"projects/{PROJECT}/zones/{ZONE}/operations"
+    status, body = fetch(ops)
+    assert status == 200 and body == {
+        "kind": "compute#operationList", "id": scope, "selfLink": f"https://www.googleapis.com/compute/v1/{scope}"}
+    stop = json.load(urllib.request.urlopen(urllib.request.Request(
+        standin.url + f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/vm-1/stop", method="POST")))  # fmt: skip
+    status, body = fetch(ops + "?maxResults=1&orderBy=creationTimestamp%20desc&filter=status%20%21%3D%20DONE")
+    assert status == 200 and body["items"] == [stop] and "nextPageToken" not in body
+    status, body = fetch(f"/compute/v1/projects/{PROJECT}/global/operations")
+    assert status == 200 and body["kind"] == "compute#operationList" and "items" not in body
+
+    parameters = discovery_method("zoneOperations.list")["parameters"]
+    query_names = {name for name, spec in parameters.items() if spec["location"] == "query"}
+    assert query_names == {"filter", "maxResults", "orderBy", "pageToken"}  # no returnPartialSuccess in the document
+    for query in ("returnPartialSuccess=true", "fooBar=1"):
+        status, body = fetch(f"{ops}?{query}")
+        name = query.split("=")[0]
+        assert status == 400, query
+        assert f'Unknown name "{name}": Cannot bind query parameter.' in body["error"]["message"]
+    assert fetch(ops + "?maxResults=ten")[0] == 400
+    assert fetch(ops + "?maxResults=501")[0] == 400
+    assert fetch(f"/compute/v1/projects/{PROJECT}/global/operations?fooBar=1")[0] == 400
 
 
 def test_hold_keeps_operations_running_and_wait_times_out(standin: ComputeStandin, gce: Clients) -> None:
