@@ -19,6 +19,7 @@ from slack_sdk import WebClient
 
 from bot.deps import Deps
 from bot.gcp.compute import Compute
+from bot.gcp.watcher import OperationWatcher
 from bot.slack.outbox import Outbox
 from bot.slack.reachability import SlackReachability
 from bot.slack.pacing import ChannelPacer, polite_respond, retry_rate_limits, webhook_client
@@ -69,8 +70,9 @@ class VmBot(Deps):
 
 
 def operation_job(workflows: Workflows) -> Callable[[Callable[..., Any], tuple[Any, ...]], int | None]:
-    """Which runner jobs run an operation (``workflows.run(op_id)``, also as a partial): those get the
-    operation pool and its queued notice (bot.jobs.runner)."""
+    """Which runner jobs run an operation (``workflows.run(op_id)``, also as a partial): the runner drives
+    those as ``workflows.steps(op_id)``, holding no thread while they wait on GCP, and says when one is
+    queued (bot.jobs.runner)."""
 
     def operation_of(fn: Callable[..., Any], args: tuple[Any, ...]) -> int | None:
         if isinstance(fn, functools.partial):
@@ -110,7 +112,8 @@ def create_app(
         settings.project, endpoint=settings.compute_endpoint, operation_timeout=settings.operation_timeout,
         connections=settings.max_in_flight,
     )
-    runner = JobRunner(settings.workers, in_flight=settings.max_in_flight)
+    runner = JobRunner(settings.workers, in_flight=settings.max_in_flight, operation_threads=settings.operation_threads,
+                       watcher=OperationWatcher(compute))  # fmt: skip
     # Signature checks stay on in every mode (the demo signs its requests as Slack does);
     # the replay guard runs right after Bolt's own verification.
     # process_before_response: the listener runs on the request's own thread and Slack gets the
@@ -134,7 +137,7 @@ def create_app(
     workflows = Workflows(
         store, compute, settings, lambda op: progress_for(client, store, op, pacer, outbox), words=slack_text
     )
-    runner.operation_of = operation_job(workflows)
+    runner.operation_of, runner.steps_of = operation_job(workflows), workflows.steps
     runner.on_queued = lambda op_id, ahead, slots: say_queued(store, op_id, ahead, slots,
                                                               lambda op: progress_for(client, store, op, pacer, outbox))
     sweeper = Sweeper.from_settings(store, compute, settings)

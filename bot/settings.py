@@ -59,7 +59,8 @@ class Settings:
     database_url: str = "sqlite:///vmbot.db"
     port: int = 3000
     workers: int = 8  # threads for short jobs: Slack answers, reports (bot.jobs.runner)
-    max_in_flight: int = 200  # operations running at once; more wait for a slot, and say so (bot.jobs.runner)
+    max_in_flight: int = 200  # operations under way at once; more wait for a slot, and say so (bot.jobs.runner)
+    operation_threads: int = 8  # threads that carry operations on between their waits on GCP (bot.jobs.runner)
     http_threads: int = 8  # waitress request threads (bot.web.server); half of them at most wait on API long polls
     operation_timeout: float = 900.0
     operation_lease: float = 60.0
@@ -159,6 +160,7 @@ class Settings:
             port=int(number("PORT", cls.port)),
             workers=int(number("VMBOT_WORKERS", cls.workers)),
             max_in_flight=int(number("VMBOT_MAX_IN_FLIGHT", cls.max_in_flight)),
+            operation_threads=int(number("VMBOT_OPERATION_THREADS", cls.operation_threads)),
             http_threads=int(number("VMBOT_HTTP_THREADS", cls.http_threads)),
             operation_timeout=float(number("VMBOT_OPERATION_TIMEOUT", cls.operation_timeout, float)),
             operation_lease=float(number("VMBOT_OPERATION_LEASE", cls.operation_lease, float)),

@@ -43,7 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -256,6 +256,7 @@ _FILTER_TOKEN = re.compile(
     re.X,
 )
 Predicate = Callable[[dict[str, Any]], bool]
+_NAMES_ONLY = re.compile(r'\(name = "[^"]+"\)(?: OR \(name = "[^"]+"\))*')  # ``(name = "a") OR (name = "b")``
 
 
 def _field_values(resource: Any, path: list[str]) -> list[str]:
@@ -398,6 +399,7 @@ class _Operation:
     midway: Callable[[], None] | None = None  # e.g. PROVISIONING -> STAGING, half-way through
     fault: _Fault | None = None
     waits: int = 0  # ``wait`` calls begun on it (a held operation's waits are recorded only when they end)
+    looks: list[float] = field(default_factory=list)  # time.monotonic() of each wait, get or list that showed it
 
     @property
     def done(self) -> bool:
@@ -671,6 +673,12 @@ class ComputeStandin:
             op = self._ops.get(name)
             return op.waits if op else 0
 
+    def looked_at_since(self, name: str, since: float) -> bool:
+        """Whether a client waited on, read or listed operation ``name`` after ``since`` (time.monotonic())."""
+        with self._cond:
+            op = self._ops.get(name)
+            return bool(op and op.looks and op.looks[-1] > since)
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         """Wait until ``predicate()`` holds, re-checking after every request and every wait begun;
         False on timeout. The predicate runs under the stand-in's lock and may use its inspection methods."""
@@ -843,6 +851,7 @@ class ComputeStandin:
         """Block on the condition (never poll) until DONE or ``wait_timeout_seconds``; return the op as it is."""
         op = self._operation(project, zone, name)
         op.waits += 1
+        op.looks.append(time.monotonic())
         self._cond.notify_all()
         self._cond.wait_for(lambda: op.done or self._stopped, timeout=self.wait_timeout_seconds)
         return copy.deepcopy(op.body)
@@ -852,11 +861,21 @@ class ComputeStandin:
     def _list_operations(self, req: _Request, project: str, zone: str | None) -> dict[str, Any]:
         """One scope's operations (a zone's, or the project's global ones), sorted by name, filtered and paged
         like any list: callers watch many operations with one call, OR-ing their names in the filter."""
+        named = _NAMES_ONLY.fullmatch(req.query.get("filter", "").strip())
+        if named:  # a watcher's filter: only those names can match, so only those are looked at (the filter still applies)
+            candidates = (self._ops.get(name) for name in re.findall(r'"([^"]+)"', named.group(0)))
+        else:
+            candidates = (op for op in self._ops.values())
         found = sorted(
-            (op.body for op in self._ops.values() if op.project == project and op.zone == zone), key=lambda b: b["name"]
+            (op.body for op in candidates if op is not None and op.project == project and op.zone == zone),
+            key=lambda b: b["name"],
         )
         scope = ("zones", zone) if zone else ("global",)
-        return self._list_page(req, "compute#operationList", ("projects", project, *scope, "operations"), found)
+        page = self._list_page(req, "compute#operationList", ("projects", project, *scope, "operations"), found)
+        now = time.monotonic()
+        for body in page.get("items", ()):
+            self._ops[body["name"]].looks.append(now)
+        return page
 
     def _list_zone_operations(self, req: _Request, project: str, zone: str) -> dict[str, Any]:
         return self._list_operations(req, project, zone)
@@ -865,13 +884,17 @@ class ComputeStandin:
         return self._list_operations(req, project, None)
 
     def _get_zone_operation(self, req: _Request, project: str, zone: str, operation: str) -> dict[str, Any]:
-        return copy.deepcopy(self._operation(project, zone, operation).body)
+        op = self._operation(project, zone, operation)
+        op.looks.append(time.monotonic())
+        return copy.deepcopy(op.body)
 
     def _wait_zone_operation(self, req: _Request, project: str, zone: str, operation: str) -> dict[str, Any]:
         return self._wait(project, zone, operation)
 
     def _get_global_operation(self, req: _Request, project: str, operation: str) -> dict[str, Any]:
-        return copy.deepcopy(self._operation(project, None, operation).body)
+        op = self._operation(project, None, operation)
+        op.looks.append(time.monotonic())
+        return copy.deepcopy(op.body)
 
     def _wait_global_operation(self, req: _Request, project: str, operation: str) -> dict[str, Any]:
         return self._wait(project, None, operation)

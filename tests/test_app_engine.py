@@ -27,6 +27,7 @@ import yaml
 from bot import __version__
 from bot.settings import PLACEHOLDER, REPO_ROOT
 from conftest import BOT_TOKEN, PROJECT, SIGNING_SECRET
+from durable_support import until
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver
@@ -131,7 +132,8 @@ def test_the_entrypoint_serves_healthz_and_a_signed_slash_command_that_runs_to_t
     # The work runs on the job runner inside the serving process: the thread root is updated at the end.
     assert slack.wait_for(lambda: any(m.edits for m in slack.messages("C100")), timeout=60), served.log()
     # A graceful stop hands unfinished work over rather than waiting for it: stop once this process has ended it.
-    assert slack.wait_for(lambda: "create of wsgi-vm ended" in served.log(), timeout=60), served.log()
+    # (The log is a file: nothing announces a line, so it is read until the line is there.)
+    assert until(lambda: "create of wsgi-vm ended" in served.log(), timeout=60), served.log()
     instance = gcp.instance(PROJECT, "us-central1-a", "wsgi-vm")
     assert instance is not None and instance["status"] == "RUNNING"
 

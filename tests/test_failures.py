@@ -76,7 +76,7 @@ def test_restore_from_an_image_deleted_outside_the_bot(
     create_vm(driver, running, "test-vm-22")
     park_vm(driver, running, "test-vm-22")
     image = running.bot.store.newest_image("test-vm-22")
-    running.bot.compute.delete_image(image.name)  # someone cleaned up in the console
+    running.bot.compute.delete_image(image.name).wait()  # someone cleaned up in the console
     driver.command("restore test-vm-22")
     running.settle()
     reply = last_reply(slack)

@@ -58,12 +58,13 @@ def test_a_process_that_lost_its_lease_stops_at_its_next_write(
         gcp.hold_operations()
         try:
             driver.click("park_confirm", blocks=driver.command("park vm-a").blocks)
-            stop = _held_stop(gcp)
-            assert until(lambda: gcp.waits(stop) >= 1, 20)
+            _held_stop(gcp)  # the stop began, and GCP holds it
+            assert until(lambda: frozen.runner.watcher.watching() == 1, 20)  # waiting on the stop
             time.sleep(0.6)  # its lease runs out
             with serve(settings) as (other, _):
                 other.resumer.start()
-                assert until(lambda: gcp.waits(stop) >= 2, 20), "the other process did not take over"
+                assert until(lambda: other.runner.watcher.watching() == 1, 20), "the other process did not take over"
+                assert _park(other.store).lease_owner == other.store.owner
                 gcp.release_operations()
                 assert until(lambda: _park(other.store).state is OperationState.SUCCEEDED, 30)
                 assert frozen.runner.drain(timeout=30) and other.runner.drain(timeout=30)
@@ -109,13 +110,14 @@ def test_a_graceful_stop_hands_the_running_park_over_at_once(
         try:
             driver.click("park_confirm", blocks=driver.command("park vm-a").blocks)
             stop = _held_stop(gcp)
-            assert until(lambda: gcp.waits(stop) >= 1, 20)
+            assert until(lambda: stopping.runner.watcher.watching() == 1, 20)  # waiting on the stop
             began = time.monotonic()
             background.stop()  # SIGTERM
             assert time.monotonic() - began < 3, "the stop waited for the running park"
             with serve(settings) as (other, _):
                 other.resumer.start()
-                assert until(lambda: gcp.waits(stop) >= 2, 10), "the next process did not take the park over"
+                assert until(lambda: other.runner.watcher.watching() == 1, 10), "the next process did not take the park over"
+                assert until(lambda: gcp.looked_at_since(stop, began), 10), "it watches the same GCP operation, by name"
                 gcp.release_operations()
                 assert until(lambda: _park(other.store).state is OperationState.SUCCEEDED, 30)
                 assert stopping.runner.drain(timeout=30) and other.runner.drain(timeout=30)

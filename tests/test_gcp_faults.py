@@ -69,7 +69,7 @@ def test_a_burst_of_transient_errors_on_every_kind_of_call_is_ridden_out(
     status: int, reason: str, driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
     gcp.operation_seconds = 0.01  # so every operation is waited for
-    for method, path in (("GET", r"/instances/vm-a$"), ("POST", r"/instances$"), ("POST", r"/wait$"),
+    for method, path in (("GET", r"/instances/vm-a$"), ("POST", r"/instances$"), ("GET", r"/operations$"),
                          ("POST", r"/stop$"), ("POST", r"/global/images$"), ("DELETE", r"/instances/vm-a$")):  # fmt: skip
         gcp.fail_request(method, path, status=status, reason=reason, times=3)
     create_vm(driver, running)

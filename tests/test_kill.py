@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,9 +108,18 @@ def held_op(gcp: ComputeStandin, op_type: str, target: str) -> str:
     return found[0]
 
 
-def waited_on(gcp: ComputeStandin, name: str, times: int) -> None:
-    """Until the bot is blocked waiting on GCP operation ``name`` (the ``times``-th wait on it)."""
-    assert gcp.wait_for(lambda: gcp.waits(name) >= times, timeout=30), f"nobody waited on {name}"
+def waited_on(gcp: ComputeStandin, name: str, *, since: float = 0.0) -> None:
+    """Until a bot process watches GCP operation ``name`` (waits on it, reads it or lists it) after ``since``
+    (time.monotonic(): a restart's, so that only the new process counts)."""
+    assert gcp.wait_for(lambda: gcp.looked_at_since(name, since), timeout=30), f"nobody watched {name}"
+
+
+def restart(bot: BotProcess) -> float:
+    """Kill the bot and start it again; when it was killed (nothing it did counts after that)."""
+    bot.kill()
+    killed = time.monotonic()
+    bot.start()
+    return killed
 
 
 def test_sigkill_during_every_step_of_park_and_restore(
@@ -127,25 +137,22 @@ def test_sigkill_during_every_step_of_park_and_restore(
         driver.click("park_confirm", blocks=driver.command("park vm-k").blocks)
         # (1) killed while the stop runs
         stop = held_op(gcp, "stop", "/instances/vm-k")
-        waited_on(gcp, stop, 1)
-        bot.kill()
-        bot.start()
-        waited_on(gcp, stop, 2)  # the new process re-attached to the same stop, by name
+        waited_on(gcp, stop)
+        killed = restart(bot)
+        waited_on(gcp, stop, since=killed)  # the new process re-attached to the same stop, by name
         gcp.release_operations(stop)
         # (2) killed while the image is pending
         image = held_op(gcp, "insert", "/global/images/")
-        waited_on(gcp, image, 1)
+        waited_on(gcp, image)
         assert gcp.images(PROJECT)[0]["status"] == "PENDING"
-        bot.kill()
-        bot.start()
-        waited_on(gcp, image, 2)
+        killed = restart(bot)
+        waited_on(gcp, image, since=killed)
         gcp.release_operations(image)
         # (3) killed while the delete runs
         delete = held_op(gcp, "delete", "/instances/vm-k")
-        waited_on(gcp, delete, 1)
-        bot.kill()
-        bot.start()
-        waited_on(gcp, delete, 2)
+        waited_on(gcp, delete)
+        killed = restart(bot)
+        waited_on(gcp, delete, since=killed)
         gcp.release_operations(delete)
         park = _only(store, Verb.PARK)
         assert slack.wait_for(lambda: _finished(store, park), timeout=30), bot.log()
@@ -154,10 +161,9 @@ def test_sigkill_during_every_step_of_park_and_restore(
         # (4) a restore, killed while the insert runs
         driver.command("restore vm-k")
         insert = held_op(gcp, "insert", "/instances/vm-k")
-        waited_on(gcp, insert, 1)
-        bot.kill()
-        bot.start()
-        waited_on(gcp, insert, 2)
+        waited_on(gcp, insert)
+        killed = restart(bot)
+        waited_on(gcp, insert, since=killed)
         gcp.release_operations()
         restore = _only(store, Verb.RESTORE)
         assert slack.wait_for(lambda: _finished(store, restore), timeout=30), bot.log()
@@ -215,19 +221,17 @@ def test_sigkill_between_the_two_images_and_after_the_first_disk_delete(
         gcp.release_operations(held_op(gcp, "insert", "/global/images/legacy-app-2"))
         # (1) killed between the two images: the boot disk's is READY, the data disk's pending
         data_image = held_op(gcp, "insert", "/global/images/legacy-app-data-")
-        waited_on(gcp, data_image, 1)
-        bot.kill()
-        bot.start()
-        waited_on(gcp, data_image, 2)
+        waited_on(gcp, data_image)
+        killed = restart(bot)
+        waited_on(gcp, data_image, since=killed)
         gcp.release_operations(data_image)
         gcp.release_operations(held_op(gcp, "delete", "/instances/legacy-app"))
         # (2) killed after the first disk delete (the VM's, with its boot disk), while the data disk's runs
         disk_delete = held_op(gcp, "delete", "/disks/legacy-app-data")
-        waited_on(gcp, disk_delete, 1)
+        waited_on(gcp, disk_delete)
         assert gcp.instances(PROJECT) == [] and [d["name"] for d in gcp.disks(PROJECT)] == ["legacy-app-data"]
-        bot.kill()
-        bot.start()
-        waited_on(gcp, disk_delete, 2)
+        killed = restart(bot)
+        waited_on(gcp, disk_delete, since=killed)
         gcp.release_operations()
         park = next(op for op in store.operations_for("legacy-app") if op.verb is Verb.PARK)
         assert slack.wait_for(lambda: _finished(store, park), timeout=30), bot.log()

@@ -20,9 +20,11 @@ from standins.compute import ComputeStandin
 from standins.slack_driver import SlackDriver
 
 
-def test_a_park_waits_on_each_gcp_operation_once_and_never_polls(
+def test_a_park_watches_its_gcp_operations_by_list_never_one_by_one(
     driver: SlackDriver, gcp: ComputeStandin, running: Running
 ) -> None:
+    """Issue 19: the watcher (bot.gcp.watcher) asks about the operations in flight with a list call per
+    zone, so a park never holds a ``wait`` call (and a thread) per operation, nor reads one by one."""
     gcp.operation_seconds = 0.05  # long enough that no operation is DONE when it is answered
     driver.command("create test-vm-1")
     running.settle()
@@ -32,16 +34,19 @@ def test_a_park_waits_on_each_gcp_operation_once_and_never_polls(
     running.settle()
 
     calls = [(r.method, route(r.path)) for r in gcp.requests[start:]]
-    mutations = [i for i, (method, path) in enumerate(calls) if method != "GET" and not path.endswith("/wait")]
+    mutations = [i for i, (method, _path) in enumerate(calls) if method != "GET"]
     assert [calls[i] for i in mutations] == [
         ("POST", "zones/us-central1-a/instances/stop"),
         ("POST", "global/images"),
         ("DELETE", "zones/us-central1-a/instances"),
     ]
-    waits = [i for i, (_, path) in enumerate(calls) if path.endswith("/operations/wait")]
-    assert waits == [i + 1 for i in mutations], "each operation is waited on once, right after it starts"
-    assert not [c for c in calls if "/operations" in c[1] and c[0] == "GET"], "and never polled"
-    assert all(gcp.requests[start + i].status == 200 for i in mutations + waits)
+    lists = [i for i, call in enumerate(calls) if call in (("GET", "zones/us-central1-a/operations"), ("GET", "global/operations"))]
+    one_by_one = [r.path for r in gcp.requests[start:] if "/operations/" in r.path]  # get or wait on one operation
+    assert not one_by_one, "no operation is waited on or read one by one"
+    for mutation, following in zip(mutations, [*mutations[1:], len(calls)]):
+        assert any(mutation < i < following for i in lists), "each operation is watched before the next step"
+    assert len(lists) <= 2 * len(mutations), "about one look each: the operations end before the watcher's first"
+    assert all(gcp.requests[start + i].status == 200 for i in mutations + lists)
 
 
 def route(path: str) -> str:

@@ -145,13 +145,13 @@ def test_the_adapter_raises_gcps_refusals(running: Running, gcp: ComputeStandin)
     compute = fast_compute(running.bot.settings)
     gcp.seed_instance(PROJECT, ZONE, "sleepy", status="SUSPENDED")
     with pytest.raises(GceError, match="not ready"):
-        compute.start_instance(ZONE, "sleepy")  # a suspended VM comes back with resume
+        compute.start_instance(ZONE, "sleepy").wait()  # a suspended VM comes back with resume
     with pytest.raises(GceNotFound):
-        compute.suspend_instance(ZONE, "no-such-vm")
-    compute.resume_instance(ZONE, "sleepy")
+        compute.suspend_instance(ZONE, "no-such-vm").wait()
+    compute.resume_instance(ZONE, "sleepy").wait()
     assert gcp.instance(PROJECT, ZONE, "sleepy")["status"] == "RUNNING"
     gcp.seed_instance(PROJECT, ZONE, "halted", status="TERMINATED")
     with pytest.raises(GceError, match="not ready"):
-        compute.suspend_instance(ZONE, "halted")
-    compute.start_instance(ZONE, "halted")
+        compute.suspend_instance(ZONE, "halted").wait()
+    compute.start_instance(ZONE, "halted").wait()
     assert gcp.instance(PROJECT, ZONE, "halted")["status"] == "RUNNING"

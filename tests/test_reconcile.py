@@ -43,10 +43,10 @@ def test_reconcile_at_start_up_fixes_every_kind_of_drift_and_orphans_nothing(
     make(driver, running, "image-gone", parked=True)  # its only image deleted in the console
     make(driver, running, "woken-vm", parked=True)  # parked, then an instance made in the console
     console = outside(running)
-    console.delete_instance(ZONE, "gone-vm")
-    console.delete_instance(ZONE, "gone-parkable")
-    console.stop_instance(ZONE, "stopped-vm")
-    console.delete_image(running.bot.store.newest_image("image-gone").name)
+    console.delete_instance(ZONE, "gone-vm").wait()
+    console.delete_instance(ZONE, "gone-parkable").wait()
+    console.stop_instance(ZONE, "stopped-vm").wait()
+    console.delete_image(running.bot.store.newest_image("image-gone").name).wait()
     gcp.seed_instance(PROJECT, ZONE, "woken-vm", labels=labels_for("woken-vm"))
     gcp.seed_instance(PROJECT, "us-east1-b", "hand-made", labels=labels_for("hand-made"), machine_type="e2-medium")
     gcp.seed_image(PROJECT, "hand-made-image", family="hand-made", labels=labels_for("hand-made"))
@@ -75,7 +75,7 @@ def test_reconcile_at_start_up_fixes_every_kind_of_drift_and_orphans_nothing(
     assert store.vm("not-ours") is None, "an instance without our labels is none of our business"
     gcp.instance(PROJECT, ZONE, "not-ours")  # still there, untouched
     # With the not-ours instance (and its disk) set aside, the store and GCP agree.
-    console.delete_instance(ZONE, "not-ours")
+    console.delete_instance(ZONE, "not-ours").wait()
     assert_nothing_orphaned(gcp, store)
 
     assert Reconciler(store, running.bot.compute).run() == [], "a second pass finds nothing more"
@@ -100,7 +100,7 @@ def test_vm_status_shows_the_drift_found_and_the_drift_now(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:
     make(driver, running, "vm-a")
-    outside(running).stop_instance(ZONE, "vm-a")
+    outside(running).stop_instance(ZONE, "vm-a").wait()
     driver.command("status vm-a")
     running.settle()
     now = slack.responses[-1]["text"]

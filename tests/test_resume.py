@@ -55,7 +55,7 @@ class DeadBot:
             project=PROJECT, zone=ZONE, instance=name, request_id=rid)), **kwargs)
 
     def done(self, gcp_operation: str, *, zone: str | None = ZONE) -> None:
-        self.compute.wait_for(gcp_operation, zone=zone)
+        self.compute.attach(gcp_operation, zone=zone).wait()
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_a_vm_already_deleted_is_a_finished_delete(
     dead.done(dead.stop(op, "vm-a"))
     boot_disk = gcp.instance(PROJECT, ZONE, "vm-a")["disks"][0]["source"]
     dead.store.add_image("vm-a", "vm-a-dead-1", "vm-a", op_id=op.id)
-    dead.compute.create_image("vm-a-dead-1", family="vm-a", source_disk=boot_disk, labels=labels_for("vm-a"))
+    dead.compute.create_image("vm-a-dead-1", family="vm-a", source_disk=boot_disk, labels=labels_for("vm-a")).wait()
     dead.store.image_ready("vm-a-dead-1", disk_size_gb=10, archive_size_bytes=1)
     instances = dead.compute.instances
     dead.done(dead.step(op, "delete", lambda rid: instances.delete(request=compute_v1.DeleteInstanceRequest(

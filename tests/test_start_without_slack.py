@@ -4,6 +4,8 @@ result once Slack answers again."""
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,12 +52,13 @@ def test_the_bot_starts_while_slack_is_down_resumes_its_gcp_work_and_posts_when_
         gcp.hold_operations()
         driver.click("park_confirm", blocks=driver.command("park vm-k").blocks)
         stop = held_op(gcp, "stop", "/instances/vm-k")
-        waited_on(gcp, stop, 1)
+        waited_on(gcp, stop)
         bot.kill()
+        killed = time.monotonic()
 
         slack.outage()  # every Slack method, auth.test included, answers 500
         bot.start()  # before the fix: Bolt's auth.test raised and the process exited
-        waited_on(gcp, stop, 2)
+        waited_on(gcp, stop, since=killed)
         gcp.release_operations()
         park = next(op for op in store.operations_for("vm-k") if op.verb is Verb.PARK)
         assert until(lambda: store.operation(park.id).state is OperationState.SUCCEEDED, 30), bot.log()

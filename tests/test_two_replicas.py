@@ -62,12 +62,13 @@ def test_a_replica_frozen_past_its_lease_does_not_run_the_park_a_second_time(
         gcp.hold_operations()
         driver.click("park_confirm", blocks=driver.command("park vm-a").blocks)
         stop = held_op(gcp, "stop", "/instances/vm-a")
-        waited_on(gcp, stop, 1)
+        waited_on(gcp, stop)
         assert frozen.proc is not None
         frozen.proc.send_signal(signal.SIGSTOP)
+        frozen_at = time.monotonic()  # a stopped process looks at nothing
         time.sleep(1.5)  # past its lease
         other.start()
-        waited_on(gcp, stop, 2)  # the other replica took the park over and re-attached to the stop
+        waited_on(gcp, stop, since=frozen_at)  # the other replica took the park over and re-attached to the stop
         gcp.release_operations()
         park = next(op for op in store.operations_for("vm-a") if op.verb is Verb.PARK)
         assert until(lambda: store.operation(park.id).state is OperationState.SUCCEEDED, 30), other.log()

@@ -38,7 +38,10 @@ from bot.gcp.compute import (
     InstanceInfo,
     InstanceSpec,
     OperationStarted,
+    Started,
+    Steps,
     new_request_id,
+    run_to_end,
 )
 from bot.core.shapes import check_parkable, create_shape, not_kept
 from bot.gcp.shape import VmShape
@@ -153,10 +156,21 @@ class Workflows:
             return set(self._in_flight)
 
     def run(self, op_id: int) -> None:
+        """Run a recorded operation to its end on this thread, waiting on GCP here (``steps`` says the rest).
+
+        Submitted to the job runner, it is recognised (bot.app.operation_job) and driven as ``steps(op_id)``
+        instead, holding no thread while it waits on GCP."""
+        run_to_end(self.steps(op_id))
+
+    def steps(self, op_id: int) -> Steps[None]:
         """Run a recorded operation to its end, or on from where a dead run left it; never raises.
 
+        A generator: it yields each GCP operation it waits on (bot.gcp.compute.Started) and is sent
+        what that operation returned, or has its GceError thrown in where it waited. ``run`` drives it
+        on one thread; the job runner drives it with bot.gcp.watcher, holding no thread while it waits.
+
         The lease in the store (``claim_operation``) makes sure one process runs it;
-        ``_in_flight`` makes sure one thread of this process does. Whoever waits for
+        ``_in_flight`` makes sure one generator of this process does. Whoever waits for
         it (the HTTP API's ``?wait=``) is woken once the store holds the outcome.
         """
         with self._lock:
@@ -175,7 +189,7 @@ class Workflows:
                     log.info("%s of %s %s", op.verb.value, op.vm_name, how)
                     try:
                         with self.store.fenced_by(Lease(op.id, self.store.owner, op.lease_token)):
-                            self._run(op)
+                            yield from self._run(op)
                     except LeaseLost:
                         log.warning("%s of %s was taken over by another bot process (or handed over); "
                                     "stopping here", op.verb.value, op.vm_name)  # fmt: skip
@@ -191,7 +205,7 @@ class Workflows:
             with self._lock:
                 self._in_flight.discard(op_id)
 
-    def _run(self, op: Operation) -> None:
+    def _run(self, op: Operation) -> Steps[None]:
         op_id = op.id
         resumed = op.state is OperationState.RUNNING
         progress: Progress = _Resumed(self.progress_for(op), op) if resumed else self.progress_for(op)
@@ -204,7 +218,7 @@ class Workflows:
                      Verb.SUSPEND: self.suspend, Verb.RESUME: self.resume, Verb.ADOPT: self.adopt}  # fmt: skip
         workflow = workflows[op.verb]
         try:
-            outcome = workflow(op, progress)
+            outcome = yield from workflow(op, progress)
         except LeaseLost:
             raise  # another process has it: this one says and writes nothing more
         except GceTimeout as timeout:
@@ -280,7 +294,7 @@ class Workflows:
 
     # ---- the workflows ---------------------------------------------------------------
 
-    def create(self, op: Operation, progress: Progress) -> Outcome:
+    def create(self, op: Operation, progress: Progress) -> Steps[Outcome]:
         vm = self.store.vm(op.vm_name)
         assert vm is not None, "a create is recorded with its VM"
         name, zone, machine_type = vm.name, vm.zone, vm.machine_type
@@ -295,14 +309,14 @@ class Workflows:
         try:
             with self._step(op, progress, "create", f"Creating `{name}` from `{image}`…") as step:
                 if shape is None:
-                    instance = self._insert(step, self._spec(name, zone, machine_type, image))
+                    instance = yield from self._insert(step, self._spec(name, zone, machine_type, image))
                 else:
-                    instance = self._insert_shape(step, name, shape, boot_image=str(image), data_images={})
+                    instance = yield from self._insert_shape(step, name, shape, boot_image=str(image), data_images={})
         except StepFailed as failure:
-            return self._creation_failed(op, failure, zone, leaves_vm="does not exist", vm_state=VmState.DELETED)
+            return (yield from self._creation_failed(op, failure, zone, leaves_vm="does not exist", vm_state=VmState.DELETED))
         return self._running(name, instance, "created")
 
-    def park(self, op: Operation, progress: Progress) -> Outcome:
+    def park(self, op: Operation, progress: Progress) -> Steps[Outcome]:
         """Stop the VM, image every disk it has, and only once every image is READY delete the VM and its disks.
 
         Its shape is read from GCP first and refused (before anything is touched) if a disk cannot be imaged
@@ -341,7 +355,7 @@ class Workflows:
             # Past the stop once the images are recorded: a resumed park must not stop a VM it is deleting.
             if instance is not None and instance.status != "TERMINATED" and not recorded:
                 with self._step(op, progress, "stop", f"Stopping `{name}`…") as step:
-                    self._mutate(step, vm.zone, lambda rid, cb: self.compute.stop_instance(
+                    yield from self._mutate(step, vm.zone, lambda rid, cb: self.compute.stop_instance(
                         vm.zone, name, request_id=rid, on_started=cb))  # fmt: skip
             else:
                 self._settle(op, "stop")
@@ -357,9 +371,9 @@ class Workflows:
         ready: list[ImageInfo] = []
         for image_name, family, device, _disk in plan:
             try:
-                image = self._image(op, progress, name, image_name, family, device, sources.get(device))
+                image = yield from self._image(op, progress, name, image_name, family, device, sources.get(device))
             except StepFailed as failure:
-                self._drop_park_images(op.id)
+                yield from self._drop_park_images(op.id)
                 if instance is None:  # the VM vanished mid-park (deleted outside vmbot) and left no image
                     gone = "no longer exists in GCP and no image was kept"
                     return self._park_failed(name, failure, gone, VmState.DELETED)
@@ -372,12 +386,12 @@ class Workflows:
 
         try:
             text = f"{'Images' if len(ready) > 1 else 'Image'} ready. Deleting the VM `{name}`…"
-            self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
+            yield from self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
         except StepFailed as failure:
             return self._park_failed(
                 name, failure, f"is stopped and still exists; its images {names} are safe", VmState.STOPPED
             )
-        kept = self._delete_disks(op, progress, vm.zone, shape, plan)
+        kept = yield from self._delete_disks(op, progress, vm.zone, shape, plan)
         # Say "only" only when it is true: a previous image is dirty, but there until the sweeper deletes it.
         several = len(dirty) != 1
         older = (f" The previous image{'s' if several else ''} {', '.join(f'`{d}`' for d in dirty)} "
@@ -401,7 +415,7 @@ class Workflows:
             {"state": VmState.PARKED, "external_ip": None},
         )
 
-    def restore(self, op: Operation, progress: Progress) -> Outcome:
+    def restore(self, op: Operation, progress: Progress) -> Steps[Outcome]:
         name = op.vm_name
         vm = self.store.vm(name)
         assert vm is not None, "a restore is only recorded for a known VM"
@@ -418,12 +432,12 @@ class Workflows:
         try:
             with self._step(op, progress, "create", f"Creating `{name}` from image `{image.name}`…") as step:
                 if shape is None:  # parked before vmbot kept shapes: what it kept then, zone and machine type
-                    instance = self._insert(step, self._spec(name, vm.zone, machine_type, source))
+                    instance = yield from self._insert(step, self._spec(name, vm.zone, machine_type, source))
                 else:
                     shape = shape.with_machine_type(machine_type)
-                    instance = self._insert_shape(step, name, shape, boot_image=source, data_images=data_images)
+                    instance = yield from self._insert_shape(step, name, shape, boot_image=source, data_images=data_images)
         except StepFailed as failure:
-            return self._creation_failed(op, failure, vm.zone, leaves_vm="is still parked", vm_state=VmState.PARKED)
+            return (yield from self._creation_failed(op, failure, vm.zone, leaves_vm="is still parked", vm_state=VmState.PARKED))
         outcome = self._running(name, instance, "restored")
         outcome.vm_values["machine_type"] = machine_type
         if image.disk_name or data_images:  # images that hold a known disk: each made that disk again
@@ -434,7 +448,7 @@ class Workflows:
             outcome.vm_values["shape"] = replace(shape, external_ip=instance.external_ip).to_json()
         return outcome
 
-    def adopt(self, op: Operation, progress: Progress) -> Outcome:
+    def adopt(self, op: Operation, progress: Progress) -> Steps[Outcome]:
         """Take an instance vmbot did not make under management: label it (keeping its labels) and record its shape.
 
         Refused, with nothing changed, if GCP has no such instance, if it carries vmbot's label already, if a
@@ -463,7 +477,7 @@ class Workflows:
         if not done:
             try:
                 with self._step(op, progress, "label", f"Labelling `{name}` `managed-by=vmbot`, `vmbot-vm={name}`…") as step:
-                    self._mutate(step, zone, lambda rid, cb: self.compute.set_labels(
+                    yield from self._mutate(step, zone, lambda rid, cb: self.compute.set_labels(
                         zone, name, {**labels, **ours}, fingerprint=fingerprint, request_id=rid, on_started=cb))  # fmt: skip
             except StepFailed as failure:
                 if failure.status == 403:
@@ -490,7 +504,7 @@ class Workflows:
              "owner": op.params.get("owner") or op.requested_by},  # fmt: skip
         )
 
-    def delete(self, op: Operation, progress: Progress) -> Outcome:
+    def delete(self, op: Operation, progress: Progress) -> Steps[Outcome]:
         """Delete the instance (its boot disk goes with it), then mark the VM's images dirty for the sweeper.
 
         A parked VM has no instance: only its images are let go. The images are
@@ -506,7 +520,7 @@ class Workflows:
         kept_disks = self._disks_outliving(vm.zone, name) if instance is not None else []
         try:
             text = f"Deleting the VM `{name}` and its boot disk…"
-            self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
+            yield from self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
         except StepFailed as failure:
             return Outcome(
                 False,
@@ -539,21 +553,21 @@ class Workflows:
 
     # ---- the lighter pauses: stop/start and suspend/resume ------------------------------------
 
-    def stop(self, op: Operation, progress: Progress) -> Outcome:
+    def stop(self, op: Operation, progress: Progress) -> Steps[Outcome]:
         """Stop the VM, keeping its disk (still paid for); ``/vm start`` brings it back."""
-        return self._pause(op, progress, PAUSES[Verb.STOP])
+        return (yield from self._pause(op, progress, PAUSES[Verb.STOP]))
 
-    def start(self, op: Operation, progress: Progress) -> Outcome:
-        return self._pause(op, progress, PAUSES[Verb.START])
+    def start(self, op: Operation, progress: Progress) -> Steps[Outcome]:
+        return (yield from self._pause(op, progress, PAUSES[Verb.START]))
 
-    def suspend(self, op: Operation, progress: Progress) -> Outcome:
+    def suspend(self, op: Operation, progress: Progress) -> Steps[Outcome]:
         """Suspend the VM (memory kept). GCP refuses some machines (GPUs attached): the VM stays running."""
-        return self._pause(op, progress, PAUSES[Verb.SUSPEND])
+        return (yield from self._pause(op, progress, PAUSES[Verb.SUSPEND]))
 
-    def resume(self, op: Operation, progress: Progress) -> Outcome:
-        return self._pause(op, progress, PAUSES[Verb.RESUME])
+    def resume(self, op: Operation, progress: Progress) -> Steps[Outcome]:
+        return (yield from self._pause(op, progress, PAUSES[Verb.RESUME]))
 
-    def _pause(self, op: Operation, progress: Progress, pause: Pause) -> Outcome:
+    def _pause(self, op: Operation, progress: Progress, pause: Pause) -> Steps[Outcome]:
         """One GCP call and its wait, resumable: a VM GCP already shows in the end status is done."""
         name = op.vm_name
         vm = self.store.vm(name)
@@ -573,7 +587,7 @@ class Workflows:
             call = getattr(self.compute, f"{pause.step}_instance")
             try:
                 with self._step(op, progress, pause.step, f"{pause.doing} `{name}`…") as step:
-                    self._mutate(step, vm.zone, lambda rid, cb: call(vm.zone, name, request_id=rid, on_started=cb))
+                    yield from self._mutate(step, vm.zone, lambda rid, cb: call(vm.zone, name, request_id=rid, on_started=cb))
             except StepFailed as failure:
                 return Outcome(
                     False,
@@ -657,20 +671,25 @@ class Workflows:
         if earlier is not None:
             self.store.step_finished(earlier.id)
 
-    def _mutate(self, step: StepRun, zone: str | None, start: Callable[[str, OperationStarted], _T]) -> _T | None:
-        """Re-attach to the GCP operation a dead run started, else start it with the step's requestId.
+    def _mutate(
+        self, step: StepRun, zone: str | None, start: Callable[[str, OperationStarted], Started[_T]]
+    ) -> Steps[_T | None]:
+        """Re-attach to the GCP operation a dead run started, else start it with the step's requestId;
+        either way, wait on it (yield it).
 
-        Returns what ``start`` returned, or None after re-attaching.
+        Returns what the started operation returned, or None after re-attaching.
         """
         if step.gcp_operation:
             try:
-                self.compute.wait_for(step.gcp_operation, zone=zone)
+                yield self.compute.attach(step.gcp_operation, zone=zone)
                 return None
             except GceNotFound:  # GCP has forgotten the operation; the same requestId is still safe to send
                 log.info("GCP operation %s is gone; repeating its request %s", step.gcp_operation, step.request_id)
-        return start(step.request_id, step.on_started)
+        return (yield start(step.request_id, step.on_started))
 
-    def _delete_instance(self, op: Operation, progress: Progress, zone: str, name: str, text: str, *, exists: bool) -> None:
+    def _delete_instance(
+        self, op: Operation, progress: Progress, zone: str, name: str, text: str, *, exists: bool
+    ) -> Steps[None]:
         """The delete step of a park or a delete. An instance GCP no longer has (parked, or deleted by a
         run that died) is a finished delete; StepFailed if GCP refuses."""
         if not exists:
@@ -678,29 +697,31 @@ class Workflows:
             return
         with self._step(op, progress, "delete", text) as step:
             try:
-                self._mutate(step, zone, lambda rid, cb: self.compute.delete_instance(
+                yield from self._mutate(step, zone, lambda rid, cb: self.compute.delete_instance(
                     zone, name, request_id=rid, on_started=cb))  # fmt: skip
             except GceNotFound:
                 pass  # already gone: the delete a dead run started has finished
 
-    def _insert(self, step: StepRun, spec: InstanceSpec) -> InstanceInfo:
+    def _insert(self, step: StepRun, spec: InstanceSpec) -> Steps[InstanceInfo]:
         """The create step of a create or restore: insert (or re-attach), then read the instance back."""
-        return self._inserted(step, spec.zone, spec.name, lambda rid, cb: self.compute.create_instance(
-            spec, request_id=rid, on_started=cb))  # fmt: skip
+        return (yield from self._inserted(step, spec.zone, spec.name, lambda rid, cb: self.compute.create_instance(
+            spec, request_id=rid, on_started=cb)))  # fmt: skip
 
     def _insert_shape(
         self, step: StepRun, name: str, shape: VmShape, *, boot_image: str, data_images: dict[str, str]
-    ) -> InstanceInfo:
+    ) -> Steps[InstanceInfo]:
         """The create step when the VM has a shape: the same VM as before, each data disk from its image."""
         startup = {"startup-script": self.startup_script, "vmbot-web-port": str(self.settings.web_port)}
-        return self._inserted(step, shape.zone, name, lambda rid, cb: self.compute.create_instance_from_shape(
+        return (yield from self._inserted(step, shape.zone, name, lambda rid, cb: self.compute.create_instance_from_shape(
             name, shape, labels=labels_for(name), boot_image=boot_image, data_images=data_images,
-            startup_metadata=startup if shape.vmbot_startup_script else {}, request_id=rid, on_started=cb))  # fmt: skip
+            startup_metadata=startup if shape.vmbot_startup_script else {}, request_id=rid, on_started=cb)))  # fmt: skip
 
-    def _inserted(self, step: StepRun, zone: str, name: str, insert: Callable[[str, OperationStarted], InstanceInfo]) -> InstanceInfo:
+    def _inserted(
+        self, step: StepRun, zone: str, name: str, insert: Callable[[str, OperationStarted], Started[InstanceInfo]]
+    ) -> Steps[InstanceInfo]:
         conflict: GceAlreadyExists | None = None
         try:
-            instance = self._mutate(step, zone, insert)
+            instance = yield from self._mutate(step, zone, insert)
         except GceAlreadyExists as exists:
             instance, conflict = None, exists  # ours, made by the dead run (its requestId had expired in GCP)?
         if instance is None:
@@ -714,7 +735,7 @@ class Workflows:
     def _image(
         self, op: Operation, progress: Progress, name: str, image_name: str, family: str, device: str | None,
         source_disk: str | None,
-    ) -> ImageInfo:  # fmt: skip
+    ) -> Steps[ImageInfo]:  # fmt: skip
         """One image step (the boot disk's is ``image``, a data disk's ``image:DEVICE``): record an image GCP
         already has READY, else make it (or re-attach) and wait."""
         step_name = image_step(device)
@@ -730,7 +751,7 @@ class Workflows:
         with self._step(op, progress, step_name, text) as step:
             if image is None and not source_disk:
                 raise GceError(f"the instance `{name}` is gone, so there is no disk to image")
-            made = self._mutate(
+            made = yield from self._mutate(
                 step,
                 None,
                 lambda rid, cb: self.compute.create_image(
@@ -784,18 +805,18 @@ class Workflows:
             sources[None] = shape.boot_disk.source
         return sources
 
-    def _drop_park_images(self, op_id: int) -> None:
+    def _drop_park_images(self, op_id: int) -> Steps[None]:
         """A park that could not image every disk keeps none of its images: a set with a disk missing restores nothing."""
         for image in self.store.images_of_operation(op_id):
             if image.state is ImageState.READY:
                 self.store.set_image_state(image.name, ImageState.DIRTY, expected=ImageState.READY)
             elif image.state is ImageState.PENDING:
-                self._drop_failed_image(image.name)
+                yield from self._drop_failed_image(image.name)
 
     def _delete_disks(
         self, op: Operation, progress: Progress, zone: str, shape: VmShape | None,
         plan: list[tuple[str, str, str | None, str | None]],
-    ) -> str | None:  # fmt: skip
+    ) -> Steps[str | None]:  # fmt: skip
         """After the VM: its data disks that do not go with it (autoDelete off), each its own step, each noted on its
         image's record. The disks that went with the VM are noted too. Returns what was left behind, if anything."""
         disks = {disk.device_name: disk for disk in shape.data_disks} if shape else {}
@@ -813,7 +834,7 @@ class Workflows:
             try:
                 with self._step(op, progress, step_name, f"Deleting its disk `{disk.name}` (device `{device}`)…") as step:
                     try:
-                        self._mutate(step, zone, lambda rid, cb, disk=disk: self.compute.delete_disk(
+                        yield from self._mutate(step, zone, lambda rid, cb, disk=disk: self.compute.delete_disk(
                             zone, disk.name, request_id=rid, on_started=cb))  # fmt: skip
                     except GceNotFound:
                         pass  # already gone: the delete a dead run started has finished
@@ -837,12 +858,12 @@ class Workflows:
     def _image_url(self, image_name: str) -> str:
         return f"projects/{self.compute.project}/global/images/{image_name}"
 
-    def _drop_failed_image(self, image_name: str) -> None:
+    def _drop_failed_image(self, image_name: str) -> Steps[None]:
         """A failed image must not linger in GCP unrecorded: mark it failed, and delete what GCP kept."""
         self.store.image_failed(image_name)
         try:
             if self.compute.get_image(image_name) is not None:
-                self.compute.delete_image(image_name)
+                yield self.compute.delete_image(image_name)
         except GceError as error:
             log.error("could not delete the failed image %s: %s (reconcile will report it)", image_name, error.message)
 
@@ -869,12 +890,14 @@ class Workflows:
             {"state": VmState.RUNNING, "external_ip": instance.external_ip},
         )
 
-    def _creation_failed(self, op: Operation, failure: StepFailed, zone: str, *, leaves_vm: str, vm_state: VmState) -> Outcome:
+    def _creation_failed(
+        self, op: Operation, failure: StepFailed, zone: str, *, leaves_vm: str, vm_state: VmState
+    ) -> Steps[Outcome]:
         """Remove whatever a failed insert left behind, so no half-created VM lingers."""
         name = op.vm_name
         try:
             if self.compute.get_instance(zone, name) is not None:
-                self.compute.delete_instance(zone, name)
+                yield self.compute.delete_instance(zone, name)
         except GceError as error:
             log.error("could not clean up %s after a failed %s: %s", name, op.verb.value, error.message)
             leaves_vm = f"may exist half-made in GCP (cleaning it up failed: {error.message})"

@@ -1,11 +1,13 @@
 """The GCP adapter: the only module that talks to Compute Engine.
 
-Every mutating call returns a long-running operation; ``_wait`` owns waiting
-for it. It uses our own Zone/GlobalOperationsClient ``wait`` (the endpoint
-returns when the operation is DONE or after about two minutes, so we loop),
-because ``ExtendedOperation.result()`` in google-cloud-compute 1.x polls through
-an operations client built without our ``client_options`` and would ignore a
-custom endpoint.
+Every mutating call returns the long-running operation GCP started, as ``Started`` (as
+the client's own ``ExtendedOperation`` is): ``Started.wait()`` blocks on our own
+Zone/GlobalOperationsClient ``wait`` (the endpoint returns when the operation is DONE
+or after about two minutes, so we loop), because ``ExtendedOperation.result()`` in
+google-cloud-compute 1.x polls through an operations client built without our
+``client_options`` and would ignore a custom endpoint. A workflow does not block:
+it yields the ``Started`` and bot.gcp.watcher watches it with many others
+(``list_operations``: one list call per zone), so a waiting workflow holds no thread.
 
 Transient failures (HTTP 429/500/502/503/504, rateLimitExceeded, backendError,
 a dropped connection) are retried here and nowhere else (``is_transient``), on
@@ -21,12 +23,14 @@ and raised at once as a GceError with GCP's message.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 import requests
 from google.api_core import exceptions as api_exceptions
@@ -181,6 +185,59 @@ class ImageInfo:
 
 
 OperationStarted = Callable[[str], None]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, eq=False)
+class Started(Generic[_T]):
+    """A GCP operation vmbot started (or re-attached to), not yet seen to end: what every mutation returns,
+    as the client's own ``ExtendedOperation`` is.
+
+    ``wait()`` holds the calling thread until GCP says DONE (the sweeper, tests, ``run_to_end``). A workflow
+    instead yields it: the job runner hands it to bot.gcp.watcher, which watches every operation in flight
+    with one list call per zone, and carries the workflow on with ``result(operation)`` once GCP says DONE,
+    so a waiting workflow holds no thread.
+    """
+
+    name: str
+    zone: str | None
+    _wait_until_done: Callable[[str, str | None], compute_v1.Operation] = field(repr=False)
+    _result: Callable[[compute_v1.Operation], _T] = field(repr=False)
+
+    def wait(self) -> _T:
+        """Block until the operation is DONE; its result, or GceError/GceTimeout as the operation ended."""
+        return self._result(self._wait_until_done(self.name, self.zone))
+
+    def result(self, done: compute_v1.Operation) -> _T:
+        """What the operation, DONE as ``done`` says, means: the call's result, or GceError with GCP's message."""
+        return self._result(done)
+
+
+Steps = Generator[Started[Any], Any, _T]  # a workflow: yields each GCP operation it waits on, is sent its result
+
+
+def run_to_end(steps: Steps[_T]) -> _T:
+    """Drive ``steps`` on this thread, waiting on each operation it yields; what it returns.
+
+    The blocking way to run a workflow (tests, a surface that runs one inline); the job runner drives
+    the same generator holding no thread while it waits (bot.jobs.runner)."""
+    outcome: Callable[[], Any] = lambda: None  # noqa: E731 - the first send is None, as for any generator
+    while True:
+        try:
+            started = step_on(steps, outcome)
+        except StopIteration as end:
+            return end.value  # type: ignore[no-any-return]
+        outcome = started.wait
+
+
+def step_on(steps: Steps[Any], outcome: Callable[[], Any]) -> Started[Any]:
+    """Carry ``steps`` on to the next operation it waits on: send it what ``outcome()`` returns, or throw
+    in what it raises, where it waited. Raises StopIteration when the workflow ends."""
+    try:
+        value = outcome()
+    except Exception as error:  # noqa: BLE001 - raised inside the workflow, where it waited
+        return steps.throw(error)
+    return steps.send(value)
 
 
 class Compute:
@@ -213,9 +270,8 @@ class Compute:
         self.disks = compute_v1.DisksClient(**kwargs)
         self.zone_operations = compute_v1.ZoneOperationsClient(**kwargs)
         self.global_operations = compute_v1.GlobalOperationsClient(**kwargs)
-        if connections > 10:  # requests' default pool size
-            for client in (self.instances, self.images, self.disks, self.zone_operations, self.global_operations):
-                _widen_pool(client, connections)
+        for client in (self.instances, self.images, self.disks, self.zone_operations, self.global_operations):
+            _tune_session(client, connections, endpoint or "https://compute.googleapis.com")
         # api_core's Retry sleeps a random time up to the exponential delay (full jitter).
         self.retry = Retry(
             predicate=is_transient, initial=retry_initial, maximum=30.0, multiplier=2.0, timeout=retry_deadline
@@ -232,7 +288,7 @@ class Compute:
 
     def create_instance(
         self, spec: InstanceSpec, *, request_id: str | None = None, on_started: OperationStarted | None = None
-    ) -> InstanceInfo:
+    ) -> Started[InstanceInfo]:
         """Insert an instance and wait until it is RUNNING; raise GceError with GCP's message."""
         request = compute_v1.InsertInstanceRequest(
             project=self.project,
@@ -240,55 +296,52 @@ class Compute:
             instance_resource=instance_resource(spec),
             request_id=request_id or new_request_id(),
         )
-        self._wait(self._call(self.instances.insert, request=request), zone=spec.zone, on_started=on_started)
-        info = self.get_instance(spec.zone, spec.name)
-        if info is None:
-            raise GceError(f"GCP reported {spec.name} created, but it is not there")
-        return info
+        return self._started(self._call(self.instances.insert, request=request), spec.zone, on_started,
+                             then=lambda: self._created(spec.zone, spec.name))
 
     def stop_instance(
         self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
-    ) -> None:
+    ) -> Started[None]:
         request = compute_v1.StopInstanceRequest(
             project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
         )
-        self._wait(self._call(self.instances.stop, request=request), zone=zone, on_started=on_started)
+        return self._started(self._call(self.instances.stop, request=request), zone, on_started)
 
     def start_instance(
         self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
-    ) -> None:
+    ) -> Started[None]:
         """Start a stopped (TERMINATED) instance and wait until GCP says the start is done."""
         request = compute_v1.StartInstanceRequest(
             project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
         )
-        self._wait(self._call(self.instances.start, request=request), zone=zone, on_started=on_started)
+        return self._started(self._call(self.instances.start, request=request), zone, on_started)
 
     def suspend_instance(
         self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
-    ) -> None:
+    ) -> Started[None]:
         """Suspend a running instance (GCP keeps its memory). GCP refuses some machines at once, e.g.
         with GPUs attached: that refusal is raised as a GceError carrying GCP's message."""
         request = compute_v1.SuspendInstanceRequest(
             project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
         )
-        self._wait(self._call(self.instances.suspend, request=request), zone=zone, on_started=on_started)
+        return self._started(self._call(self.instances.suspend, request=request), zone, on_started)
 
     def resume_instance(
         self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
-    ) -> None:
+    ) -> Started[None]:
         """Resume a suspended instance and wait until GCP says it is done."""
         request = compute_v1.ResumeInstanceRequest(
             project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
         )
-        self._wait(self._call(self.instances.resume, request=request), zone=zone, on_started=on_started)
+        return self._started(self._call(self.instances.resume, request=request), zone, on_started)
 
     def delete_instance(
         self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
-    ) -> None:
+    ) -> Started[None]:
         request = compute_v1.DeleteInstanceRequest(
             project=self.project, zone=zone, instance=name, request_id=request_id or new_request_id()
         )
-        self._wait(self._call(self.instances.delete, request=request), zone=zone, on_started=on_started)
+        return self._started(self._call(self.instances.delete, request=request), zone, on_started)
 
     def read_shape(self, zone: str, name: str) -> VmShape | None:
         """The VM's whole shape (instances.get, then disks.get for each persistent disk); None if it is gone."""
@@ -311,7 +364,7 @@ class Compute:
     def set_labels(
         self, zone: str, name: str, labels: dict[str, str], *, fingerprint: str,
         request_id: str | None = None, on_started: OperationStarted | None = None,
-    ) -> None:  # fmt: skip
+    ) -> Started[None]:  # fmt: skip
         """Replace the instance's labels; ``fingerprint`` is the one read with them, so a change made
         meanwhile by someone else fails (412) instead of being overwritten."""
         body = compute_v1.InstancesSetLabelsRequest(labels=labels, label_fingerprint=fingerprint)
@@ -319,13 +372,13 @@ class Compute:
             project=self.project, zone=zone, instance=name, instances_set_labels_request_resource=body,
             request_id=request_id or new_request_id(),
         )  # fmt: skip
-        self._wait(self._call(self.instances.set_labels, request=request), zone=zone, on_started=on_started)
+        return self._started(self._call(self.instances.set_labels, request=request), zone, on_started)
 
     def create_instance_from_shape(
         self, name: str, shape: VmShape, *, labels: dict[str, str], boot_image: str,
         data_images: dict[str, str] | None = None, startup_metadata: dict[str, str] | None = None,
         request_id: str | None = None, on_started: OperationStarted | None = None,
-    ) -> InstanceInfo:  # fmt: skip
+    ) -> Started[InstanceInfo]:  # fmt: skip
         """Insert an instance of ``shape`` (its data disks made from ``data_images``, by device name) and
         wait until it is RUNNING."""
         resource = shape_resource(name, shape, labels=labels, boot_image=boot_image, data_images=data_images or {},
@@ -333,8 +386,11 @@ class Compute:
         request = compute_v1.InsertInstanceRequest(
             project=self.project, zone=shape.zone, instance_resource=resource, request_id=request_id or new_request_id()
         )
-        self._wait(self._call(self.instances.insert, request=request), zone=shape.zone, on_started=on_started)
-        info = self.get_instance(shape.zone, name)
+        return self._started(self._call(self.instances.insert, request=request), shape.zone, on_started,
+                             then=lambda: self._created(shape.zone, name))
+
+    def _created(self, zone: str, name: str) -> InstanceInfo:
+        info = self.get_instance(zone, name)
         if info is None:
             raise GceError(f"GCP reported {name} created, but it is not there")
         return info
@@ -350,11 +406,11 @@ class Compute:
 
     def delete_disk(
         self, zone: str, name: str, *, request_id: str | None = None, on_started: OperationStarted | None = None
-    ) -> None:
+    ) -> Started[None]:
         request = compute_v1.DeleteDiskRequest(
             project=self.project, zone=zone, disk=name, request_id=request_id or new_request_id()
         )
-        self._wait(self._call(self.disks.delete, request=request), zone=zone, on_started=on_started)
+        return self._started(self._call(self.disks.delete, request=request), zone, on_started)
 
     def _disk_shape(self, attached: compute_v1.AttachedDisk) -> DiskShape:
         common = {"device_name": attached.device_name, "mode": attached.mode or "READ_WRITE", "boot": attached.boot,
@@ -384,21 +440,24 @@ class Compute:
         labels: dict[str, str],
         request_id: str | None = None,
         on_started: OperationStarted | None = None,
-    ) -> ImageInfo:
+    ) -> Started[ImageInfo]:
         """Image a (stopped) VM's boot disk into ``family`` and wait until the image is READY."""
         image = compute_v1.Image(name=name, family=family, source_disk=source_disk, labels=labels)
         request = compute_v1.InsertImageRequest(
             project=self.project, image_resource=image, request_id=request_id or new_request_id()
         )
-        self._wait(self._call(self.images.insert, request=request), zone=None, on_started=on_started)
+        return self._started(self._call(self.images.insert, request=request), None, on_started,
+                             then=lambda: self._ready_image(name))
+
+    def _ready_image(self, name: str) -> ImageInfo:
         info = self.get_image(name)
         if info is None or info.status != "READY":
             raise GceError(f"image {name} did not become READY (status {info.status if info else 'missing'})")
         return info
 
-    def delete_image(self, name: str, *, on_started: OperationStarted | None = None) -> None:
+    def delete_image(self, name: str, *, on_started: OperationStarted | None = None) -> Started[None]:
         request = compute_v1.DeleteImageRequest(project=self.project, image=name, request_id=new_request_id())
-        self._wait(self._call(self.images.delete, request=request), zone=None, on_started=on_started)
+        return self._started(self._call(self.images.delete, request=request), None, on_started)
 
     def list_images(self, labels: dict[str, str]) -> Iterator[ImageInfo]:
         """The project's images carrying all ``labels`` (pages are fetched as the iterator goes)."""
@@ -431,34 +490,56 @@ class Compute:
 
     # ---- operations ----------------------------------------------------------------
 
-    def wait_for(self, operation_name: str, *, zone: str | None) -> None:
-        """Wait for a GCP operation we started earlier (e.g. before a restart), by its name.
+    def attach(self, operation_name: str, *, zone: str | None) -> Started[None]:
+        """A GCP operation started earlier (e.g. before a restart), by its name, to wait on again.
 
-        Raises GceNotFound when GCP no longer knows the operation, and GceError
+        Waiting raises GceNotFound when GCP no longer knows the operation, and GceError
         when the operation ended with an error, exactly as the original call would have.
         """
-        operation = self._poll(operation_name, zone)
-        self._wait(operation, zone=zone, on_started=None)
+        return Started(operation_name, zone, self._wait_until_done, self._ended)
 
-    def _wait(
-        self,
-        operation: ExtendedOperation | compute_v1.Operation,
-        *,
-        zone: str | None,
-        on_started: OperationStarted | None,
-    ) -> compute_v1.Operation:
-        name = operation.name
+    def list_operations(self, zone: str | None, names: Sequence[str]) -> dict[str, compute_v1.Operation]:
+        """The named operations of one zone (or the global ones) as GCP has them now, by name: one list
+        call with a filter on their names (how bot.gcp.watcher watches many at once). A name GCP does
+        not know is left out."""
+        expression = " OR ".join(f'(name = "{name}")' for name in names)
+        if zone:
+            request = compute_v1.ListZoneOperationsRequest(project=self.project, zone=zone, filter=expression)
+            pager = self._call(self.zone_operations.list, request=request)
+        else:
+            request = compute_v1.ListGlobalOperationsRequest(project=self.project, filter=expression)
+            pager = self._call(self.global_operations.list, request=request)
+        try:
+            return {operation.name: operation for operation in pager}
+        except api_exceptions.GoogleAPICallError as exc:  # a later page
+            raise _translate(exc) from exc
+
+    def _started(
+        self, operation: ExtendedOperation, zone: str | None, on_started: OperationStarted | None,
+        then: Callable[[], _T] = lambda: None,  # type: ignore[assignment, return-value]
+    ) -> Started[_T]:  # fmt: skip
+        """A mutation GCP accepted: its operation's name goes to ``on_started`` (the step's record) first."""
         if on_started:
-            on_started(name)
-        deadline = time.monotonic() + self.operation_timeout
-        while operation.status != DONE:
-            if time.monotonic() > deadline:
-                raise GceTimeout(f"GCP operation {name} did not finish within {self.operation_timeout:g} s", operation=name)
-            operation = self._poll(name, zone, wait=True)
+            on_started(operation.name)
+        return Started(operation.name, zone, self._wait_until_done, lambda done: self._ended(done, then))
+
+    @staticmethod
+    def _ended(operation: compute_v1.Operation, then: Callable[[], _T] = lambda: None) -> _T:  # type: ignore[assignment, return-value]
+        """What a DONE operation means: GceError with GCP's message if it failed, else ``then()``."""
         errors = list(operation.error.errors) if operation.error else []
         if errors:
             message = "; ".join(error.message or error.code for error in errors)
             raise GceError(message, status=operation.http_error_status_code or None, reason=errors[0].code)
+        return then()
+
+    def _wait_until_done(self, name: str, zone: str | None) -> compute_v1.Operation:
+        """Block this thread on GCP's ``wait`` (it returns when DONE or after about two minutes) until DONE."""
+        deadline = time.monotonic() + self.operation_timeout
+        operation = self._poll(name, zone, wait=True)
+        while operation.status != DONE:
+            if time.monotonic() > deadline:
+                raise GceTimeout(f"GCP operation {name} did not finish within {self.operation_timeout:g} s", operation=name)
+            operation = self._poll(name, zone, wait=True)
         return operation
 
     def _poll(self, name: str, zone: str | None, *, wait: bool = False) -> compute_v1.Operation:
@@ -486,16 +567,27 @@ class Compute:
                 raise GceError(f"I could not reach GCP: {exc}") from exc
 
 
-def _widen_pool(client: object, connections: int) -> None:
-    """Let the REST transport's session keep ``connections`` connections. The transport makes its own
-    AuthorizedSession (a requests.Session) and offers no option for its pool, hence the private attribute;
-    a transport without one is left as it is."""
+def _tune_session(client: object, connections: int, url: str) -> None:
+    """Set the REST transport's session (an AuthorizedSession, a requests.Session) up once, not on every call.
+
+    * Its pool keeps ``connections`` connections (requests keeps 10; past them urllib3 opens and discards
+      one per call).
+    * The environment's proxies (``HTTPS_PROXY``, ``NO_PROXY``) and CA bundle (``REQUESTS_CA_BUNDLE``,
+      ``CURL_CA_BUNDLE``) are read here, once: with ``trust_env`` requests reads them on every request,
+      scanning the whole environment twice per call, which was about a twentieth of a park's CPU.
+
+    The transport offers no option for either, hence the private attribute; a transport without a
+    session is left as it is."""
     session = getattr(getattr(client, "_transport", None), "_session", None)
-    if session is None or not hasattr(session, "mount"):
+    if not isinstance(session, requests.Session):
         return
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=connections)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
+    if connections > 10:
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=connections)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or session.verify
+    session.trust_env = False
 
 
 def _call_name(method) -> str:  # type: ignore[no-untyped-def]

@@ -21,19 +21,16 @@ It is a ``ThreadPoolExecutor`` plus three things, each for a reason:
   it, and what it sets does not leak into the next job on the same thread.
 * ``drain()`` waits for every job and the jobs those started (tests, the demo,
   shutdown), and a job's failure is logged once with its traceback.
-* Operations have a pool of their own, ``in_flight`` threads (VMBOT_MAX_IN_FLIGHT,
-  default 200), apart from the ``workers`` threads (VMBOT_WORKERS) for the short jobs
-  (Slack answers, reports), so a burst of parks never makes a list or a button press wait.
-  A workflow is synchronous and holds its thread while bot.gcp.compute waits on GCP,
-  so this is the pragmatic route of issue 19, not a watcher: the number of operations
-  in flight is a setting apart from the short-job threads, operation threads start
-  lazily (one per operation running at once, up to the bound) and each has a small
-  stack (OPERATION_STACK).
-  An operation that finds every slot taken says so in its thread once
-  (``on_queued``: "queued behind N others"). Measured with ``python -m bench`` row 8
-  (100 parks at once, default settings): see the README's table; the thread count
-  grows with the operations in flight (about one per operation), which a watcher
-  multiplexing GCP's ``wait`` calls would remove.
+* Operations do not hold a thread while they wait on GCP. A workflow is a generator
+  (bot.core.workflows ``Workflows.steps``) that yields each GCP operation it waits on;
+  the runner hands that operation to the watcher (bot.gcp.watcher, one thread for all
+  of them) and frees the thread, and carries the workflow on, on one of
+  ``operation_threads`` threads (VMBOT_OPERATION_THREADS), once GCP says it is DONE.
+  So the threads stay few however many operations are in flight; those threads only
+  run the steps between two waits (a few GCP and database calls each).
+  At most ``in_flight`` operations (VMBOT_MAX_IN_FLIGHT, default 200) are under way at
+  once; one more waits in a list, holding no thread, and says so in its thread once
+  (``on_queued``: "queued behind N others").
 """
 
 from __future__ import annotations
@@ -42,16 +39,32 @@ import contextvars
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from bot.gcp.compute import Steps, step_on
 
 log = logging.getLogger(__name__)
 
 MAX_DEFER = 0.5  # seconds a job waits at most for requests in flight
-OPERATION_STACK = 512 * 1024  # bytes of stack per operation thread (Linux's default is 8 MiB of address space)
+OPERATION_THREADS = 8  # threads that carry operations on between their waits on GCP
+
+
+class OperationAbandoned(Exception):
+    """The runner stopped (not waiting) while the operation waited on GCP: its lease is let go and the
+    next process carries it on (bot.jobs.resume); this one writes nothing more for it."""
+
+
+class Watcher(Protocol):
+    """What the runner needs of bot.gcp.watcher.OperationWatcher."""
+
+    def watch(self, started: Any, wake: Callable[[Callable[[], Any]], None]) -> None: ...
+
+    def stop(self) -> list[Any]: ...
 
 
 @dataclass
@@ -60,10 +73,15 @@ class _Held:
     run: Callable[[], Any]  # the job, in a copy of its submitter's context
     since: float
     operation: int | None = None  # the operation the job runs (``operation_of``), if any
+    context: contextvars.Context | None = None  # the submitter's context, copied: each step of an operation runs in it
+    steps: Steps[Any] | None = None  # the operation's workflow, once it has begun
+    ended: bool = False
+    let_go: bool = False
 
 
 OperationOf = Callable[[Callable[..., Any], tuple[Any, ...]], "int | None"]
 OnQueued = Callable[[int, int, int], None]  # (operation id, how many wait ahead of it, slots)
+StepsOf = Callable[[int], Steps[Any]]  # an operation's workflow, by the operation's id
 
 
 class JobRunner:
@@ -73,20 +91,25 @@ class JobRunner:
         *,
         max_defer: float = MAX_DEFER,
         in_flight: int | None = None,
+        operation_threads: int = OPERATION_THREADS,
         operation_of: OperationOf | None = None,
+        steps_of: StepsOf | None = None,
+        watcher: Watcher | None = None,
         on_queued: OnQueued | None = None,
     ) -> None:
-        """``in_flight``: threads for operations (``operation_of(fn, args)`` says which job runs one);
-        None runs them on the ``workers`` pool. ``on_queued`` is told, once per job, when an operation
-        has to wait for a slot."""
+        """Operations: ``operation_of(fn, args)`` says which job runs one, ``steps_of(op_id)`` is its workflow
+        and ``watcher`` waits on GCP for it; without all three every job runs on the ``workers`` pool.
+        ``in_flight`` bounds the operations under way (default: ``workers``); ``on_queued`` is told, once
+        per operation, when one has to wait for a slot."""
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vmbot-job")
-        self.in_flight = in_flight
-        self._operations = self._pool
-        if in_flight is not None:
-            self._operations = _SmallStackPool(in_flight, thread_name_prefix="vmbot-op")
+        self.in_flight = in_flight or workers
+        self._operations = ThreadPoolExecutor(max_workers=operation_threads, thread_name_prefix="vmbot-op")
         self.operation_of = operation_of or (lambda fn, args: None)
+        self.steps_of, self.watcher = steps_of, watcher
         self.on_queued = on_queued
-        self._in_pool = 0  # operation jobs handed to their pool and not ended: running, or waiting for a slot
+        self._in_pool = 0  # operations under way (at most ``in_flight``) or waiting for a slot
+        self._waiting: deque[_Held] = deque()  # operations waiting for a slot, first come first served
+        self._parked: dict[int, _Held] = {}  # the operations waiting on GCP now (in the watcher), by id(job)
         self.max_defer = max_defer
         self._lock = threading.Condition()
         self._answering = 0
@@ -127,7 +150,8 @@ class JobRunner:
         """Run ``fn(*args)`` on the pool, in a copy of the caller's context (its log context, bot.logs;
         whatever the job sets does not leak into the next job on the same thread)."""
         context = contextvars.copy_context()
-        held = _Held(Future(), lambda: context.run(fn, *args), time.monotonic(), self.operation_of(fn, args))
+        operation = self.operation_of(fn, args) if self.steps_of and self.watcher else None
+        held = _Held(Future(), lambda: context.run(fn, *args), time.monotonic(), operation, context)
         held.future.add_done_callback(self._done)
         with self._lock:
             if self._stopped:
@@ -158,30 +182,84 @@ class JobRunner:
             queued.add_done_callback(lambda queued, job=job: queued.cancelled() and job.future.cancel())
 
     def _start_operation(self, job: _Held) -> None:
-        """Hand an operation to its pool, counted while it runs or waits; say so when it has to wait."""
-        slots = self.in_flight or self._pool._max_workers
+        """Begin an operation, or queue it (holding no thread) and say so when every slot is taken."""
         with self._lock:
-            ahead = self._in_pool - slots  # operations waiting for a slot before this one
+            ahead = self._in_pool - self.in_flight  # operations waiting for a slot before this one
             self._in_pool += 1
-        try:
-            queued = self._operations.submit(self._run_operation, job)
-        except BaseException:
-            with self._lock:
-                self._in_pool -= 1
-            raise
-        queued.add_done_callback(lambda queued, job=job: queued.cancelled() and job.future.cancel())
-        if ahead >= 0 and self.on_queued is not None and job.operation is not None:
+            if ahead >= 0:
+                self._waiting.append(job)
+        if ahead < 0:
+            self._carry_on(job, None)
+            return
+        if self.on_queued is not None and job.operation is not None:
             try:
-                self.on_queued(job.operation, ahead, slots)
+                self.on_queued(job.operation, ahead, self.in_flight)
             except Exception:  # telling is a courtesy: the operation still runs
                 log.exception("could not say that operation %s is queued", job.operation)
 
-    def _run_operation(self, job: _Held) -> None:
+    def _carry_on(self, job: _Held, outcome: Callable[[], Any] | None) -> None:
+        """Run the operation's next steps on an operation thread (``outcome``: what its last wait gave)."""
+        with self._lock:
+            self._parked.pop(id(job), None)
         try:
-            _run_into(job.future, job.run)
-        finally:
-            with self._lock:
-                self._in_pool -= 1
+            queued = self._operations.submit(self._advance, job, outcome)
+        except RuntimeError:  # the runner was shut down meanwhile
+            self._abandon(job)
+            return
+        queued.add_done_callback(lambda queued: queued.cancelled() and self._abandon(job))  # shut down, not waiting
+
+    def _advance(self, job: _Held, outcome: Callable[[], Any] | None) -> None:
+        """Carry the workflow on to its next wait on GCP (then park it with the watcher), or to its end."""
+        assert job.context is not None and job.operation is not None and self.steps_of and self.watcher
+        try:
+            if job.steps is None:
+                if not job.future.set_running_or_notify_cancel():
+                    self._operation_ended(job)
+                    return
+                job.steps = job.context.run(self.steps_of, job.operation)
+            started = job.context.run(step_on, job.steps, outcome or (lambda: None))
+        except StopIteration as end:
+            job.future.set_result(end.value)
+            self._operation_ended(job)
+            return
+        except BaseException as error:  # noqa: BLE001 - handed to the future, as ThreadPoolExecutor does
+            job.future.set_exception(error)
+            self._operation_ended(job)
+            return
+        with self._lock:
+            self._parked[id(job)] = job
+        try:
+            self.watcher.watch(started, lambda outcome: self._carry_on(job, outcome))
+        except RuntimeError:  # the watcher was stopped
+            self._abandon(job)
+
+    def _abandon(self, job: _Held) -> None:
+        """The runner stopped while the operation waited: end its workflow where it waited (its ``finally``
+        blocks run; its step stays unfinished, with the GCP operation's name, for the next process)."""
+        with self._lock:
+            self._parked.pop(id(job), None)
+            if job.let_go:
+                return
+            job.let_go = True
+        if job.steps is not None and job.context is not None:
+            try:
+                job.context.run(job.steps.close)
+            except Exception:  # noqa: BLE001 - it is being let go either way
+                log.exception("operation %s did not end cleanly when let go", job.operation)
+        if not job.future.done():
+            job.future.set_exception(OperationAbandoned(f"operation {job.operation} was let go while it waited on GCP"))
+        self._operation_ended(job)
+
+    def _operation_ended(self, job: _Held) -> None:
+        """A slot is free: the first operation waiting for one begins."""
+        with self._lock:
+            if job.ended:
+                return
+            job.ended = True
+            self._in_pool -= 1
+            following = self._waiting.popleft() if self._waiting and not self._stopped else None
+        if following is not None:
+            self._carry_on(following, None)
 
     def _release_when_due(self) -> None:
         """Starts held jobs whose ``max_defer`` has passed while requests kept coming."""
@@ -204,7 +282,7 @@ class JobRunner:
     def _done(self, future: Future[Any]) -> None:
         with self._lock:
             self._pending.discard(future)
-        if not future.cancelled() and future.exception() is not None:
+        if not future.cancelled() and future.exception() is not None and not isinstance(future.exception(), OperationAbandoned):
             log.error("background job failed", exc_info=future.exception())
 
     def pending(self) -> int:
@@ -227,19 +305,29 @@ class JobRunner:
                 return False
 
     def shutdown(self, *, wait: bool = True) -> None:
-        """Stop: held jobs start first (``wait``) or are cancelled with the queued ones (not ``wait``)."""
+        """Stop: held jobs start first and every operation runs to its end (``wait``), or held and queued jobs
+        are cancelled and the operations waiting on GCP are let go (not ``wait``: a hand-over)."""
         with self._lock:
-            self._stopped = True
-            held, self._held = self._held, []
+            if wait:
+                held, self._held = self._held, []
             self._lock.notify_all()
         if wait:
             self._start(held)
-        else:
-            for job in held:
-                job.future.cancel()
+            self.drain()
+        with self._lock:
+            self._stopped = True
+            held, self._held = self._held, []
+            waiting, self._waiting = list(self._waiting), deque()
+            parked = list(self._parked.values())
+            self._lock.notify_all()
+        for job in [*held, *waiting]:
+            job.future.cancel()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
-        if self._operations is not self._pool:
-            self._operations.shutdown(wait=wait, cancel_futures=not wait)
+        self._operations.shutdown(wait=wait, cancel_futures=not wait)
+        if self.watcher is not None:
+            self.watcher.stop()
+        for job in parked:
+            self._abandon(job)
 
 
 def _run_into(future: Future[Any], run: Callable[[], Any]) -> None:
@@ -252,19 +340,3 @@ def _run_into(future: Future[Any], run: Callable[[], Any]) -> None:
         future.set_exception(error)
     else:
         future.set_result(result)
-
-
-class _SmallStackPool(ThreadPoolExecutor):
-    """A ThreadPoolExecutor whose threads get OPERATION_STACK bytes of stack: an operation thread
-    mostly waits on a socket, and hundreds of them stay cheap. ``threading.stack_size`` applies to
-    threads started after it is set, process-wide, so it is set around this pool's thread starts only."""
-
-    _stack_lock = threading.Lock()
-
-    def _adjust_thread_count(self) -> None:
-        with self._stack_lock:
-            previous = threading.stack_size(OPERATION_STACK)
-            try:
-                super()._adjust_thread_count()
-            finally:
-                threading.stack_size(previous)

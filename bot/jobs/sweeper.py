@@ -340,7 +340,7 @@ class Sweeper:
                 return _Result("unlabelled")
             size = info.archive_size_bytes or image.archive_size_bytes or (image.disk_size_gb or 0) * 2**30
             if not check_only:
-                self.compute.delete_image(image.name)
+                self.compute.delete_image(image.name).wait()
             return _Result("deleted", size=size, when=utcnow())
         except GceNotFound:  # gone between our look and our delete
             return _Result("gone", when=utcnow())
