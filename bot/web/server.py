@@ -7,6 +7,8 @@ command), the demo and the tests all serve through ``make_http_server``: there i
 Why waitress, not gunicorn's gthread worker: waitress reads a whole request (headers and body) on its one
 event-loop thread before any worker thread sees it, so a connection that sends nothing, or sends its body
 slowly, holds no thread; ``CHANNEL_TIMEOUT`` closes it, and ``CONNECTION_LIMIT`` bounds how many are open.
+A body that stops short of its length is answered ``408 body_incomplete`` after ``BODY_TIMEOUT`` seconds
+without progress, not held for ``CHANNEL_TIMEOUT`` (bot.web.stalled_bodies says why and how).
 gunicorn 27's gthread worker (gunicorn/workers/gthread.py) submits every accepted connection to its thread
 pool (``accept`` -> ``enqueue_req`` -> ``tpool.submit(self.handle, conn)``), and ``handle`` waits on that
 worker thread up to ``DEFAULT_WORKER_DATA_TIMEOUT`` (5 s) for the request's first bytes before handing a
@@ -15,8 +17,8 @@ silent connection back to its poller: eight silent clients hold all eight thread
 Threads (``VMBOT_HTTP_THREADS``) answer requests; Slack's acknowledgements take milliseconds, while an API
 ``?wait=`` long poll holds its thread up to minutes, so at most half the threads may wait at once
 (bot.web.long_polls), and the others stay free for Slack. The pool tells the job runner while Slack
-requests are in flight (SlackBracketingDispatcher, passed through ``create_server``'s ``_dispatcher``,
-which waitress's own tests and webtest use), so a burst is answered before the work it starts runs.
+requests are in flight (SlackBracketingDispatcher, passed as the server's ``dispatcher``), so a burst is
+answered before the work it starts runs.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
-import waitress
 from slack_bolt import BoltContext, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.request.internals import build_context
 from waitress import wasyncore
+from waitress.adjustments import Adjustments
 from waitress.task import ThreadedTaskDispatcher
 
 from bot import __version__
@@ -43,6 +45,7 @@ from handlers.api import PREFIX as API_PREFIX
 from bot.app import VmBot
 from bot.web.long_polls import LongPolls
 from bot.web.slack_guard import MAX_BODY_BYTES, guard_requests, has_payload_field
+from bot.web.stalled_bodies import BODY_TIMEOUT, BodyTimeoutServer
 from bot.web.observability import observability_routes
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,8 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 CONNECTION_LIMIT = 1000  # open connections at most; idle ones cost a socket and a buffer, no thread
-CHANNEL_TIMEOUT = 30  # seconds a connection may send nothing (between requests, or mid-request) before it is closed
+CHANNEL_TIMEOUT = 30  # seconds a connection may send nothing (between requests, or in its headers) before it is closed
+CLEANUP_INTERVAL = 1  # seconds between passes over the open connections for their timeouts (~0.2 ms for 1000 open)
 LOOP_TIMEOUT = 1  # seconds between waitress's housekeeping passes (closing timed-out connections) when all is quiet
 
 
@@ -121,20 +125,20 @@ class HttpServer:
         *,
         threads: int,
         channel_timeout: int = CHANNEL_TIMEOUT,
+        body_timeout: int = BODY_TIMEOUT,
         slack_arrived: Callable[[], None] = lambda: None,
         slack_left: Callable[[], None] = lambda: None,
     ) -> None:
         dispatcher = SlackBracketingDispatcher(slack_arrived, slack_left)
         dispatcher.set_thread_count(threads)
-        self._server = waitress.create_server(
-            app,
-            _dispatcher=dispatcher,
+        # waitress.create_server, with our server class (one listening socket: HttpServer serves one address).
+        adjustments = Adjustments(
             host=host,
             port=port,
             threads=threads,
             connection_limit=CONNECTION_LIMIT,
             channel_timeout=channel_timeout,
-            cleanup_interval=min(channel_timeout, 10),
+            cleanup_interval=CLEANUP_INTERVAL,  # a stalled body is answered within a second of its timeout
             asyncore_loop_timeout=LOOP_TIMEOUT,
             asyncore_use_poll=True,  # select() cannot watch sockets numbered past 1024
             # waitress reads a body whole before the app sees it: refuse a too long one (413) from its headers,
@@ -142,6 +146,7 @@ class HttpServer:
             max_request_body_size=MAX_BODY_BYTES + 1,
             ident="waitress",  # the Server header
         )
+        self._server = BodyTimeoutServer(app, body_timeout=body_timeout, dispatcher=dispatcher, adj=adjustments)
         self.server_port: int = int(self._server.effective_port)
         self._map = self._server._map  # waitress's socket map: the listener, its trigger and every connection
         self._stopping = threading.Event()

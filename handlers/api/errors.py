@@ -34,6 +34,7 @@ ERROR_CODES: dict[str, int] = {
     "schedule_not_found": 404,  # DELETE of a schedule the VM does not have
     "ttl_not_found": 404,  # DELETE of a time to live the VM does not have
     "method_not_allowed": 405,
+    "body_incomplete": 408,  # the body stopped short of its length (answered by the server: bot.web.stalled_bodies)
     "vm_exists": 409,  # create of a name the store already holds
     "state_conflict": 409,  # e.g. park of a parked VM, restore of a running one
     "operation_in_progress": 409,  # another operation holds the VM

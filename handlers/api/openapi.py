@@ -177,7 +177,8 @@ def _paths(schema: dict[type[BaseModel], Json]) -> Json:
             }
         if route.body is not None:
             operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema[route.body]}}}
-        for status in route.errors if route.public else (401, *route.errors):
+        body_errors = (408, 413) if route.body is not None else ()  # a body that stops short, or is too long
+        for status in (*route.errors, *body_errors) if route.public else (401, *route.errors, *body_errors):
             codes = sorted(code for code, code_status in ERROR_CODES.items() if code_status == status)
             operation["responses"][str(status)] = _json(schema[Error], "Refused, nothing changed. Codes: " + ", ".join(codes))
         paths.setdefault(route.template, {})[route.method.lower()] = operation
