@@ -255,7 +255,7 @@ def run_demo(argv: list[str]) -> int:
         try:
             repl(driver, bot, terminal, interactive)
         finally:
-            bot.runner.drain(timeout=600)
+            settle(bot, 600)
             terminal.show_news()
             terminal.stopped.set()
             server.shutdown()
@@ -263,6 +263,12 @@ def run_demo(argv: list[str]) -> int:
             if log.getvalue():
                 print(f"\nThe bot's log during the demo (warnings and errors):\n{log.getvalue()}", end="", file=sys.stderr)
     return 0
+
+
+def settle(bot: Any, timeout: float) -> None:
+    """Until the bot's background work has ended and Slack (the stand-in) has every message it posted."""
+    bot.runner.drain(timeout=timeout)
+    bot.outbox.drain(timeout=timeout)
 
 
 def wait_for_stop_signal() -> None:
@@ -281,7 +287,7 @@ def repl(driver: SlackDriver, bot: Any, terminal: Terminal, interactive: bool) -
         if not line:
             continue
         if line == "wait":
-            bot.runner.drain(timeout=600)
+            settle(bot, 600)
             terminal.show_news()
             continue
         if line.isdigit() or line.startswith(("click ", "press ")):
@@ -300,7 +306,7 @@ def repl(driver: SlackDriver, bot: Any, terminal: Terminal, interactive: bool) -
             print("Type a /vm command, a button's number, `home`, `wait` or `quit`.")
             continue
         if not interactive:  # a scripted demo reads like a transcript: one step at a time
-            bot.runner.drain(timeout=600)
+            settle(bot, 600)
             terminal.show_news()
 
 
@@ -317,7 +323,7 @@ def read_line(prompt: str, interactive: bool) -> str | None:
 def open_home(driver: SlackDriver, bot: Any, terminal: Terminal) -> None:
     """Open the App Home tab, as clicking the app's name in Slack does: the bot publishes it (on its job runner)."""
     driver.app_home_opened(USER)
-    bot.runner.drain(timeout=60)
+    settle(bot, 60)
     view = driver.slack.home_view(USER) if driver.slack is not None else None
     if view is None:
         print("(the bot published no Home tab)")

@@ -86,7 +86,7 @@ def test_a_transient_error_that_outlasts_the_retry_deadline_fails_cleanly(
         bot.compute.retry = bot.compute.retry.with_timeout(0.3)
         gcp.fail_request("*", r"/instances", status=503, reason="backendError", times=10_000)
         driver.command("create vm-a")
-        assert bot.runner.drain(timeout=30)
+        assert bot.runner.drain(timeout=30) and bot.outbox.drain(timeout=30)
         gcp.clear_faults()
         final = last_thread(slack)[-1]
         assert "Create of `vm-a` failed while checking GCP" in final.text

@@ -154,6 +154,7 @@ def test_twenty_operations_in_one_channel_lose_no_message(
     for name in names:
         assert "Creating" in driver.command(f"create {name}").text
     assert running.bot.runner.drain(timeout=60), "the creates did not finish"
+    assert running.bot.outbox.drain(timeout=60), "their messages were not all posted"
 
     roots = {root.history[0].text.split()[1]: root for root in slack.messages(CHANNEL)}
     assert sorted(roots) == names, "every operation has its thread"

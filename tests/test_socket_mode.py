@@ -76,14 +76,14 @@ def test_create_and_park_over_socket_mode(
 ) -> None:
     acked = command(slack, socket_mode, "create vm-s")
     assert acked["text"].startswith(":rocket: Creating `vm-s`")
-    assert bot.runner.drain(timeout=30)
+    assert bot.runner.drain(timeout=30) and bot.outbox.drain(timeout=30)
     assert gcp.instance(PROJECT, "us-central1-a", "vm-s")["status"] == "RUNNING"
     root = slack.messages(CHANNEL)[-1]
     assert "is created: RUNNING" in slack.thread(CHANNEL, root.ts)[-1].text
 
     question = command(slack, socket_mode, "park vm-s")
     assert press(slack, socket_mode, question["blocks"], "park_confirm") is not None
-    assert bot.runner.drain(timeout=30)
+    assert bot.runner.drain(timeout=30) and bot.outbox.drain(timeout=30)
     assert bot.store.vm("vm-s").state is VmState.PARKED
     assert bot.store.operations_for("vm-s")[0].state is OperationState.SUCCEEDED
 
@@ -115,7 +115,7 @@ def test_the_home_tab_and_the_create_form_over_socket_mode(
         "event_id": "Ev0SOCKET", "event_time": 1_700_000_000,
     }
     assert socket_mode.ack(socket_mode.send("events_api", event)) is not None
-    assert bot.runner.drain(timeout=30)
+    assert bot.runner.drain(timeout=30) and bot.outbox.drain(timeout=30)
     home = slack.home_view(USER)
     assert home is not None and "Your VMs" in str(home["blocks"])
 

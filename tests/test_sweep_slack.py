@@ -70,7 +70,7 @@ class Chat:
 
     def settle(self, done: Callable[[], bool]) -> None:
         assert self.slack.wait_for(done, timeout=30), "the background work did not finish"
-        assert self.running.bot.runner.drain(timeout=30)
+        assert self.running.bot.runner.drain(timeout=30) and self.running.bot.outbox.drain(timeout=30)
 
     def _vm_is(self, name: str, state: VmState) -> Callable[[], bool]:
         def check() -> bool:

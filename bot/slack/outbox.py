@@ -101,14 +101,6 @@ class Outbox:
         with self._lock:
             return channel in self._behind
 
-    def wait_sent(self, channel: str, delivery: Delivery, timeout: float) -> bool:
-        """Wait for ``delivery`` while its channel keeps up; give up at once when the channel is behind
-        (it is then posted later, from the queue) or after ``timeout``."""
-        with self._lock:
-            return self._lock.wait_for(lambda: delivery.done.is_set() or channel in self._behind, timeout=timeout) and (
-                delivery.done.is_set()
-            )
-
     def drain(self, timeout: float) -> bool:
         """Until every queue is empty and idle (tests; a graceful stop)."""
         with self._lock:
