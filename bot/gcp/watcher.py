@@ -33,7 +33,7 @@ from bot.gcp.lean_compute import compute_v1
 
 log = logging.getLogger(__name__)
 
-INTERVAL = 0.5  # seconds between passes while anything is watched (a list call per zone each)
+INTERVAL = 0.25  # seconds between passes while anything is watched (a list call per zone each)
 BATCH = 50  # operation names in one list call's filter
 
 Outcome = Callable[[], Any]  # returns the operation's result, or raises as the operation ended
