@@ -343,7 +343,9 @@ def test_an_api_operation_shows_in_slack(
 
     listed = driver.command("list")
     assert "*test-vm-22*  :large_green_circle: running" in str(listed.blocks) and "`ci` (API)" in str(listed.blocks)
-    root, *replies = slack.thread("C200", slack.messages("C200")[0].ts)
+    first = slack.messages("C200")[0].ts  # its result is posted from the outbox, a moment after ?wait= answers
+    assert slack.wait_for(lambda: "is created" in slack.thread("C200", first)[-1].text)
+    root, *replies = slack.thread("C200", first)
     assert root.history[0].text == "Creating test-vm-22 (asked by `ci` (API))"
     assert "`ci` (API) asked to create `test-vm-22`" in str(root.blocks)
     assert "is created" in replies[-1].text
@@ -354,12 +356,14 @@ def test_an_api_operation_shows_in_slack(
 @pytest.mark.parametrize("api_notify_channel", ["C300"])
 def test_the_notify_channel_setting_posts_every_api_operation(api: ApiClient, slack: SlackStandin, gcp: ComputeStandin) -> None:
     api.done(VMS, {"name": "test-vm-22"})
-    assert [m.text for m in slack.messages("C300")] == ["Create test-vm-22: done"]
+    # The result is posted from the outbox once the operation has ended: a moment after ?wait= answers.
+    assert slack.wait_for(lambda: [m.text for m in slack.messages("C300")] == ["Create test-vm-22: done"])
     api.done(VMS, {"name": "quiet-vm", "notify_channel": None})
     assert len(slack.messages("C300")) == 1, "notify_channel: null asks for no thread"
     gcp.seed_image(PROJECT, "taken-image")
     op = api.done(f"{VMS}/test-vm-22/park", {"image": "taken-image"})
     assert op["state"] == "rejected"
+    assert slack.wait_for(lambda: slack.messages("C300")[-1].text.startswith(":warning:"))
     refusal = slack.messages("C300")[-1].text
     assert refusal.startswith(":warning: `ci` (API) asked to park `test-vm-22`: refused. An image named `taken-image`")
 

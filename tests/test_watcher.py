@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -99,6 +100,25 @@ def test_a_pass_asks_each_zone_once_with_the_names_in_its_filter(settings: Setti
         assert {zone_of[name] for name in names} == {request.path.split("/zones/")[1].split("/")[0]}
         asked.update(names)
     assert asked == set(zone_of)
+
+
+def test_operations_started_one_after_another_share_the_passes(settings: Settings, gcp: ComputeStandin) -> None:
+    """A pass every ``interval`` however many operations start meanwhile, not a pass per new operation."""
+    compute = fast_compute(settings)
+    for i in range(20):
+        gcp.seed_instance(PROJECT, ZONES[0], f"vm-{i}")
+    gcp.hold_operations()
+    started = [compute.stop_instance(ZONES[0], f"vm-{i}") for i in range(20)]
+    watcher = OperationWatcher(compute, interval=0.5)
+    gcp.clear_requests()
+    began = time.monotonic()
+    for operation in started:  # twenty new operations over about 0.4 s
+        watcher.watch(operation, lambda outcome: None)
+        time.sleep(0.02)
+    time.sleep(max(0.0, 1.1 - (time.monotonic() - began)))
+    watcher.stop()
+    gcp.release_operations()
+    assert 1 <= _lists(gcp) <= 3, "about two passes in a second, not one per operation"
 
 
 def test_an_operation_ending_in_an_error_is_woken_with_gcps_message(settings: Settings, gcp: ComputeStandin) -> None:

@@ -89,9 +89,11 @@ class OperationWatcher:
         while True:
             with self._lock:
                 self._lock.wait_for(lambda: self._watched or self._stopped)
-                if self._stopped:
-                    return
-                self._lock.wait(self.interval)  # operations take seconds: a first look sooner is wasted
+                # One pass per interval however many operations start meanwhile (each ``watch`` notifies):
+                # operations take seconds, so a look sooner is wasted.
+                next_pass = time.monotonic() + self.interval
+                while not self._stopped and (remaining := next_pass - time.monotonic()) > 0:
+                    self._lock.wait(remaining)
                 if self._stopped:
                     return
                 watched = list(self._watched)

@@ -1,6 +1,6 @@
 """A bounded pool of background threads for GCP work, so handlers never wait on GCP.
 
-It is a ``ThreadPoolExecutor`` plus three things, each for a reason:
+It is a ``ThreadPoolExecutor`` plus four things, each for a reason:
 
 * Answering comes first. A job submitted while a Slack request is in flight
   waits in a list, not on a thread, and goes to the pool once no Slack
