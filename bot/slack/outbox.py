@@ -17,7 +17,9 @@ channel at a time and in order: a hundred operations in a hundred channels do no
 cost a hundred threads, each kept for good (which the first version, a thread per
 channel, did). A channel with something to post waits in a ready line; a sender
 takes it, posts its next call (trying it again while it fails for a passing
-reason) and puts it back in line if more is queued, so channels take turns.
+reason) and puts it back in line if more is queued, so channels take turns. A call queued
+wakes one idle sender, not all of them: waking every sender for each call cost more CPU
+than posting it once a hundred operations were under way (`python -m bench`, row 8).
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ class Outbox:
         self.max_pause = max_pause
         self.senders = senders
         self.on_answer = on_answer or (lambda answered: None)
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # senders wait here for a channel in line
+        self._changed = threading.Condition(self._lock)  # drain and paused senders wait here
         self._queues: dict[str, deque[Delivery]] = {}
         self._behind: set[str] = set()  # channels whose last try failed
         self._busy: set[str] = set()
@@ -84,11 +88,11 @@ class Outbox:
             queue.append(delivery)
             if len(queue) == 1 and channel not in self._busy:
                 self._ready.append(channel)
+                self._work.notify()
             if len(self._threads) < self.senders:
                 thread = threading.Thread(target=self._deliver, daemon=True, name=f"vmbot-slack-{len(self._threads)}")
                 self._threads.append(thread)
                 thread.start()
-            self._lock.notify_all()
         return delivery
 
     def pending(self, key: object) -> bool:
@@ -104,7 +108,7 @@ class Outbox:
     def drain(self, timeout: float) -> bool:
         """Until every queue is empty and idle (tests; a graceful stop)."""
         with self._lock:
-            return self._lock.wait_for(lambda: not self._busy and not any(self._queues.values()), timeout=timeout)
+            return self._changed.wait_for(lambda: not self._busy and not any(self._queues.values()), timeout=timeout)
 
     def stop(self) -> None:
         """Post nothing more: what is still queued is left to the store (``report_again`` posts results)."""
@@ -114,14 +118,15 @@ class Outbox:
                 for delivery in queue:
                     delivery.done.set()
                 queue.clear()
-            self._lock.notify_all()
+            self._work.notify_all()
+            self._changed.notify_all()
 
     def _next(self) -> tuple[str, Delivery] | None:
         """The next call to make: from the first channel in line (which is then this sender's until
         the call is done)."""
         with self._lock:
             while True:
-                self._lock.wait_for(lambda: self._stopped or bool(self._ready))
+                self._work.wait_for(lambda: self._stopped or bool(self._ready))
                 if self._stopped:
                     return None
                 channel = self._ready.popleft()
@@ -134,7 +139,7 @@ class Outbox:
                     self._busy.add(channel)
                     self._sending.add(delivery.key)
                     return channel, delivery
-                self._lock.notify_all()
+                self._changed.notify_all()  # every call in it was coalesced: a drain may be over
 
     def _deliver(self) -> None:
         while (turn := self._next()) is not None:
@@ -152,8 +157,7 @@ class Outbox:
                     self.on_answer(False)
                     with self._lock:
                         self._behind.add(channel)
-                        self._lock.notify_all()
-                        if self._lock.wait_for(lambda: self._stopped, timeout=pause):
+                        if self._changed.wait_for(lambda: self._stopped, timeout=pause):
                             break
                     pause = min(pause * 2, self.max_pause)
                     continue
@@ -167,4 +171,5 @@ class Outbox:
                 self._sending.discard(delivery.key)
                 if self._queues[channel] and not self._stopped:
                     self._ready.append(channel)  # its next call, after the channels already in line
-                self._lock.notify_all()
+                    self._work.notify()
+                self._changed.notify_all()
