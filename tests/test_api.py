@@ -21,7 +21,9 @@ from sqlalchemy import func, select
 
 from bot import __version__
 from bot.settings import Settings
-from handlers.api import ERROR_CODES, MAX_BODY_BYTES, SPEC, create_api
+from handlers.api import ERROR_CODES
+from handlers.api.app import MAX_BODY_BYTES, create_api
+from handlers.api.openapi import SPEC
 from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver

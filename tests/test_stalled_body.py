@@ -23,7 +23,8 @@ from conftest import Running
 from bot.app import VmBot
 from bot.settings import Settings
 from bot.web.server import CHANNEL_TIMEOUT, HttpServer, wsgi_app
-from handlers.api import ERROR_CODES, SPEC
+from handlers.api import ERROR_CODES
+from handlers.api.openapi import SPEC
 
 ANSWER_WITHIN = CHANNEL_TIMEOUT / 2  # seconds: a correctness bound; waitress alone answers nothing and closes at 30
 

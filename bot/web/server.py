@@ -40,7 +40,7 @@ from waitress.task import ThreadedTaskDispatcher
 
 from bot import __version__
 from bot.web.health import health
-from handlers.api import MAX_WAIT_SECONDS, create_api
+from handlers.api import MAX_WAIT_SECONDS
 from handlers.api import PREFIX as API_PREFIX
 from bot.app import VmBot
 from bot.web.long_polls import LongPolls
@@ -81,7 +81,11 @@ class SlackFormHandler(SlackRequestHandler):
 def wsgi_app(bot: VmBot) -> WsgiApp:
     observability = observability_routes(bot)  # GET /metrics and /readyz (bot.web.observability)
     slack = guard_requests(SlackFormHandler(bot.app))
-    api = LongPolls(create_api(bot), slots=long_poll_slots(bot.settings.http_threads), max_wait=MAX_WAIT_SECONDS)
+    api = LongPolls(ApiOnFirstUse(bot), slots=long_poll_slots(bot.settings.http_threads), max_wait=MAX_WAIT_SECONDS)
+    if bot.settings.api_tokens:
+        log.info("HTTP API on at %s for %s", API_PREFIX, ", ".join(name for name, _ in bot.settings.api_tokens))
+    else:
+        log.info("HTTP API off (set VMBOT_API_TOKENS to turn it on)")
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -97,6 +101,29 @@ def wsgi_app(bot: VmBot) -> WsgiApp:
         return _json(start_response, "404 Not Found", {"ok": False, "error": "not_found"})
 
     return application
+
+
+class ApiOnFirstUse:
+    """The HTTP API (handlers.api.app), built on the first request under ``/api/v1``.
+
+    Flask and pydantic are about 15 MB of the bot's memory and a tenth of its start-up; a bot
+    whose API no script calls (most, and every one without VMBOT_API_TOKENS) never loads them.
+    The first API request pays the import, once.
+    """
+
+    def __init__(self, bot: VmBot) -> None:
+        self.bot = bot
+        self._app: WsgiApp | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    from handlers.api.app import create_api
+
+                    self._app = create_api(self.bot)
+        return self._app(environ, start_response)
 
 
 def long_poll_slots(threads: int) -> int:

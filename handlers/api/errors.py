@@ -7,16 +7,18 @@ codes below are the contract a script branches on; the messages say what to do i
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from bot.core.errors import Reason, Refused
 from bot.core.schedules import ACTION_OPTIONS, ScheduleError
 from bot.slack.text import SLACK_USER_RE
 from storage.models import Verb
 
+if TYPE_CHECKING:  # pydantic loads with the API (bot.web.server loads the API on its first request)
+    from pydantic import BaseModel, ValidationError
+
 PREFIX = "/api/v1"
+MAX_WAIT_SECONDS = 600  # the longest ``?wait=`` (bot.web.long_polls bounds how many wait at once)
 
 # The stable error codes a script may branch on, with their HTTP status.
 ERROR_CODES: dict[str, int] = {

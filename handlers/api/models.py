@@ -31,7 +31,7 @@ from bot.core.errors import InvalidInput
 from bot.core.names import DISK_TYPES, check_name, check_option, explain
 from bot.core.shapes import CREATE_OPTIONS
 from bot.settings import SLACK_CHANNEL_RE
-from handlers.api.errors import ERROR_CODES, PREFIX
+from handlers.api.errors import ERROR_CODES, MAX_WAIT_SECONDS, PREFIX
 from storage.models import FINISHED_STATES, ImageState, OperationState, Verb, VmState
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from storage.models import Vm as VmRow
     from storage.store import Store
 
-MAX_WAIT_SECONDS = 600
 NAME_PATTERN = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
