@@ -84,13 +84,33 @@ def test_a_stopped_vm_is_parked_on_what_its_first_read_said(
     ]
 
 
+def test_a_delete_reads_the_instance_once(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> None:
+    driver.command("create test-vm-1")
+    running.settle()
+    question = driver.command("delete test-vm-1")
+    start = len(gcp.requests)
+    driver.click("delete_confirm", blocks=question.blocks)
+    running.settle()
+    assert running.bot.store.vm("test-vm-1").state is VmState.DELETED
+    assert calls_since(gcp, start) == [
+        ("GET", "zones/us-central1-a/instances"),  # its status and disks
+        ("GET", "zones/us-central1-a/disks"),  # does its boot disk outlive it (auto-delete off)?
+        ("DELETE", "zones/us-central1-a/instances"),
+    ]
+
+
 def park_calls(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> list[tuple[str, str]]:
-    """A confirmed park's Compute Engine calls but the watcher's lists of operations."""
+    """A confirmed park's Compute Engine calls."""
     question = driver.command("park test-vm-1")
     start = len(gcp.requests)
     driver.click("park_confirm", blocks=question.blocks)
     running.settle()
     assert running.bot.store.vm("test-vm-1").state is VmState.PARKED
+    return calls_since(gcp, start)
+
+
+def calls_since(gcp: ComputeStandin, start: int) -> list[tuple[str, str]]:
+    """The calls from request ``start`` on but the watcher's lists of operations."""
     return [(r.method, route(r.path)) for r in gcp.requests[start:] if not r.path.endswith("/operations")]
 
 

@@ -523,7 +523,7 @@ class Workflows:
         parked = vm.state is VmState.PARKED
         progress.started("parked: only its images remain" if parked else f"{vm.machine_type} in {vm.zone}")
         instance = None if parked else self.compute.get_instance(vm.zone, name)
-        kept_disks = self._disks_outliving(vm.zone, name) if instance is not None else []
+        kept_disks = self._disks_outliving(instance) if instance is not None else []
         try:
             text = f"Deleting the VM `{name}` and its boot disk…"
             yield from self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
@@ -614,14 +614,16 @@ class Workflows:
             {"state": pause.end, "external_ip": vm.external_ip if keeps_ip else None},
         )
 
-    def _disks_outliving(self, zone: str, name: str) -> list[str]:
+    def _disks_outliving(self, instance: InstanceInfo) -> list[str]:
         """The persistent disks GCP keeps when the VM is deleted (auto-delete off), so the thread can name them."""
         try:
-            shape = self.compute.read_shape(zone, name)
+            shape = self.compute.shape_of(instance)
+        except GceNotFound:
+            return []  # the VM went since it was read, and its disks with it
         except GceError as error:
-            log.warning("could not read the disks of %s before deleting it: %s", name, error.message)
+            log.warning("could not read the disks of %s before deleting it: %s", instance.name, error.message)
             return []
-        disks = (shape.boot_disk, *shape.data_disks) if shape else ()
+        disks = (shape.boot_disk, *shape.data_disks)
         return [d.name for d in disks if d is not None and d.kind == "PERSISTENT" and not d.auto_delete]
 
     # ---- resumable steps -------------------------------------------------------------------
