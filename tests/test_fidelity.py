@@ -121,6 +121,23 @@ def test_a_static_external_ip_is_kept(driver: SlackDriver, running: Running, gcp
     assert "kept its reserved (static) external IP 198.51.100.7" in thread_end(slack, running, "fixed-ip", Verb.RESTORE)
 
 
+def test_a_static_external_ip_of_a_vm_stopped_before_its_park_is_kept(
+    driver: SlackDriver, running: Running, gcp: ComputeStandin
+) -> None:
+    """A VM stopped already is not stopped nor read again: the read its shape came from shows the address kept."""
+    console_vm(gcp, "fixed-ip", networkInterfaces=[{"accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT",
+                                                                        "natIP": "198.51.100.7"}]}])  # fmt: skip
+    driver.command("adopt fixed-ip")
+    running.settle()
+    driver.click("stop_confirm", blocks=driver.command("stop fixed-ip").blocks)
+    running.settle()
+    assert gcp.instance(PROJECT, ZONE, "fixed-ip")["status"] == "TERMINATED"
+    park_vm(driver, running, "fixed-ip")
+    assert running.bot.store.vm("fixed-ip").shape["external_access"] == "static"
+    restore_vm(driver, running, "fixed-ip")
+    assert gcp.instance(PROJECT, ZONE, "fixed-ip")["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == "198.51.100.7"
+
+
 def test_a_local_ssd_vm_is_refused_untouched(driver: SlackDriver, running: Running, gcp: ComputeStandin, slack: SlackStandin) -> None:
     disks = [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": DEBIAN}},
              {"type": "SCRATCH", "autoDelete": True, "interface": "NVME", "deviceName": "scratch",

@@ -199,6 +199,21 @@ def test_a_permanent_api_error_is_not_retried_and_says_what_gcp_said(
     assert_nothing_orphaned(gcp, running.bot.store)
 
 
+def test_a_vm_that_vanishes_while_its_shape_is_read_is_not_touched(
+    driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
+) -> None:
+    """The shape comes from the one instances.get that found the VM; its disk gone (GCP deletes an attached disk
+    only with its VM) means the VM went between the two reads."""
+    create_vm(driver, running)
+    gcp.fail_request("GET", r"/disks/", status=404, reason="notFound", message="The resource 'disk' was not found")
+    park_vm(driver, running)
+    final = last_thread(slack)[-1]
+    assert "Park of `vm-a` failed while checking GCP. GCP said: _the instance `vm-a` vanished while I read it_" in final.text
+    assert not [r for r in gcp.requests if r.method != "GET"][1:], "nothing but the create was asked of GCP"
+    assert running.bot.store.vm("vm-a").state is VmState.RUNNING
+    assert_nothing_orphaned(gcp, running.bot.store)
+
+
 def test_retry_gets_the_checks_of_a_fresh_request_and_works_once(
     driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
 ) -> None:

@@ -18,6 +18,7 @@ from bot.settings import REPO_ROOT
 from conftest import Running
 from standins.compute import ComputeStandin
 from standins.slack_driver import SlackDriver
+from storage.models import VmState
 
 
 def test_a_park_watches_its_gcp_operations_by_list_never_one_by_one(
@@ -47,6 +48,70 @@ def test_a_park_watches_its_gcp_operations_by_list_never_one_by_one(
         assert any(mutation < i < following for i in lists), "each operation is watched before the next step"
     assert len(lists) <= 2 * len(mutations), "about one look each: the operations end before the watcher's first"
     assert all(gcp.requests[start + i].status == 200 for i in mutations + lists)
+
+
+def test_a_park_reads_each_thing_once(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> None:
+    """The instance is read once for its status and its shape, and an image name this park found free
+    before the stop is not looked for again before the insert (a resumed or retried park still looks)."""
+    driver.command("create test-vm-1")
+    running.settle()
+    assert park_calls(driver, gcp, running) == [
+        ("GET", "zones/us-central1-a/instances"),  # its status and shape
+        ("GET", "zones/us-central1-a/disks"),  # its boot disk's type and size
+        ("GET", "global/images"),  # the image's name is free (404)
+        ("POST", "zones/us-central1-a/instances/stop"),
+        ("GET", "zones/us-central1-a/instances"),  # stopped, does it keep its external IP (static)?
+        ("POST", "global/images"),
+        ("GET", "global/images"),  # the READY image's sizes
+        ("DELETE", "zones/us-central1-a/instances"),
+    ]
+
+
+def test_a_stopped_vm_is_parked_on_what_its_first_read_said(
+    driver: SlackDriver, gcp: ComputeStandin, running: Running
+) -> None:
+    driver.command("create test-vm-1")
+    running.settle()
+    driver.click("stop_confirm", blocks=driver.command("stop test-vm-1").blocks)
+    running.settle()
+    assert park_calls(driver, gcp, running) == [
+        ("GET", "zones/us-central1-a/instances"),  # TERMINATED already: no stop, and no second read
+        ("GET", "zones/us-central1-a/disks"),
+        ("GET", "global/images"),
+        ("POST", "global/images"),
+        ("GET", "global/images"),
+        ("DELETE", "zones/us-central1-a/instances"),
+    ]
+
+
+def test_a_delete_reads_the_instance_once(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> None:
+    driver.command("create test-vm-1")
+    running.settle()
+    question = driver.command("delete test-vm-1")
+    start = len(gcp.requests)
+    driver.click("delete_confirm", blocks=question.blocks)
+    running.settle()
+    assert running.bot.store.vm("test-vm-1").state is VmState.DELETED
+    assert calls_since(gcp, start) == [
+        ("GET", "zones/us-central1-a/instances"),  # its status and disks
+        ("GET", "zones/us-central1-a/disks"),  # does its boot disk outlive it (auto-delete off)?
+        ("DELETE", "zones/us-central1-a/instances"),
+    ]
+
+
+def park_calls(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> list[tuple[str, str]]:
+    """A confirmed park's Compute Engine calls."""
+    question = driver.command("park test-vm-1")
+    start = len(gcp.requests)
+    driver.click("park_confirm", blocks=question.blocks)
+    running.settle()
+    assert running.bot.store.vm("test-vm-1").state is VmState.PARKED
+    return calls_since(gcp, start)
+
+
+def calls_since(gcp: ComputeStandin, start: int) -> list[tuple[str, str]]:
+    """The calls from request ``start`` on but the watcher's lists of operations."""
+    return [(r.method, route(r.path)) for r in gcp.requests[start:] if not r.path.endswith("/operations")]
 
 
 def route(path: str) -> str:

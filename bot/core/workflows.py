@@ -330,10 +330,14 @@ class Workflows:
             recorded = self._images_of_failed_park(op, instance)  # a retry keeps the images its failed park made
         shape = None
         if instance is not None and not recorded:  # read, and refused if need be, before anything is said or done
-            shape = self.compute.read_shape(vm.zone, name)
-            if shape is None:
-                raise GceError(f"the instance `{name}` vanished while I read it")
+            try:
+                shape = self.compute.shape_of(instance)
+            except GceNotFound as gone:  # an attached disk goes only with its VM
+                raise GceError(f"the instance `{name}` vanished while I read it") from gone
             check_parkable(name, shape)
+        # This run checks the image names free in GCP before the stop, and no run before it began: no image of
+        # those names can exist but one this run makes, so it need not look for one first.
+        fresh = not recorded and op.state is not OperationState.RUNNING
         progress.started(f"{vm.machine_type} in {vm.zone}")
         if instance is None and not recorded:
             return Outcome(
@@ -364,14 +368,16 @@ class Workflows:
         self.store.update_vm(name, state=VmState.STOPPED, external_ip=None)
 
         if not recorded:
-            shape = self._note_static_ip(name, shape)
+            assert instance is not None and shape is not None
+            shape = self._note_static_ip(name, shape, instance)
             for image_name, family, device, disk in plan:
                 self.store.add_image(name, image_name, family, op_id=op.id, device_name=device, disk_name=disk)
         sources = self._image_sources(shape, instance)
         ready: list[ImageInfo] = []
         for image_name, family, device, _disk in plan:
             try:
-                image = yield from self._image(op, progress, name, image_name, family, device, sources.get(device))
+                image = yield from self._image(op, progress, name, image_name, family, device, sources.get(device),
+                                               fresh=fresh)  # fmt: skip
             except StepFailed as failure:
                 yield from self._drop_park_images(op.id)
                 if instance is None:  # the VM vanished mid-park (deleted outside vmbot) and left no image
@@ -391,7 +397,7 @@ class Workflows:
             return self._park_failed(
                 name, failure, f"is stopped and still exists; its images {names} are safe", VmState.STOPPED
             )
-        kept = yield from self._delete_disks(op, progress, vm.zone, shape, plan)
+        kept = yield from self._delete_disks(op, progress, vm.zone, shape, plan, fresh=fresh)
         # Say "only" only when it is true: a previous image is dirty, but there until the sweeper deletes it.
         several = len(dirty) != 1
         older = (f" The previous image{'s' if several else ''} {', '.join(f'`{d}`' for d in dirty)} "
@@ -517,7 +523,7 @@ class Workflows:
         parked = vm.state is VmState.PARKED
         progress.started("parked: only its images remain" if parked else f"{vm.machine_type} in {vm.zone}")
         instance = None if parked else self.compute.get_instance(vm.zone, name)
-        kept_disks = self._disks_outliving(vm.zone, name) if instance is not None else []
+        kept_disks = self._disks_outliving(instance) if instance is not None else []
         try:
             text = f"Deleting the VM `{name}` and its boot disk…"
             yield from self._delete_instance(op, progress, vm.zone, name, text, exists=instance is not None)
@@ -608,14 +614,16 @@ class Workflows:
             {"state": pause.end, "external_ip": vm.external_ip if keeps_ip else None},
         )
 
-    def _disks_outliving(self, zone: str, name: str) -> list[str]:
+    def _disks_outliving(self, instance: InstanceInfo) -> list[str]:
         """The persistent disks GCP keeps when the VM is deleted (auto-delete off), so the thread can name them."""
         try:
-            shape = self.compute.read_shape(zone, name)
+            shape = self.compute.shape_of(instance)
+        except GceNotFound:
+            return []  # the VM went since it was read, and its disks with it
         except GceError as error:
-            log.warning("could not read the disks of %s before deleting it: %s", name, error.message)
+            log.warning("could not read the disks of %s before deleting it: %s", instance.name, error.message)
             return []
-        disks = (shape.boot_disk, *shape.data_disks) if shape else ()
+        disks = (shape.boot_disk, *shape.data_disks)
         return [d.name for d in disks if d is not None and d.kind == "PERSISTENT" and not d.auto_delete]
 
     # ---- resumable steps -------------------------------------------------------------------
@@ -734,15 +742,18 @@ class Workflows:
 
     def _image(
         self, op: Operation, progress: Progress, name: str, image_name: str, family: str, device: str | None,
-        source_disk: str | None,
+        source_disk: str | None, *, fresh: bool,
     ) -> Steps[ImageInfo]:  # fmt: skip
         """One image step (the boot disk's is ``image``, a data disk's ``image:DEVICE``): record an image GCP
-        already has READY, else make it (or re-attach) and wait."""
+        already has READY, else make it (or re-attach) and wait. GCP is asked first unless the park is ``fresh``
+        (see ``park``) and the step unbegun: a run that died, or a failed park, may have made it or begun it."""
         step_name = image_step(device)
-        try:
-            image = self.compute.get_image(image_name)
-        except GceError as error:
-            raise StepFailed(step_words(step_name), error) from error
+        image = None
+        if not fresh or _unfinished(op, step_name) is not None:
+            try:
+                image = self.compute.get_image(image_name)
+            except GceError as error:
+                raise StepFailed(step_words(step_name), error) from error
         if image is not None and image.status == "READY":
             self._settle(op, step_name)
             return image
@@ -783,12 +794,12 @@ class Workflows:
             plan.append((image_name_for(f"{name}-{disk.device_name}", when, op.id), data_family, disk.device_name, disk.name))
         return plan
 
-    def _note_static_ip(self, name: str, shape: VmShape | None) -> VmShape | None:
+    def _note_static_ip(self, name: str, shape: VmShape, read: InstanceInfo) -> VmShape:
         """A stopped VM keeps only a reserved (static) external address: if it still has its address, a restore asks
-        for it again."""
-        if shape is None or not shape.external_ip:
+        for it again. ``read`` (the instance as the shape was read) answers if it was stopped already."""
+        if not shape.external_ip:
             return shape
-        stopped = self.compute.get_instance(shape.zone, name)
+        stopped = read if read.status == "TERMINATED" else self.compute.get_instance(shape.zone, name)
         if stopped is not None and stopped.external_ip == shape.external_ip:
             shape = replace(shape, external_access="static")
             self.store.set_shape(name, shape.to_json())
@@ -815,10 +826,11 @@ class Workflows:
 
     def _delete_disks(
         self, op: Operation, progress: Progress, zone: str, shape: VmShape | None,
-        plan: list[tuple[str, str, str | None, str | None]],
+        plan: list[tuple[str, str, str | None, str | None]], *, fresh: bool,
     ) -> Steps[str | None]:  # fmt: skip
         """After the VM: its data disks that do not go with it (autoDelete off), each its own step, each noted on its
-        image's record. The disks that went with the VM are noted too. Returns what was left behind, if anything."""
+        image's record. The disks that went with the VM are noted too. Returns what was left behind, if anything.
+        A ``fresh`` park read each disk in its shape; otherwise a run before it may have deleted it, so GCP is asked."""
         disks = {disk.device_name: disk for disk in shape.data_disks} if shape else {}
         for image_name, _family, device, _disk in plan:
             disk = disks.get(device) if device else (shape.boot_disk if shape else None)
@@ -827,7 +839,7 @@ class Workflows:
                 continue
             device = disk.device_name
             step_name = f"delete-disk:{device}"[:32]
-            if not self.compute.disk_exists(zone, disk.name):
+            if not fresh and not self.compute.disk_exists(zone, disk.name):
                 self._settle(op, step_name)
                 self.store.disk_deleted(image_name)
                 continue

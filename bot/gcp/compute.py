@@ -171,6 +171,8 @@ class InstanceInfo:
     external_ip: str | None
     boot_disk: str | None  # the disk's URL, as an image's sourceDisk wants it
     labels: dict[str, str]
+    # What GCP answered, so ``Compute.shape_of`` reads the shape from the same answer, not another instances.get.
+    resource: compute_v1.Instance | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ class Compute:
             instance = self._call(self.instances.get, project=self.project, zone=zone, instance=name)
         except GceNotFound:
             return None
-        return _instance_info(instance)
+        return _instance_info(instance, keep=True)
 
     def create_instance(
         self, spec: InstanceSpec, *, request_id: str | None = None, on_started: OperationStarted | None = None
@@ -345,12 +347,15 @@ class Compute:
 
     def read_shape(self, zone: str, name: str) -> VmShape | None:
         """The VM's whole shape (instances.get, then disks.get for each persistent disk); None if it is gone."""
-        try:
-            instance = self._call(self.instances.get, project=self.project, zone=zone, instance=name)
-        except GceNotFound:
-            return None
-        disks = [self._disk_shape(attached) for attached in instance.disks]
-        return _shape(instance, disks)
+        instance = self.get_instance(zone, name)
+        return self.shape_of(instance) if instance is not None else None
+
+    def shape_of(self, instance: InstanceInfo) -> VmShape:
+        """The whole shape of an instance ``get_instance`` read: disks.get for each persistent disk, and no
+        second instances.get. GceNotFound if a disk is gone (GCP deletes an attached disk only with its VM)."""
+        assert instance.resource is not None, "an InstanceInfo from get_instance"
+        disks = [self._disk_shape(attached) for attached in instance.resource.disks]
+        return _shape(instance.resource, disks)
 
     def managing_group(self, zone: str, name: str) -> str | None:
         """The managed instance group an instance belongs to (GCP's ``created-by`` metadata), if any."""
@@ -774,7 +779,8 @@ def _short(url: str) -> str:
     return url.rsplit("/", 1)[-1]
 
 
-def _instance_info(instance: compute_v1.Instance) -> InstanceInfo:
+def _instance_info(instance: compute_v1.Instance, *, keep: bool = False) -> InstanceInfo:
+    """``keep``: hold on to GCP's answer for ``Compute.shape_of`` (not for a list's, which would keep its page)."""
     ip = None
     for interface in instance.network_interfaces:
         for access in interface.access_configs:
@@ -789,6 +795,7 @@ def _instance_info(instance: compute_v1.Instance) -> InstanceInfo:
         external_ip=ip,
         boot_disk=boot,
         labels=dict(instance.labels),
+        resource=instance if keep else None,
     )
 
 
