@@ -4,8 +4,11 @@ operation with GCP's message, a consistent record, and a `retry` button that wor
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
+
 import pytest
 
+from bot.core.workflows import image_name_for
 from bot.gcp.compute import Compute
 from bot.settings import Settings
 from conftest import PROJECT, Running, create_vm, park_vm, restore_vm
@@ -244,3 +247,28 @@ def test_retry_by_someone_who_may_not_park_is_refused_and_audited(
     assert [verb for verb, _ in states(running)] == [Verb.CREATE, Verb.PARK], "no new operation"
     entry = running.bot.store.audit_log(limit=1)[0]
     assert (entry.user_id, entry.kind, entry.verb, entry.verdict.value) == ("U999", "button", "park", "refused")
+
+
+def test_an_image_of_the_parks_name_made_meanwhile_by_someone_else_is_not_deleted(
+    driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
+) -> None:
+    """A fresh park does not look for its image before making it (it found the name free before the stop):
+    if someone takes the name meanwhile, GCP refuses the insert (409) and the park fails, keeping their image."""
+    create_vm(driver, running)
+    question = driver.command("park vm-a")
+    gcp.hold_operations()  # the park's stop stays RUNNING in "GCP" while the name is taken
+    driver.click("park_confirm", blocks=question.blocks)
+    assert slack.wait_for(lambda: any("Stopping" in m.text for m in last_thread(slack)))
+    park = running.bot.store.operations_for("vm-a", limit=1)[0]
+    began = park.started_at.replace(tzinfo=timezone.utc)
+    taken = {image_name_for("vm-a", began + timedelta(minutes=m), park.id) for m in (0, 1)}  # its minute, or the next
+    for name in taken:
+        gcp.seed_image(PROJECT, name, labels={"owner": "someone-else"})
+    gcp.release_operations()
+    running.settle()
+
+    final = last_thread(slack)[-1]
+    assert "Parking `vm-a` failed while imaging its boot disk" in final.text and "already exists" in final.text
+    assert {image["name"] for image in gcp.images(PROJECT)} == taken, "their image is still in GCP, and only it"
+    assert [image.state for image in running.bot.store.images("vm-a")] == [ImageState.FAILED]
+    assert running.bot.store.vm("vm-a").state is VmState.STOPPED

@@ -762,18 +762,23 @@ class Workflows:
         with self._step(op, progress, step_name, text) as step:
             if image is None and not source_disk:
                 raise GceError(f"the instance `{name}` is gone, so there is no disk to image")
-            made = yield from self._mutate(
-                step,
-                None,
-                lambda rid, cb: self.compute.create_image(
-                    image_name,
-                    family=family,
-                    source_disk=source_disk or "",
-                    labels=labels_for(name),
-                    request_id=rid,
-                    on_started=cb,
-                ),
-            )
+            try:
+                made = yield from self._mutate(
+                    step,
+                    None,
+                    lambda rid, cb: self.compute.create_image(
+                        image_name,
+                        family=family,
+                        source_disk=source_disk or "",
+                        labels=labels_for(name),
+                        request_id=rid,
+                        on_started=cb,
+                    ),
+                )
+            except GceAlreadyExists:
+                if fresh:  # made by someone else since this park found the name free: not this park's to delete
+                    self.store.image_failed(image_name)  # (the failed park drops only the images still PENDING)
+                raise
             image = made or self.compute.get_image(image_name)
             if image is None or image.status != "READY":
                 status = image.status if image else "missing"
