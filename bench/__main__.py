@@ -298,7 +298,8 @@ def team_rows(plan: Plan) -> list[Row]:
     n, one = plan.team, parks["one"]
     spread = parks["spread_last"] / one
     rows.append(Row("8a", f"{n} parks of {n} VMs in {n} channels at once (defaults): last 'parked' / one park",
-                    f"{spread:.2f} ({parks['spread_last']:.2f} s / {one:.2f} s)", "< 1.5",
+                    f"{spread:.2f} ({parks['spread_last']:.2f} s / {one:.2f} s); the bot's CPU "
+                    f"{parks['cpu_per_park_ms']:.0f} ms a park", "< 1.5",
                     spread < 1.5 and not parks["failed"]))  # fmt: skip
     room = parks["room_gcp_last"] / one
     rows.append(Row("8b", f"The same {n} in one channel: GCP's last delete / one park; the last thread's result",

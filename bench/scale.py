@@ -9,6 +9,7 @@ peak memory is the pass's; row 12 times a cold start and the heaviest dependency
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -75,6 +76,12 @@ class Sampler:
         return self._field("VmHWM") / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def press_parks(world: World, names: Sequence[str], channel_of: Callable[[str], str]) -> float:
     """Ask to park each VM (in ``channel_of(name)``), then press every confirm at one moment; the press time."""
     drivers = [world.driver() for _ in names]
@@ -119,10 +126,12 @@ def team_parks(world: World, count: int) -> dict[str, float]:
     pressed = press_parks(world, alone, lambda n: "CSOLO")
     one = wait_finished(world.slack, {n: ("CSOLO", f"Parking {n}") for n in alone}, 120, "one park")["solo-0"].at - pressed
     with Sampler(world.bot.process.pid) as sampler:
+        cpu_before = cpu_seconds(world.bot.process.pid)
         pressed = press_parks(world, spread, lambda n: "C" + n.upper().replace("-", ""))
         ended = wait_finished(world.slack, {n: ("C" + n.upper().replace("-", ""), f"Parking {n}") for n in spread},
                               300, "the team's parks")  # fmt: skip
         spread_last = max(f.at for f in ended.values()) - pressed
+        cpu_per_park = (cpu_seconds(world.bot.process.pid) - cpu_before) / count  # the questions' too, asked first
     failed = [n for n, f in ended.items() if not f.ok]
     pressed_shared = press_parks(world, shared, lambda n: "CROOM")
     gcp_last = last_gcp_delete(world, shared, pressed_shared) - pressed_shared
@@ -130,7 +139,7 @@ def team_parks(world: World, count: int) -> dict[str, float]:
                             "the parks in one channel", strict=False)  # fmt: skip
     room_last = max((f.at for f in in_room.values()), default=float("nan")) - pressed_shared
     return {"one": one, "spread_last": spread_last, "failed": float(len(failed)), "peak_threads": float(sampler.peak_threads),
-            "peak_rss_mb": sampler.peak_rss_mb, "room_gcp_last": gcp_last, "room_last_result": room_last,
+            "peak_rss_mb": sampler.peak_rss_mb, "cpu_per_park_ms": cpu_per_park * 1000, "room_gcp_last": gcp_last, "room_last_result": room_last,
             "room_done": float(sum(f.ok for f in in_room.values())), "count": float(count)}  # fmt: skip
 
 
