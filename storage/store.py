@@ -50,7 +50,8 @@ PRUNE_EVERY = 60  # seconds between prunes of old request signatures
 # Built once and executed with a dict of values on a Core connection, each is compiled once and found in
 # SQLAlchemy's cache afterwards: building a statement per call, and the ORM's unit of work, cost several
 # times what running the SQL does. An UPDATE built without .values() sets the columns its values name
-# (typed by the column: enums, JSON); the others name their parameters b_*, apart from the columns.
+# (each typed by its column: enums, JSON); other parameters are named b_*, as SQLAlchemy keeps a column's
+# own name for its value.
 operations, vms, images, steps = Operation.__table__, Vm.__table__, Image.__table__, OperationStep.__table__
 
 # The ack path (Store.begin, the replay guard, the audit trail).
