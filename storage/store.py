@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Select, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Connection, CursorResult, Engine, Row, Select, Update, bindparam, delete, func, insert, null, or_, select, update,
+)  # fmt: skip
+from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.db import create_schema, make_engine, make_session_factory
 from storage.housekeeping import HousekeepingQueries
@@ -43,9 +46,15 @@ from storage.models import (
 
 PRUNE_EVERY = 60  # seconds between prunes of old request signatures
 
-# The ack path's statements, built once: executed with a dict of values, each is compiled once
-# and found in SQLAlchemy's cache afterwards (building a statement per call costs more than running it).
-operations, vms = Operation.__table__, Vm.__table__
+# Prepared statements for the ack path and a running workflow, the store's hottest calls (`python -m bench`).
+# Built once and executed with a dict of values on a Core connection, each is compiled once and found in
+# SQLAlchemy's cache afterwards: building a statement per call, and the ORM's unit of work, cost several
+# times what running the SQL does. An UPDATE built without .values() sets the columns its values name
+# (each typed by its column: enums, JSON); other parameters are named b_*, as SQLAlchemy keeps a column's
+# own name for its value.
+operations, vms, images, steps = Operation.__table__, Vm.__table__, Image.__table__, OperationStep.__table__
+
+# The ack path (Store.begin, the replay guard, the audit trail).
 _NEW_OPERATION = insert(operations).returning(*operations.c)
 _CLAIM_VM = (
     update(vms)
@@ -65,6 +74,116 @@ _NEW_SIGNATURE = insert(SeenRequest.__table__)
 _PRUNE_SIGNATURES = delete(SeenRequest.__table__).where(SeenRequest.__table__.c.timestamp < bindparam("oldest"))
 _NEW_AUDIT_ENTRY = insert(AuditEntry.__table__).returning(AuditEntry.__table__.c.id)
 _AUDIT_ENTRY_OF_OPERATION = insert(AuditEntry.__table__)  # written with the operation: its id is not needed
+
+
+@dataclass(frozen=True)
+class _OperationWrite:
+    """One write of an operation's row: ``fenced`` when the run holds the operation's lease (see
+    Store._fence), ``plain`` (None: nothing to write) when it does not."""
+
+    fenced: Update
+    plain: Update | None
+
+
+def _operation_write(**values: Any) -> _OperationWrite:
+    plain = update(operations).where(operations.c.id == bindparam("b_id")).values(**values)
+    fenced = plain.where(
+        operations.c.lease_owner == bindparam("b_owner"), operations.c.lease_token == bindparam("b_token")
+    ).values(lease_expires_at=bindparam("b_expires"))
+    return _OperationWrite(fenced, plain if values else None)
+
+
+# A running operation: leases, the fence and its writes of the operation's row, its steps.
+_CLAIM_OPERATION = (
+    update(operations)
+    .where(
+        operations.c.id == bindparam("b_id"),
+        operations.c.state.not_in(FINISHED_STATES),
+        or_(
+            operations.c.lease_owner.is_(None),
+            operations.c.lease_owner == bindparam("b_owner"),
+            operations.c.lease_expires_at.is_(None),
+            operations.c.lease_expires_at < bindparam("b_now"),
+        ),
+    )
+    .values(
+        lease_owner=bindparam("b_owner"), lease_token=operations.c.lease_token + 1, lease_expires_at=bindparam("b_expires")
+    )
+    .returning(*operations.c)
+)
+_RENEW = _operation_write()
+_STEP = _operation_write(step=bindparam("b_step"))
+_RUNNING = _operation_write(
+    state=OperationState.RUNNING,
+    started_at=func.coalesce(operations.c.started_at, bindparam("b_now", type_=operations.c.started_at.type)),
+)
+_FINISH = _operation_write(
+    state=bindparam("b_state"), result=bindparam("b_result"), error=bindparam("b_error"),
+    finished_at=bindparam("b_now"), report=bindparam("b_report"),
+)  # fmt: skip
+_LET_GO = (
+    update(operations)
+    .where(operations.c.id == bindparam("b_id"), operations.c.lease_owner == bindparam("b_owner"))
+    .values(lease_owner=None, lease_expires_at=None)
+)
+_REPORTED = update(operations).where(operations.c.id == bindparam("b_id")).values(reported_at=bindparam("b_now"))
+_NEW_STEP = insert(steps).returning(steps.c.id)
+_STEP_OF_ID = select(steps.c.operation_id, steps.c.name).where(steps.c.id == bindparam("b_id"))
+_UPDATE_STEP = update(steps).where(steps.c.id == bindparam("b_id"))
+
+# Its VM and images.
+_UPDATE_VM = update(vms).where(vms.c.name == bindparam("b_name"))
+_RELEASE_VM = update(vms).where(
+    vms.c.name == select(operations.c.vm_name).where(operations.c.id == bindparam("b_op")).scalar_subquery(),
+    vms.c.active_operation_id == bindparam("b_op"),
+)
+_VM_ID = select(vms.c.id).where(vms.c.name == bindparam("b_vm")).scalar_subquery()
+_NEW_IMAGE = insert(images).values(vm_id=_VM_ID)
+_IMAGE_READY = (
+    update(images)
+    .where(images.c.name == bindparam("b_name"))
+    .values(state=ImageState.READY, disk_size_gb=bindparam("b_disk"), archive_size_bytes=bindparam("b_archive"))
+    .returning(images.c.id, images.c.vm_id)
+)
+_UPDATE_IMAGE = update(images).where(images.c.name == bindparam("b_name"))
+_DISK_DELETED = _UPDATE_IMAGE.where(images.c.disk_deleted_at.is_(None)).values(disk_deleted_at=bindparam("b_now"))
+_READY_OF_VM = select(images.c.id, images.c.name).where(images.c.state == ImageState.READY)
+_OLDER_READY = _READY_OF_VM.where(images.c.vm_id == bindparam("b_vm_id"), images.c.id != bindparam("b_id"))
+_VM_ID_OF_PARK = select(images.c.vm_id).where(images.c.created_by_operation_id == bindparam("b_op")).limit(1)
+_READY_OF_EARLIER_PARKS = _READY_OF_VM.where(
+    images.c.vm_id == _VM_ID_OF_PARK.scalar_subquery(),
+    or_(images.c.created_by_operation_id.is_(None), images.c.created_by_operation_id != bindparam("b_op")),
+).order_by(images.c.id)
+_READY_OF_NAMED_VM = _READY_OF_VM.where(images.c.vm_id == _VM_ID).order_by(images.c.created_at, images.c.id)
+_MAKE_DIRTY = (
+    update(images)
+    .where(images.c.id.in_(bindparam("b_ids", expanding=True)), images.c.state == ImageState.READY)
+    .values(state=ImageState.DIRTY, dirty_since=bindparam("b_now"))
+)
+
+# Reads of a running operation: rows made into mapped objects by hand (Store._snapshot).
+_VM_WITH_OPERATION = (
+    select(vms, operations)
+    .select_from(vms.outerjoin(operations, operations.c.id == vms.c.active_operation_id))
+    .where(vms.c.name == bindparam("b_name"))
+)
+_OPERATION = select(operations).where(operations.c.id == bindparam("b_id"))
+_STEPS_OF = select(steps).where(steps.c.operation_id == bindparam("b_id")).order_by(steps.c.id)
+_IMAGE_WITH_VM = select(images, vms).join(vms, vms.c.id == images.c.vm_id).where(images.c.name == bindparam("b_name"))
+_IMAGES_OF_OPERATION = select(images).where(images.c.created_by_operation_id == bindparam("b_op")).order_by(images.c.id)
+
+
+_Mapped = TypeVar("_Mapped", Vm, Operation, OperationStep, Image)
+
+
+def _snapshot(cls: type[_Mapped], row: Row[Any], start: int = 0, **related: Any) -> _Mapped:
+    """A mapped object made of ``row``'s columns from ``start`` on (in its table's order), with the
+    relationships given (the others read empty): what a session would load, several times cheaper.
+    They are set as loaded, not assigned: an assignment would fire the other side's backref."""
+    snapshot = cls(**dict(zip(cls.__table__.c.keys(), row[start:])))
+    for key, value in related.items():
+        set_committed_value(snapshot, key, value)
+    return snapshot
 
 
 class ClaimLost(Exception):
@@ -147,8 +266,13 @@ class Store(HousekeepingQueries, ScheduleQueries):
     # ---- reads -------------------------------------------------------------
 
     def vm(self, name: str) -> Vm | None:
-        with self.sessions() as s:
-            return s.scalar(select(Vm).where(Vm.name == name).options(selectinload(Vm.active_operation)))
+        """The VM, its ``active_operation`` loaded (without that operation's steps)."""
+        with self.engine.connect() as db:
+            row = db.execute(_VM_WITH_OPERATION, {"b_name": name}).first()
+        if row is None:
+            return None
+        active = _snapshot(Operation, row, len(vms.c)) if row.active_operation_id is not None else None
+        return _snapshot(Vm, row, active_operation=active)
 
     @staticmethod
     def _summaries() -> Select[Any]:
@@ -228,8 +352,10 @@ class Store(HousekeepingQueries, ScheduleQueries):
             return int(s.scalar(query) or 0)
 
     def image(self, name: str) -> Image | None:
-        with self.sessions() as s:
-            return s.scalar(select(Image).where(Image.name == name).options(selectinload(Image.vm)))
+        """The image, its ``vm`` loaded."""
+        with self.engine.connect() as db:
+            row = db.execute(_IMAGE_WITH_VM, {"b_name": name}).first()
+        return None if row is None else _snapshot(Image, row, vm=_snapshot(Vm, row, len(images.c)))
 
     def images(self, vm_name: str) -> list[Image]:
         with self.sessions() as s:
@@ -252,8 +378,15 @@ class Store(HousekeepingQueries, ScheduleQueries):
         return vms
 
     def operation(self, op_id: int) -> Operation | None:
-        with self.sessions() as s:
-            return s.scalar(select(Operation).where(Operation.id == op_id).options(selectinload(Operation.steps)))
+        """The operation, its ``steps`` loaded."""
+        with self.engine.connect() as db:
+            row = db.execute(_OPERATION, {"b_id": op_id}).first()
+            return None if row is None else self._with_steps(db, row)
+
+    @staticmethod
+    def _with_steps(db: Connection, row: Row[Any]) -> Operation:
+        steps = [_snapshot(OperationStep, step) for step in db.execute(_STEPS_OF, {"b_id": row.id})]
+        return _snapshot(Operation, row, steps=steps)
 
     def operations_for(self, vm_name: str, *, limit: int = 5) -> list[Operation]:
         with self.sessions() as s:
@@ -314,10 +447,9 @@ class Store(HousekeepingQueries, ScheduleQueries):
 
     def images_of_operation(self, op_id: int) -> list[Image]:
         """Every image a park made (or was making), the boot disk's first, then the data disks' in order."""
-        with self.sessions() as s:
-            query = select(Image).where(Image.created_by_operation_id == op_id)
-            images = list(s.scalars(query.order_by(Image.id)))
-            return sorted(images, key=lambda image: image.device_name is not None)
+        with self.engine.connect() as db:
+            rows = db.execute(_IMAGES_OF_OPERATION, {"b_op": op_id}).all()
+        return sorted((_snapshot(Image, row) for row in rows), key=lambda image: image.device_name is not None)
 
     def all_images(self) -> list[tuple[Image, str]]:
         """Every image record with its VM's name (for reconcile)."""
@@ -405,24 +537,10 @@ class Store(HousekeepingQueries, ScheduleQueries):
         taken, or has run out (its process died or hung), so exactly one process
         runs each operation at a time.
         """
-        now = utcnow()
-        with self.sessions.begin() as s:
-            claimed = s.execute(
-                update(Operation)
-                .where(
-                    Operation.id == op_id,
-                    Operation.state.not_in(FINISHED_STATES),
-                    or_(
-                        Operation.lease_owner.is_(None),
-                        Operation.lease_owner == self.owner,
-                        Operation.lease_expires_at.is_(None),
-                        Operation.lease_expires_at < now,
-                    ),
-                )
-                .values(lease_owner=self.owner, lease_token=Operation.lease_token + 1, lease_expires_at=self._lease_end())
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        return self.operation(op_id) if claimed else None
+        claim = {"b_id": op_id, "b_owner": self.owner, "b_now": utcnow(), "b_expires": self._lease_end()}
+        with self.engine.begin() as db:
+            row = db.execute(_CLAIM_OPERATION, claim).first()
+            return None if row is None else self._with_steps(db, row)
 
     @contextmanager
     def fenced_by(self, lease: Lease) -> Iterator[None]:
@@ -434,33 +552,29 @@ class Store(HousekeepingQueries, ScheduleQueries):
         finally:
             _LEASE.reset(reset)
 
-    def _fence(self, s: Session, op_id: int | None = None, **values: Any) -> None:
+    def _fence(
+        self, db: Connection, op_id: int | None = None, write: _OperationWrite = _RENEW, **values: Any
+    ) -> CursorResult[Any] | None:
         """The fence: one UPDATE of the operation's row that checks owner and token (and renews the
-        lease); it locks the row, so a takeover waits for this transaction or this one for it."""
+        lease); it locks the row, so a takeover waits for this transaction or this one for it.
+        ``write`` (with its ``values``) is written to operation ``op_id`` in that UPDATE, or in a plain
+        one when no lease fences it; returns the result of whichever ran."""
         lease = _LEASE.get()
         if lease is None or (op_id is not None and op_id != lease.op_id):
-            if values and op_id is not None:
-                s.execute(update(Operation).where(Operation.id == op_id).values(**values))
-            return
-        held = s.execute(
-            update(Operation)
-            .where(Operation.id == lease.op_id, Operation.lease_owner == lease.owner, Operation.lease_token == lease.token)
-            .values(lease_expires_at=self._lease_end(), **values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if not held:
+            if write.plain is None or op_id is None:
+                return None
+            return db.execute(write.plain, {"b_id": op_id, **values})
+        fence = {"b_id": lease.op_id, "b_owner": lease.owner, "b_token": lease.token, "b_expires": self._lease_end()}
+        held = db.execute(write.fenced, fence | values)
+        if not held.rowcount:
             raise LeaseLost(lease.op_id)
+        return held
 
     def let_go(self, op_id: int) -> None:
         """Release one unfinished operation this process holds (fenced), for the resumer to run again."""
-        with self.sessions.begin() as s:
-            self._fence(s, op_id)
-            s.execute(
-                update(Operation)
-                .where(Operation.id == op_id, Operation.lease_owner == self.owner)
-                .values(lease_owner=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
+        with self.engine.begin() as db:
+            self._fence(db, op_id)
+            db.execute(_LET_GO, {"b_id": op_id, "b_owner": self.owner})
 
     def release_leases(self) -> list[int]:
         """Hand over: let go of every operation this process holds (unfinished, or with its result still
@@ -503,8 +617,8 @@ class Store(HousekeepingQueries, ScheduleQueries):
 
     def mark_running(self, op_id: int) -> None:
         """The first start stamps ``started_at``; a resumed run keeps it, so durations stay true."""
-        with self.sessions.begin() as s:
-            self._fence(s, op_id, state=OperationState.RUNNING, started_at=func.coalesce(Operation.started_at, utcnow()))
+        with self.engine.begin() as db:
+            self._fence(db, op_id, _RUNNING, b_now=utcnow())
 
     def set_thread(self, op_id: int, channel: str, thread_ts: str) -> None:
         with self.sessions.begin() as s:
@@ -516,38 +630,32 @@ class Store(HousekeepingQueries, ScheduleQueries):
             s.execute(update(Operation).where(Operation.id == op_id, Operation.thread_ts.is_(None)).values(channel=channel))
 
     def step_started(self, op_id: int, name: str, *, request_id: str | None = None) -> int:
-        with self.sessions.begin() as s:
-            self._fence(s, op_id, step=name)
-            step = OperationStep(operation_id=op_id, name=name, request_id=request_id)
-            s.add(step)
-            s.flush()
-            return step.id
+        step = {"operation_id": op_id, "name": name, "request_id": request_id}
+        with self.engine.begin() as db:
+            self._fence(db, op_id, _STEP, b_step=name)
+            return int(db.execute(_NEW_STEP, step).scalar_one())
 
     def step_resumed(self, step_id: int) -> None:
         """A step that a crashed run started is carried on by this run."""
-        with self.sessions.begin() as s:
-            step = s.get_one(OperationStep, step_id)
-            self._fence(s, step.operation_id, step=step.name)
+        with self.engine.begin() as db:
+            step = db.execute(_STEP_OF_ID, {"b_id": step_id}).one()
+            self._fence(db, step.operation_id, _STEP, b_step=step.name)
 
     def step_gcp_operation(self, step_id: int, gcp_operation: str) -> None:
-        with self.sessions.begin() as s:
-            self._fence(s)
-            s.execute(update(OperationStep).where(OperationStep.id == step_id).values(gcp_operation=gcp_operation))
+        with self.engine.begin() as db:
+            self._fence(db)
+            db.execute(_UPDATE_STEP, {"b_id": step_id, "gcp_operation": gcp_operation})
 
     def step_finished(self, step_id: int, *, error: str | None = None) -> None:
         state = OperationState.FAILED if error else OperationState.SUCCEEDED
-        with self.sessions.begin() as s:
-            self._fence(s)
-            s.execute(
-                update(OperationStep)
-                .where(OperationStep.id == step_id)
-                .values(state=state, error=error, finished_at=utcnow())
-            )
+        with self.engine.begin() as db:
+            self._fence(db)
+            db.execute(_UPDATE_STEP, {"b_id": step_id, "state": state, "error": error, "finished_at": utcnow()})
 
     def update_vm(self, name: str, **values: Any) -> None:
-        with self.sessions.begin() as s:
-            self._fence(s)
-            s.execute(update(Vm).where(Vm.name == name).values(updated_at=utcnow(), **values))
+        with self.engine.begin() as db:
+            self._fence(db)
+            db.execute(_UPDATE_VM, {"b_name": name, "updated_at": utcnow(), **values})
 
     def finish(
         self,
@@ -564,22 +672,21 @@ class Store(HousekeepingQueries, ScheduleQueries):
         ``report`` is what the end of its Slack thread will say; ``reported`` records
         that it was said, so a process that dies in between leaves it to the next one.
         """
-        with self.sessions.begin() as s:
-            self._fence(s, op_id)
-            op = s.get_one(Operation, op_id)
-            op.state, op.result, op.error, op.finished_at = state, result, error, utcnow()
-            op.report = report
-            s.execute(
-                update(Vm)
-                .where(Vm.name == op.vm_name, Vm.active_operation_id == op_id)
-                .values(active_operation_id=None, updated_at=utcnow(), **(vm_values or {}))
-                .execution_options(synchronize_session=False)
-            )
+        now = utcnow()
+        # No report stays SQL NULL (unreported_operations looks for one): a JSON column writes a bound None as "null".
+        report_or_null = null() if report is None else report
+        outcome = {"b_state": state, "b_result": result, "b_error": error, "b_now": now, "b_report": report_or_null}
+        with self.engine.begin() as db:
+            written = self._fence(db, op_id, _FINISH, **outcome)
+            if written is None or not written.rowcount:
+                raise NoResultFound(f"no operation #{op_id}")
+            release = {"b_op": op_id, "active_operation_id": None, "updated_at": now}
+            db.execute(_RELEASE_VM, release | (vm_values or {}))
 
     def reported(self, op_id: int) -> None:
         """The operation's thread has its result."""
-        with self.sessions.begin() as s:
-            s.execute(update(Operation).where(Operation.id == op_id).values(reported_at=utcnow()))
+        with self.engine.begin() as db:
+            db.execute(_REPORTED, {"b_id": op_id, "b_now": utcnow()})
 
     def claim_report(self, op_id: int) -> Operation | None:
         """Lease an ended operation's unposted result to this process; None if it is posted or a live
@@ -613,26 +720,16 @@ class Store(HousekeepingQueries, ScheduleQueries):
     ) -> None:  # fmt: skip
         """Record an image before asking GCP for it, so no image GCP makes is ever untracked.
         ``device_name`` names the data disk it holds (None: the boot disk), ``disk_name`` that disk."""
-        with self.sessions.begin() as s:
-            self._fence(s)
-            vm_id = s.scalar(select(Vm.id).where(Vm.name == vm_name))
-            s.add(
-                Image(
-                    vm_id=vm_id,
-                    name=name,
-                    family=family,
-                    state=ImageState.PENDING,
-                    created_by_operation_id=op_id,
-                    device_name=device_name,
-                    disk_name=disk_name,
-                )
-            )
+        image = {"b_vm": vm_name, "name": name, "family": family, "state": ImageState.PENDING,
+                 "created_by_operation_id": op_id, "device_name": device_name, "disk_name": disk_name}  # fmt: skip
+        with self.engine.begin() as db:
+            self._fence(db)
+            db.execute(_NEW_IMAGE, image)
 
     def disk_deleted(self, image_name: str) -> None:
         """The disk an image holds was deleted by vmbot (a park, once every image was READY)."""
-        with self.sessions.begin() as s:
-            s.execute(update(Image).where(Image.name == image_name, Image.disk_deleted_at.is_(None))
-                      .values(disk_deleted_at=utcnow()))  # fmt: skip
+        with self.engine.begin() as db:
+            db.execute(_DISK_DELETED, {"b_name": image_name, "b_now": utcnow()})
 
     def disks_restored(self, image_names: list[str]) -> None:
         """A restore made these images' disks again (attached to the restored VM)."""
@@ -644,20 +741,19 @@ class Store(HousekeepingQueries, ScheduleQueries):
     def supersede_images(self, op_id: int) -> list[str]:
         """Once every image of a park is READY: the VM's READY images from earlier parks become dirty.
         Returns their names."""
-        now = utcnow()
-        with self.sessions.begin() as s:
-            vm_id = s.scalar(select(Image.vm_id).where(Image.created_by_operation_id == op_id).limit(1))
-            older = list(s.scalars(select(Image).where(
-                Image.vm_id == vm_id, Image.state == ImageState.READY,
-                or_(Image.created_by_operation_id.is_(None), Image.created_by_operation_id != op_id),
-            ).order_by(Image.id)))  # fmt: skip
-            for old in older:
-                old.state, old.dirty_since = ImageState.DIRTY, now
-            return [old.name for old in older]
+        with self.engine.begin() as db:
+            return self._make_dirty(db, db.execute(_READY_OF_EARLIER_PARKS, {"b_op": op_id}).all())
+
+    @staticmethod
+    def _make_dirty(db: Connection, ready: Sequence[Row[Any]], *, at: datetime | None = None) -> list[str]:
+        """Make these READY images (rows of id and name) dirty, since ``at`` (now); return their names."""
+        if ready:
+            db.execute(_MAKE_DIRTY, {"b_ids": [image_id for image_id, _ in ready], "b_now": at or utcnow()})
+        return [name for _, name in ready]
 
     def set_shape(self, vm_name: str, shape: dict[str, Any]) -> None:
-        with self.sessions.begin() as s:
-            s.execute(update(Vm).where(Vm.name == vm_name).values(shape=shape, updated_at=utcnow()))
+        with self.engine.begin() as db:
+            db.execute(_UPDATE_VM, {"b_name": vm_name, "updated_at": utcnow(), "shape": shape})
 
     def image_ready(
         self, name: str, *, disk_size_gb: int | None, archive_size_bytes: int | None, supersede: bool = True
@@ -665,44 +761,24 @@ class Store(HousekeepingQueries, ScheduleQueries):
         """Mark an image READY and (``supersede``) its VM's older READY images dirty; return the names made dirty.
 
         A park of several disks passes ``supersede=False`` and calls ``supersede_images`` once all are READY."""
-        now = utcnow()
-        with self.sessions.begin() as s:
-            self._fence(s)
-            image = s.scalars(select(Image).where(Image.name == name)).one()
-            image.state = ImageState.READY
-            image.disk_size_gb, image.archive_size_bytes = disk_size_gb, archive_size_bytes
+        with self.engine.begin() as db:
+            self._fence(db)
+            sizes = {"b_disk": disk_size_gb, "b_archive": archive_size_bytes}
+            image = db.execute(_IMAGE_READY, {"b_name": name} | sizes).one()
             if not supersede:
                 return []
-            older = list(
-                s.scalars(
-                    select(Image).where(
-                        Image.vm_id == image.vm_id, Image.id != image.id, Image.state == ImageState.READY
-                    )
-                )
-            )
-            for old in older:
-                old.state, old.dirty_since = ImageState.DIRTY, now
-            return [old.name for old in older]
+            return self._make_dirty(db, db.execute(_OLDER_READY, {"b_vm_id": image.vm_id, "b_id": image.id}).all())
 
     def image_failed(self, name: str) -> None:
-        with self.sessions.begin() as s:
-            self._fence(s)
-            s.execute(update(Image).where(Image.name == name).values(state=ImageState.FAILED))
+        with self.engine.begin() as db:
+            self._fence(db)
+            db.execute(_UPDATE_IMAGE, {"b_name": name, "state": ImageState.FAILED})
 
     def mark_images_dirty(self, vm_name: str, *, at: datetime | None = None) -> list[str]:
         """Mark every READY image of the VM dirty (the sweeper's to delete); return their names."""
-        with self.sessions.begin() as s:
-            self._fence(s)
-            vm_id = select(Vm.id).where(Vm.name == vm_name).scalar_subquery()
-            ready = select(Image.id, Image.name).where(Image.vm_id == vm_id, Image.state == ImageState.READY)
-            rows = s.execute(ready.order_by(Image.created_at, Image.id)).all()
-            if rows:
-                s.execute(
-                    update(Image)
-                    .where(Image.id.in_([image_id for image_id, _ in rows]), Image.state == ImageState.READY)
-                    .values(state=ImageState.DIRTY, dirty_since=at or utcnow())
-                )
-            return [name for _, name in rows]
+        with self.engine.begin() as db:
+            self._fence(db)
+            return self._make_dirty(db, db.execute(_READY_OF_NAMED_VM, {"b_vm": vm_name}).all(), at=at)
 
     # ---- seen request signatures (replay guard) -----------------------------------
 

@@ -14,7 +14,7 @@ from bot.core.lifecycle import ALLOWED_FROM
 from bot.settings import REPO_ROOT
 from storage import migrate
 from storage.models import Base, ImageState, OperationState, Verb, Verdict, VmState
-from storage.store import ClaimLost, Store
+from storage.store import ClaimLost, Lease, LeaseLost, Store
 
 
 @pytest.fixture
@@ -93,6 +93,47 @@ def test_a_ready_image_makes_the_older_one_dirty(store: Store) -> None:
     assert states == {"vm-a-1": (ImageState.DIRTY, True), "vm-a-2": (ImageState.READY, False)}
     assert store.newest_image("vm-a").name == "vm-a-2"
     assert [s.newest_image for s in store.list_vms()] == ["vm-a-2"]
+
+
+def test_no_write_of_a_run_whose_lease_was_taken_over_lands(store: Store) -> None:
+    """Every fenced write (the operation's row, its steps, the VM, its images, the finish) checks the
+    lease in its own transaction: under a lease taken over, each raises LeaseLost and writes nothing."""
+    create = begin(store, Verb.CREATE, "vm-a")
+    store.set_thread(create.id, "C1", "1.000100")
+    store.finish(create.id, OperationState.SUCCEEDED, vm_values={"state": VmState.RUNNING, "shape": {"disks": 1}})
+    store.add_image("vm-a", "vm-a-1", "vm-a", op_id=None)
+    store.image_ready("vm-a-1", disk_size_gb=10, archive_size_bytes=1)
+    op = begin(store, Verb.PARK, "vm-a")
+    store.lease_seconds = -1  # its lease has run out
+    mine = store.claim_operation(op.id)
+    with store.fenced_by(Lease(op.id, store.owner, mine.lease_token)):
+        step = store.step_started(op.id, "stop", request_id="r1")
+    other = Store(store.sessions, owner="other")
+    assert other.claim_operation(op.id).lease_token == mine.lease_token + 1
+    writes = [
+        lambda: store.mark_running(op.id),
+        lambda: store.step_started(op.id, "image"),
+        lambda: store.step_resumed(step),
+        lambda: store.step_gcp_operation(step, "operation-1"),
+        lambda: store.step_finished(step),
+        lambda: store.update_vm("vm-a", state=VmState.STOPPED, external_ip=None),
+        lambda: store.add_image("vm-a", "vm-a-2", "vm-a", op_id=op.id),
+        lambda: store.image_ready("vm-a-1", disk_size_gb=20, archive_size_bytes=2),
+        lambda: store.image_failed("vm-a-1"),
+        lambda: store.mark_images_dirty("vm-a"),
+        lambda: store.finish(op.id, OperationState.SUCCEEDED, vm_values={"state": VmState.PARKED}),
+        lambda: store.let_go(op.id),
+    ]
+    for write in writes:
+        with store.fenced_by(Lease(op.id, store.owner, mine.lease_token)), pytest.raises(LeaseLost):
+            write()
+    after = store.operation(op.id)
+    assert (after.state, after.started_at, after.step, after.lease_owner) == (OperationState.QUEUED, None, "stop", "other")
+    assert [(s.name, s.state, s.gcp_operation) for s in after.steps] == [("stop", OperationState.RUNNING, None)]
+    vm = store.vm("vm-a")
+    assert (vm.state, vm.shape, vm.active_operation.id) == (VmState.RUNNING, {"disks": 1}, op.id)
+    assert [(i.name, i.state, i.disk_size_gb) for i in store.images("vm-a")] == [("vm-a-1", ImageState.READY, 10)]
+    assert store.unreported_operations() == [], "a finish without a report owes no result (SQL NULL, not JSON null)"
 
 
 def test_bot_processes_starting_at_once_on_postgresql_all_come_up(postgres_url: str) -> None:
