@@ -121,6 +121,25 @@ def test_operations_started_one_after_another_share_the_passes(settings: Setting
     assert 1 <= _lists(gcp) <= 3, "about two passes in a second, not one per operation"
 
 
+def test_past_a_batch_the_passes_come_less_often_so_the_reads_a_second_stay_the_same(
+    settings: Settings, gcp: ComputeStandin
+) -> None:
+    """Three batches watched: a pass every three intervals (three list calls each), not one every interval."""
+    compute = fast_compute(settings)
+    for i in range(6):
+        gcp.seed_instance(PROJECT, ZONES[0], f"vm-{i}")
+    gcp.hold_operations()
+    started = [compute.stop_instance(ZONES[0], f"vm-{i}") for i in range(6)]
+    watcher = OperationWatcher(compute, interval=0.1, batch=2)
+    gcp.clear_requests()
+    for operation in started:
+        watcher.watch(operation, lambda outcome: None)
+    time.sleep(1.25)
+    watcher.stop()
+    gcp.release_operations()
+    assert 3 <= _lists(gcp) <= 15, "about four passes of three calls in 1.25 s, not twelve passes (36 calls)"
+
+
 def test_an_operation_ending_in_an_error_is_woken_with_gcps_message(settings: Settings, gcp: ComputeStandin) -> None:
     compute = fast_compute(settings)
     gcp.seed_instance(PROJECT, ZONES[0], "vm-1")
