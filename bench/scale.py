@@ -119,28 +119,52 @@ def last_gcp_delete(world: World, names: Sequence[str], since: float, timeout: f
         time.sleep(0.1)
 
 
-def team_parks(world: World, count: int) -> dict[str, float]:
-    """One park alone, then ``count`` parks in ``count`` channels at once, then ``count`` in one channel."""
-    alone, spread, shared = ["solo-0"], [f"team-{i:03d}" for i in range(count)], [f"room-{i:03d}" for i in range(count)]
-    seed(world, alone + spread + shared)
-    pressed = press_parks(world, alone, lambda n: "CSOLO")
-    one = wait_finished(world.slack, {n: ("CSOLO", f"Parking {n}") for n in alone}, 120, "one park")["solo-0"].at - pressed
+def one_park(world: World) -> float:
+    """The physical limit: one park alone, from its press to its "parked" message (seconds)."""
+    seed(world, ["solo-0"])
+    pressed = press_parks(world, ["solo-0"], lambda n: "CSOLO")
+    return wait_finished(world.slack, {"solo-0": ("CSOLO", "Parking solo-0")}, 120, "one park")["solo-0"].at - pressed
+
+
+def parks_in_channels(world: World, names: Sequence[str]) -> dict[str, float]:
+    """A park of each of ``names`` in a channel of its own, all pressed at once: the last "parked" message after
+    the press, the failures, the bot's peak threads and RSS, and its CPU per park (the question's too)."""
+    seed(world, names)
+    channel_of = lambda name: "C" + name.upper().replace("-", "")  # noqa: E731
     with Sampler(world.bot.process.pid) as sampler:
         cpu_before = cpu_seconds(world.bot.process.pid)
-        pressed = press_parks(world, spread, lambda n: "C" + n.upper().replace("-", ""))
-        ended = wait_finished(world.slack, {n: ("C" + n.upper().replace("-", ""), f"Parking {n}") for n in spread},
-                              300, "the team's parks")  # fmt: skip
-        spread_last = max(f.at for f in ended.values()) - pressed
-        cpu_per_park = (cpu_seconds(world.bot.process.pid) - cpu_before) / count  # the questions' too, asked first
-    failed = [n for n, f in ended.items() if not f.ok]
+        pressed = press_parks(world, names, channel_of)
+        ended = wait_finished(world.slack, {n: (channel_of(n), f"Parking {n}") for n in names}, 300, "the team's parks")
+        cpu_per_park = (cpu_seconds(world.bot.process.pid) - cpu_before) / len(names)
+    return {"last": max(f.at for f in ended.values()) - pressed, "failed": float(sum(not f.ok for f in ended.values())),
+            "peak_threads": float(sampler.peak_threads), "peak_rss_mb": sampler.peak_rss_mb,
+            "cpu_per_park_ms": cpu_per_park * 1000}  # fmt: skip
+
+
+def team_parks(world: World, count: int) -> dict[str, float]:
+    """One park alone, then ``count`` parks in ``count`` channels at once, then ``count`` in one channel."""
+    one = one_park(world)
+    spread = parks_in_channels(world, [f"team-{i:03d}" for i in range(count)])
+    shared = [f"room-{i:03d}" for i in range(count)]
+    seed(world, shared)
     pressed_shared = press_parks(world, shared, lambda n: "CROOM")
     gcp_last = last_gcp_delete(world, shared, pressed_shared) - pressed_shared
     in_room = wait_finished(world.slack, {n: ("CROOM", f"Parking {n}") for n in shared}, 60 + 4 * count,
                             "the parks in one channel", strict=False)  # fmt: skip
     room_last = max((f.at for f in in_room.values()), default=float("nan")) - pressed_shared
-    return {"one": one, "spread_last": spread_last, "failed": float(len(failed)), "peak_threads": float(sampler.peak_threads),
-            "peak_rss_mb": sampler.peak_rss_mb, "cpu_per_park_ms": cpu_per_park * 1000, "room_gcp_last": gcp_last, "room_last_result": room_last,
-            "room_done": float(sum(f.ok for f in in_room.values())), "count": float(count)}  # fmt: skip
+    return {"one": one, "spread_last": spread["last"], "failed": spread["failed"], "peak_threads": spread["peak_threads"],
+            "peak_rss_mb": spread["peak_rss_mb"], "cpu_per_park_ms": spread["cpu_per_park_ms"], "room_gcp_last": gcp_last,
+            "room_last_result": room_last, "room_done": float(sum(f.ok for f in in_room.values())), "count": float(count)}  # fmt: skip
+
+
+def slower_gcp_parks(count: int, operation_seconds: float) -> dict[str, float]:
+    """Row 8a again with GCP operations of ``operation_seconds`` (a bot of its own): one park, then ``count`` at once."""
+    from bench.harness import Bench
+
+    with Bench(operation_seconds=operation_seconds, workers=None, channel_rate=1.0) as world:
+        one = one_park(world)
+        spread = parks_in_channels(world, [f"team-{i:03d}" for i in range(count)])
+    return {"one": one, **spread}
 
 
 def list_thousand(world: World, count: int) -> dict[str, float]:

@@ -18,5 +18,5 @@ def test_bench_prints_one_table() -> None:
     lines = run.stdout.splitlines()
     assert lines[0].startswith("vmbot benchmark:")
     rows = [line.split("|")[0].strip() for line in lines[4:] if "|" in line]
-    assert rows == ["1", "1a", "1b", "2", "3", "4a", "4b", "5", "6", "7", "8a", "8b", "8c", "9", "10", "11"], run.stdout
+    assert rows == ["1", "1a", "1b", "2", "3", "4a", "4b", "5", "6", "7", "8a", "8b", "8c", "8d", "9", "10", "11"], run.stdout
     assert all(line.rstrip().endswith(("pass", "FAIL", "-")) for line in lines[4:] if "|" in line), run.stdout
