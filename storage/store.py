@@ -127,6 +127,8 @@ _LET_GO = (
     .values(lease_owner=None, lease_expires_at=None)
 )
 _REPORTED = update(operations).where(operations.c.id == bindparam("b_id")).values(reported_at=bindparam("b_now"))
+_SET_THREAD = update(operations).where(operations.c.id == bindparam("b_id"))  # channel and thread_ts
+_THREAD_OF = select(operations.c.thread_ts).where(operations.c.id == bindparam("b_id"))
 _NEW_STEP = insert(steps).returning(steps.c.id)
 _STEP_OF_ID = select(steps.c.operation_id, steps.c.name).where(steps.c.id == bindparam("b_id"))
 _UPDATE_STEP = update(steps).where(steps.c.id == bindparam("b_id"))
@@ -621,8 +623,13 @@ class Store(HousekeepingQueries, ScheduleQueries):
             self._fence(db, op_id, _RUNNING, b_now=utcnow())
 
     def set_thread(self, op_id: int, channel: str, thread_ts: str) -> None:
-        with self.sessions.begin() as s:
-            s.execute(update(Operation).where(Operation.id == op_id).values(channel=channel, thread_ts=thread_ts))
+        with self.engine.begin() as db:
+            db.execute(_SET_THREAD, {"b_id": op_id, "channel": channel, "thread_ts": thread_ts})
+
+    def thread_of(self, op_id: int) -> str | None:
+        """The ``ts`` of the operation's thread root, once Slack has taken it."""
+        with self.engine.connect() as db:
+            return db.execute(_THREAD_OF, {"b_id": op_id}).scalar()
 
     def set_channel(self, op_id: int, channel: str) -> None:
         """Where a not yet started operation reports (its requester's DM, opened after the ack)."""

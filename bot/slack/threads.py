@@ -118,9 +118,9 @@ class SlackThread:
     def _post_root(self) -> None:
         if self.thread_ts or self.gave_up:
             return
-        known = self.store.operation(self.op.id)
-        if known is not None and known.thread_ts:  # the root that said it was queued: it becomes the usual one
-            self.thread_ts = known.thread_ts
+        queued_root = self.store.thread_of(self.op.id)
+        if queued_root:  # the root that said it was queued: it becomes the usual one
+            self.thread_ts = queued_root
             root = blocks.operation_started(self.op, self.detail)
             self._call(self.client.chat_update, channel=self.channel, ts=self.thread_ts, **root.as_kwargs())
             return
