@@ -496,3 +496,21 @@ def test_a_body_shorter_than_its_content_length_is_refused_not_parsed_in_part(ru
         assert statuses == ["400 BAD REQUEST"], body
         assert b'"invalid_json"' in body and f"ended after {0 if wsgi_input.stalls else len(whole)} of the".encode() in body
     assert running.bot.store.vm("test-vm-22") is None
+
+
+def test_the_first_requests_at_once_all_get_the_api_they_load(running: Running) -> None:
+    """The server loads the API on its first request under /api/v1 (bot.web.server.ApiOnFirstUse): eight first
+    requests at once each get an answer from it, one API built for all."""
+    clients = [ApiClient(running.base_url) for _ in range(8)]
+    answers: list[Any] = [None] * len(clients)
+
+    def ask(i: int) -> None:
+        answers[i] = clients[i].get(VMS)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [answer.status_code for answer in answers] == [200] * len(clients), [a.text for a in answers]
+    assert all(answer.json()["vms"] == [] for answer in answers)

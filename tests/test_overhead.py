@@ -134,6 +134,18 @@ def test_only_the_compute_clients_the_bot_uses_are_loaded() -> None:
     assert loaded == ["global_operations", "images", "instances", "zone_operations"]
 
 
+def test_the_http_api_is_not_loaded_until_a_request_asks_for_it() -> None:
+    """Flask and pydantic are about 15 MB of the bot's memory: the server loads the API on its first request
+    (tests/test_api.py shows that request answered)."""
+    probe = (
+        "import json, sys; import bot.web.server, bot.web.stalled_bodies, handlers.api; "
+        "print(json.dumps([m for m in ('flask', 'pydantic', 'handlers.api.app') if m in sys.modules]))"
+    )
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, check=True,
+                                       capture_output=True, text=True).stdout)
+    assert loaded == []
+
+
 def test_the_lean_package_is_the_real_one_underneath() -> None:
     from google.cloud import compute_v1
     from google.cloud.compute_v1.services.instances import InstancesClient
