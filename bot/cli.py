@@ -140,7 +140,7 @@ def cmd_schedule(client: Client, args: argparse.Namespace, out: Output) -> int:
             return EXIT_USAGE
         client.call("DELETE", path)
         return out.line(f"{args.name} has no schedule now.")
-    answer = client.call("PUT", path, body)
+    answer = client.call("PUT", path, body) if body else client.call("GET", path)  # no times: what is set
     if args.json:
         return out.json(answer)
     return out.line(f"{answer['vm']} {answer['description']}")
@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     adopt.add_argument("--zone")
     adopt.add_argument("--owner", help="admins only: the Slack user id who owns it")
     adopt.add_argument("--family", help="the image family its parks use")
-    schedule = verbs.add_parser("schedule", parents=[common], help="set (or --off remove) a VM's schedule")
+    schedule = verbs.add_parser("schedule", parents=[common], help="show, set (or --off remove) a VM's schedule")
     schedule.add_argument("name")
     for option in ("park-at", "stop-at", "suspend-at", "restore-at", "start-at", "resume-at"):
         schedule.add_argument(f"--{option}", metavar="HH:MM")

@@ -391,7 +391,7 @@ def test_every_route_is_described_in_the_openapi_document(api: ApiClient, runnin
             assert success in operation["responses"], (path, method)
     for path in ("/vms/{name}/stop", "/vms/{name}/start", "/vms/{name}/suspend", "/vms/{name}/resume", "/vms/{name}/adopt"):
         assert "202" in SPEC["paths"][f"/api/v1{path}"]["post"]["responses"], path
-    for path, methods in (("/vms/{name}/schedule", {"put", "delete"}), ("/vms/{name}/ttl", {"put", "delete"}),
+    for path, methods in (("/vms/{name}/schedule", {"get", "put", "delete"}), ("/vms/{name}/ttl", {"get", "put", "delete"}),
                           ("/schedules", {"get"}), ("/savings", {"get"})):
         assert set(SPEC["paths"][f"/api/v1{path}"]) == methods, path
     schemas = SPEC["components"]["schemas"]

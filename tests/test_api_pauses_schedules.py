@@ -125,6 +125,8 @@ def test_set_read_and_remove_a_schedule(api: ApiClient, driver: SlackDriver, run
     listed = api.get("/api/v1/schedules").json()
     assert [s["vm"] for s in listed["schedules"]] == ["test-vm-22"] and listed["ttls"] == []
     assert listed["schedules"][0] == got | {"next": listed["schedules"][0]["next"]}
+    one = api.get(f"{VMS}/test-vm-22/schedule", token=DEPLOY_TOKEN)  # any caller reads it, as the list
+    assert one.status_code == 200 and one.json() == got | {"next": one.json()["next"]}
 
     refuses(api, running, gcp, slack, [
         ("PUT", f"{VMS}/test-vm-22/schedule", {"park_at": "25:00"}, 400, "invalid_schedule", "park_at"),
@@ -146,6 +148,9 @@ def test_set_read_and_remove_a_schedule(api: ApiClient, driver: SlackDriver, run
     assert running.bot.store.vm_schedule("test-vm-22") is None
     refuses(api, running, gcp, slack, [
         ("DELETE", f"{VMS}/test-vm-22/schedule", None, 404, "schedule_not_found", "test-vm-22 has no schedule"),
+        ("GET", f"{VMS}/test-vm-22/schedule", None, 404, "schedule_not_found", "PUT /api/v1/vms/test-vm-22/schedule"),
+        ("GET", f"{VMS}/no-such-vm/schedule", None, 404, "vm_not_found", "no-such-vm"),
+        ("GET", f"{VMS}/test-vm-22/schedule?at=now", None, 400, "invalid_option", "Unknown query parameter 'at'"),
     ])  # fmt: skip
 
 
@@ -169,6 +174,7 @@ def test_a_time_to_live_on_create_and_by_itself(api: ApiClient, running: Running
     assert answer.json()["vm"] == "short-lived" and answer.json()["set_by"] == "ci"
     assert answer.json()["local"].endswith(" UTC")
     assert [t["vm"] for t in api.get("/api/v1/schedules").json()["ttls"]] == ["short-lived"]
+    assert api.get(f"{VMS}/short-lived/ttl").json() == answer.json()
     refuses(api, running, gcp, slack, [
         ("PUT", f"{VMS}/short-lived/ttl", {"ttl": "8 hours"}, 400, "invalid_schedule", "8h"),
         ("PUT", f"{VMS}/short-lived/ttl", {"ttl": "400d"}, 400, "invalid_schedule", "between 1m and 365d"),
@@ -180,6 +186,7 @@ def test_a_time_to_live_on_create_and_by_itself(api: ApiClient, running: Running
     assert running.bot.store.ttl("short-lived") is None
     refuses(api, running, gcp, slack, [
         ("DELETE", f"{VMS}/short-lived/ttl", None, 404, "ttl_not_found", "short-lived has no time to live"),
+        ("GET", f"{VMS}/short-lived/ttl", None, 404, "ttl_not_found", "short-lived has no time to live"),
     ])  # fmt: skip
 
 

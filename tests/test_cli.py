@@ -209,12 +209,15 @@ def test_pauses_schedules_ttl_savings_and_create_options(cli: Cli, running: Runn
     code, out, err = cli("schedule", "test-vm-22", "--park-at", "19:00", "--restore-at", "08:00", "--days", "mon-fri", "--tz", "UTC")
     assert code == EXIT_OK, err
     assert out.startswith("test-vm-22 parks at 19:00 and restores at 08:00 UTC on Mon-Fri; next: ")
+    assert cli("schedule", "test-vm-22")[:2] == (EXIT_OK, out), "no times: the schedule as it is"
     code, _, err = cli("schedule", "test-vm-22", "--park-at", "7pm")
     assert code == EXIT_FAILED and "(invalid_schedule)" in err
     code, out, _ = cli("schedules")
     assert "test-vm-22" in out and "parked when its time to live runs out" in out
     assert cli("schedule", "test-vm-22", "--off")[:2] == (EXIT_OK, "test-vm-22 has no schedule now.\n")
     assert cli("schedule", "test-vm-22", "--off")[0] == EXIT_FAILED
+    code, _, err = cli("schedule", "test-vm-22")
+    assert code == EXIT_FAILED and "(schedule_not_found)" in err
     assert cli("ttl", "test-vm-22", "off")[:2] == (EXIT_OK, "test-vm-22 has no time to live now.\n")
     assert running.bot.store.ttl("test-vm-22") is None and running.bot.store.vm_schedule("test-vm-22") is None
 

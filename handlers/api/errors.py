@@ -33,8 +33,8 @@ ERROR_CODES: dict[str, int] = {
     "api_disabled": 404,  # VMBOT_API_TOKENS is not set
     "vm_not_found": 404,
     "operation_not_found": 404,
-    "schedule_not_found": 404,  # DELETE of a schedule the VM does not have
-    "ttl_not_found": 404,  # DELETE of a time to live the VM does not have
+    "schedule_not_found": 404,  # GET or DELETE of a schedule the VM does not have
+    "ttl_not_found": 404,  # GET or DELETE of a time to live the VM does not have
     "method_not_allowed": 405,
     "body_incomplete": 408,  # the body stopped short of its length (answered by the server: bot.web.stalled_bodies)
     "vm_exists": 409,  # create of a name the store already holds

@@ -93,9 +93,13 @@ ROUTES: tuple[Route, ...] = (
           (400, 403, 404), "As /vm schedule: one off time (park_at, stop_at or suspend_at) and/or one on time "
           "(restore_at, start_at or resume_at), HH:MM in tz, on days; replaces any schedule the VM had. The owner is "
           "warned VMBOT_SCHEDULE_NOTICE before each off action. 400 invalid_schedule names the field in `option`."),
+    Route("GET", f"{PREFIX}/vms/{{name}}/schedule", "A VM's schedule, with its next run", VmSchedule, NoQuery, None,
+          (404,), "As PUT answered it. 404 schedule_not_found when the VM has none."),
     Route("DELETE", f"{PREFIX}/vms/{{name}}/schedule", "Remove a VM's schedule", None, NoQuery, None, (403, 404)),
     Route("PUT", f"{PREFIX}/vms/{{name}}/ttl", "Set a VM's time to live", VmTtl, NoQuery, SetTtl, (400, 403, 404),
           "The VM is parked when the duration is up (its owner warned first), as /vm ttl."),
+    Route("GET", f"{PREFIX}/vms/{{name}}/ttl", "A VM's time to live", VmTtl, NoQuery, None, (404,),
+          "As PUT answered it. 404 ttl_not_found when the VM has none."),
     Route("DELETE", f"{PREFIX}/vms/{{name}}/ttl", "Remove a VM's time to live", None, NoQuery, None, (403, 404)),
     Route("GET", f"{PREFIX}/schedules", "Every schedule and time to live, with the next run", ScheduleList),
     Route("GET", f"{PREFIX}/savings", "Savings to date by parking, stopping and suspending, per VM and in total",

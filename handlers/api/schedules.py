@@ -1,4 +1,4 @@
-"""``/api/v1/vms/{name}/schedule``, ``/api/v1/vms/{name}/ttl``, ``/api/v1/schedules`` and ``/api/v1/savings``:
+"""``/api/v1/vms/{name}/schedule``, ``/api/v1/vms/{name}/ttl`` (set, read, remove), ``/api/v1/schedules`` and ``/api/v1/savings``:
 what ``/vm schedule``, ``/vm ttl``, ``/vm schedules`` and ``/vm savings`` do (handlers.schedule_commands),
 through the same core (bot.core.plans, bot.core.schedules). Setting or removing is for the VM's owner or an admin.
 """
@@ -53,6 +53,16 @@ def set_schedule(name: str) -> Any:
     return dump(_schedule(row))
 
 
+@schedules.get("/vms/<name>/schedule")
+def get_schedule(name: str) -> Any:
+    """One VM's schedule with its next run, as PUT answered it; any caller may read it, as ``GET /schedules``."""
+    query(NoQuery)
+    row = deps().store.vm_schedule(_known(name))
+    if row is None:
+        raise ApiError("schedule_not_found", f"{name} has no schedule. PUT {PREFIX}/vms/{name}/schedule sets one.")
+    return dump(_schedule(row))
+
+
 @schedules.delete("/vms/<name>/schedule")
 def delete_schedule(name: str) -> Any:
     query(NoQuery)
@@ -78,6 +88,16 @@ def set_ttl(name: str) -> Any:
     plans.set_ttl(deps().store, name, duration, set_by=actor(), channel=deps().settings.api_notify_channel)
     row = deps().store.ttl(name)
     assert row is not None, "just stored"
+    return dump(_ttl(row))
+
+
+@schedules.get("/vms/<name>/ttl")
+def get_ttl(name: str) -> Any:
+    """One VM's time to live (when it will be parked), as PUT answered it."""
+    query(NoQuery)
+    row = deps().store.ttl(_known(name))
+    if row is None:
+        raise ApiError("ttl_not_found", f"{name} has no time to live. PUT {PREFIX}/vms/{name}/ttl sets one.")
     return dump(_ttl(row))
 
 
@@ -120,6 +140,16 @@ def _changeable(name: str, verb: str) -> VmRow:
     except Refused as refusal:
         raise refusal_error(refusal) from None
     return vm
+
+
+def _known(name: str) -> str:
+    """The name of a live VM (404 ``vm_not_found`` otherwise), for the reads anyone may make."""
+    name = vm_name(name)
+    try:
+        plans.live_vm(deps().store, name)
+    except Refused as refusal:
+        raise refusal_error(refusal) from None
+    return name
 
 
 def _schedule(row: ScheduleRow) -> VmSchedule:
