@@ -87,12 +87,7 @@ def test_a_stopped_vm_is_parked_on_what_its_first_read_said(
 def test_a_delete_reads_the_instance_once(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> None:
     driver.command("create test-vm-1")
     running.settle()
-    question = driver.command("delete test-vm-1")
-    start = len(gcp.requests)
-    driver.click("delete_confirm", blocks=question.blocks)
-    running.settle()
-    assert running.bot.store.vm("test-vm-1").state is VmState.DELETED
-    assert calls_since(gcp, start) == [
+    assert confirmed_calls("delete", VmState.DELETED, driver, gcp, running) == [
         ("GET", "zones/us-central1-a/instances"),  # its status and disks
         ("GET", "zones/us-central1-a/disks"),  # does its boot disk outlive it (auto-delete off)?
         ("DELETE", "zones/us-central1-a/instances"),
@@ -101,11 +96,18 @@ def test_a_delete_reads_the_instance_once(driver: SlackDriver, gcp: ComputeStand
 
 def park_calls(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> list[tuple[str, str]]:
     """A confirmed park's Compute Engine calls."""
-    question = driver.command("park test-vm-1")
+    return confirmed_calls("park", VmState.PARKED, driver, gcp, running)
+
+
+def confirmed_calls(
+    verb: str, ends: VmState, driver: SlackDriver, gcp: ComputeStandin, running: Running
+) -> list[tuple[str, str]]:
+    """The Compute Engine calls of ``/vm VERB test-vm-1`` once confirmed, which leaves the VM ``ends``."""
+    question = driver.command(f"{verb} test-vm-1")
     start = len(gcp.requests)
-    driver.click("park_confirm", blocks=question.blocks)
+    driver.click(f"{verb}_confirm", blocks=question.blocks)
     running.settle()
-    assert running.bot.store.vm("test-vm-1").state is VmState.PARKED
+    assert running.bot.store.vm("test-vm-1").state is ends
     return calls_since(gcp, start)
 
 

@@ -5,9 +5,11 @@ through the same core (bot.core.plans, bot.core.schedules). Setting or removing 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint
+from pydantic import BaseModel
 
 from bot.core import permissions, plans
 from bot.core.errors import Refused
@@ -34,6 +36,7 @@ from storage.models import VmTtl as TtlRow
 from storage.models import utcnow
 
 schedules = Blueprint("schedules", __name__, url_prefix=PREFIX)
+_Row = TypeVar("_Row")
 
 
 @schedules.put("/vms/<name>/schedule")
@@ -56,11 +59,7 @@ def set_schedule(name: str) -> Any:
 @schedules.get("/vms/<name>/schedule")
 def get_schedule(name: str) -> Any:
     """One VM's schedule with its next run, as PUT answered it; any caller may read it, as ``GET /schedules``."""
-    query(NoQuery)
-    row = deps().store.vm_schedule(_known(name))
-    if row is None:
-        raise ApiError("schedule_not_found", f"{name} has no schedule. PUT {PREFIX}/vms/{name}/schedule sets one.")
-    return dump(_schedule(row))
+    return _read_one(name, "schedule", deps().store.vm_schedule, _schedule)
 
 
 @schedules.delete("/vms/<name>/schedule")
@@ -69,7 +68,7 @@ def delete_schedule(name: str) -> Any:
     name = vm_name(name)
     _changeable(name, "schedule")
     if not deps().store.delete_schedule(name):
-        raise ApiError("schedule_not_found", f"{name} has no schedule. PUT {PREFIX}/vms/{name}/schedule sets one.")
+        raise _none_set(name, "schedule")
     return "", 204
 
 
@@ -94,11 +93,7 @@ def set_ttl(name: str) -> Any:
 @schedules.get("/vms/<name>/ttl")
 def get_ttl(name: str) -> Any:
     """One VM's time to live (when it will be parked), as PUT answered it."""
-    query(NoQuery)
-    row = deps().store.ttl(_known(name))
-    if row is None:
-        raise ApiError("ttl_not_found", f"{name} has no time to live. PUT {PREFIX}/vms/{name}/ttl sets one.")
-    return dump(_ttl(row))
+    return _read_one(name, "ttl", deps().store.ttl, _ttl)
 
 
 @schedules.delete("/vms/<name>/ttl")
@@ -107,7 +102,7 @@ def delete_ttl(name: str) -> Any:
     name = vm_name(name)
     _changeable(name, "ttl")
     if not deps().store.clear_ttl(name):
-        raise ApiError("ttl_not_found", f"{name} has no time to live. PUT {PREFIX}/vms/{name}/ttl sets one.")
+        raise _none_set(name, "ttl")
     return "", 204
 
 
@@ -142,14 +137,25 @@ def _changeable(name: str, verb: str) -> VmRow:
     return vm
 
 
-def _known(name: str) -> str:
-    """The name of a live VM (404 ``vm_not_found`` otherwise), for the reads anyone may make."""
+_SET = {"schedule": "schedule", "ttl": "time to live"}  # what each path sets, in words
+
+
+def _read_one(name: str, kind: str, find: Callable[[str], _Row | None], render: Callable[[_Row], BaseModel]) -> Any:
+    """A live VM's schedule or time to live (``kind``), for any caller; 404 when the VM or it is missing."""
+    query(NoQuery)
     name = vm_name(name)
     try:
         plans.live_vm(deps().store, name)
     except Refused as refusal:
         raise refusal_error(refusal) from None
-    return name
+    row = find(name)
+    if row is None:
+        raise _none_set(name, kind)
+    return dump(render(row))
+
+
+def _none_set(name: str, kind: str) -> ApiError:
+    return ApiError(f"{kind}_not_found", f"{name} has no {_SET[kind]}. PUT {PREFIX}/vms/{name}/{kind} sets one.")
 
 
 def _schedule(row: ScheduleRow) -> VmSchedule:
