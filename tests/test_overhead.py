@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import REPO_ROOT
-from conftest import Running
+from conftest import PROJECT, Running
 from standins.compute import ComputeStandin
 from standins.slack_driver import SlackDriver
 from storage.models import VmState
@@ -92,6 +92,23 @@ def test_a_delete_reads_the_instance_once(driver: SlackDriver, gcp: ComputeStand
         ("GET", "zones/us-central1-a/disks"),  # does its boot disk outlive it (auto-delete off)?
         ("DELETE", "zones/us-central1-a/instances"),
     ]
+
+
+def test_an_adopt_reads_the_instance_for_its_shape_and_labels_once(
+    driver: SlackDriver, gcp: ComputeStandin, running: Running
+) -> None:
+    gcp.seed_instance(PROJECT, "us-central1-a", "test-vm-1", labels={"team": "data"})
+    start = len(gcp.requests)
+    assert "Adopting `test-vm-1`" in driver.command("adopt test-vm-1").text
+    running.settle()
+    assert running.bot.store.vm("test-vm-1").state is VmState.RUNNING
+    assert calls_since(gcp, start) == [
+        ("GET", "zones/us-central1-a/instances"),  # its shape, labels and their fingerprint
+        ("GET", "zones/us-central1-a/disks"),  # its boot disk's type and size
+        ("POST", "zones/us-central1-a/instances/setLabels"),
+        ("GET", "zones/us-central1-a/instances"),  # labelled: its status and address, for the thread
+    ]
+    assert gcp.instance(PROJECT, "us-central1-a", "test-vm-1")["labels"]["team"] == "data"
 
 
 def park_calls(driver: SlackDriver, gcp: ComputeStandin, running: Running) -> list[tuple[str, str]]:

@@ -464,14 +464,15 @@ class Workflows:
         assert vm is not None, "an adopt is recorded with its VM"
         zone = vm.zone
         try:
-            shape = self.compute.read_shape(zone, name)
-            labels, fingerprint = self.compute.label_fingerprint(zone, name) if shape else ({}, "")
+            instance = self.compute.get_instance(zone, name)
+            shape = self.compute.shape_of(instance) if instance is not None else None
         except GceError as error:
             if error.status == 403:
                 raise Refused(Reason.NO_PERMISSION, name, zone=zone, gcp=error.message) from error
             raise
-        if shape is None:
+        if instance is None or shape is None:
             raise Refused(Reason.NOT_IN_GCP, name, zone=zone, project=self.compute.project)
+        labels, fingerprint = instance.labels, self.compute.label_fingerprint(instance)
         ours = labels_for(name)
         done = _began(op, "label") and all(labels.get(key) == value for key, value in ours.items())
         if not done:

@@ -362,9 +362,11 @@ class Compute:
         instance = self._call(self.instances.get, project=self.project, zone=zone, instance=name)
         return next((item.value for item in instance.metadata.items if item.key == "created-by"), None)
 
-    def label_fingerprint(self, zone: str, name: str) -> tuple[dict[str, str], str]:
-        instance = self._call(self.instances.get, project=self.project, zone=zone, instance=name)
-        return dict(instance.labels), instance.label_fingerprint
+    @staticmethod
+    def label_fingerprint(instance: InstanceInfo) -> str:
+        """The fingerprint of the labels ``get_instance`` read, for ``set_labels``."""
+        assert instance.resource is not None, "an InstanceInfo from get_instance"
+        return instance.resource.label_fingerprint
 
     def set_labels(
         self, zone: str, name: str, labels: dict[str, str], *, fingerprint: str,
