@@ -206,6 +206,6 @@ class HomeTab:
             respond(text=outcome.text, response_type="ephemeral", replace_original=False)
         if outcome.operation is None:
             return
-        run_operation(self.bot, outcome.operation)
+        ended = run_operation(self.bot, outcome.operation)
         if press.on_home:
-            self.publish(press.user, press.page)
+            self.bot.runner.after(ended, self.publish, press.user, press.page)

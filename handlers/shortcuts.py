@@ -13,7 +13,7 @@ in the person's DM with the bot.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
@@ -75,16 +75,15 @@ def open_dm(bot: Deps, user: str) -> str | None:
         return None
 
 
-def run_operation(bot: Deps, op: Operation, *, before: Callable[[], None] | None = None) -> None:
-    """Run an operation started by a surface: first give it a channel (the requester's DM) if it
-    has none, so its thread has somewhere to go."""
+def run_operation(bot: Deps, op: Operation) -> Future[Any]:
+    """Hand an operation started by a surface to the job runner, which drives it holding no thread while
+    it waits on GCP (bot.jobs.runner); first give it a channel (the requester's DM) if it has none, so
+    its thread has somewhere to go. Its future is done when the operation has ended."""
     if op.channel is None:
         dm = open_dm(bot, op.requested_by)
         if dm is not None:
             bot.store.set_channel(op.id, dm)
-    if before is not None:
-        before()
-    bot.workflows.run(op.id)
+    return bot.runner.submit(bot.workflows.run, op.id)
 
 
 # ---- the create form ---------------------------------------------------------------

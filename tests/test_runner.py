@@ -78,3 +78,20 @@ def test_stopping_and_waiting_runs_held_jobs_first() -> None:
     runner.submit(ran.set)
     runner.shutdown(wait=True)
     assert ran.is_set()
+
+
+def test_a_job_after_another_is_pending_from_the_start_so_drain_waits_for_both(runner: JobRunner) -> None:
+    """``after``: e.g. the Home tab shown again once the operation a press started has ended."""
+    gate, order = threading.Event(), []
+    first = runner.submit(lambda: (gate.wait(5), order.append("first")))
+    follow = runner.after(first, order.append, "after")
+    assert runner.pending() == 2, "the job to come counts before it is submitted"
+    gate.set()
+    assert runner.drain(timeout=10)
+    assert order == ["first", "after"] and follow.done() and runner.pending() == 0
+
+
+def test_a_job_after_a_failed_one_still_runs(runner: JobRunner) -> None:
+    ran = threading.Event()
+    runner.after(runner.submit(lambda: 1 / 0), ran.set)
+    assert runner.drain(timeout=10) and ran.is_set()

@@ -8,6 +8,8 @@ limits) and checked again here with slack_sdk.models.views.View.
 from __future__ import annotations
 
 import re
+import sys
+import threading
 
 from typing import Any
 
@@ -17,6 +19,7 @@ from slack_sdk.models.views import View
 from conftest import Running, create_vm, replace
 from bot.settings import Settings
 from bot.slack import views
+from standins.compute import ComputeStandin
 from standins.slack_api import SlackStandin
 from standins.slack_driver import SlackDriver, render_view
 from storage.models import OperationState, Verdict, VmState
@@ -287,3 +290,36 @@ def test_a_form_that_cannot_open_in_time_says_what_to_type_instead(
     reply = driver.command("create", trigger_id=trigger)
     assert reply.status == 200 and "could not open the create form" in reply.text and "/vm create NAME" in reply.text
     assert slack.calls_to("views.open", ok=False) and not slack.modals(OWNER)
+
+
+def test_operations_started_from_the_form_and_the_home_tab_hold_no_thread_while_they_wait_on_gcp(
+    driver: SlackDriver, slack: SlackStandin, gcp: ComputeStandin, running: Running
+) -> None:
+    """They go to the job runner's operations (bot.jobs.runner), watched with the others, as a slash command's do."""
+    create_vm(driver, running, "vm-p")
+    view = open_home(driver, slack, running)
+    gcp.hold_operations()
+    assert driver.click_in_view("vm_park", view, user=OWNER).status == 200
+    assert driver.shortcut("create_vm", user=OWNER).status == 200
+    driver.submit_view(modal_of(slack)["id"], {"name": {"value": "vm-dm"}, "zone": {"value": "us-central1-a"},
+                                               "machine_type": {"value": "e2-small"},
+                                               "image_family": {"value": "ubuntu-2204-lts"}})  # fmt: skip
+    watcher = running.bot.runner.watcher
+    watched = gcp.wait_for(lambda: watcher.watching() == 2, timeout=10)
+    waiting = [t for t in threading.enumerate() if t.name.startswith(("vmbot-job", "vmbot-op")) and _in_gcp_wait(t)]
+    gcp.release_operations()
+    assert watched, "both wait in the watcher"
+    assert not waiting, "no job or operation thread waits on GCP"
+    running.settle()
+    assert running.bot.store.vm("vm-p").state is VmState.PARKED
+    assert running.bot.store.vm("vm-dm").state is VmState.RUNNING
+    assert "parked" in home_text(valid(slack.home_view(OWNER))), "the tab shown again once the park ended"
+
+
+def _in_gcp_wait(thread: threading.Thread) -> bool:
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name == "_wait_until_done":
+            return True
+        frame = frame.f_back
+    return False

@@ -166,6 +166,23 @@ class JobRunner:
         self._start([held])
         return held.future
 
+    def after(self, ended: Future[Any], fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Submit ``fn(*args)`` once ``ended`` is done (e.g. show the Home tab again once an operation has
+        ended). It counts as pending from now, so ``drain()`` never returns between the two jobs."""
+        follow: Future[Any] = Future()
+        follow.add_done_callback(self._done)
+        with self._lock:
+            self._pending.add(follow)
+
+        def submit(_: Future[Any]) -> None:
+            try:
+                self.submit(fn, *args).add_done_callback(lambda job: _settle_like(follow, job))
+            except RuntimeError as error:  # shut down meanwhile
+                follow.set_exception(error)
+
+        ended.add_done_callback(submit)
+        return follow
+
     def _start(self, jobs: list[_Held]) -> None:
         for job in jobs:
             try:
@@ -340,3 +357,13 @@ def _run_into(future: Future[Any], run: Callable[[], Any]) -> None:
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _settle_like(follow: Future[Any], job: Future[Any]) -> None:
+    """End ``follow`` as ``job`` ended."""
+    if job.cancelled():
+        follow.cancel()
+    elif job.exception() is not None:
+        follow.set_exception(job.exception())
+    else:
+        follow.set_result(job.result())
